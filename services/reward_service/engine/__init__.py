@@ -1,0 +1,19 @@
+"""The mathematics of distreward: Fréchet distances and subset-replace rewards in float64.
+
+Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU otherwise.
+"""
+
+from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
+from .lowrank import QuadratureSettings
+from .reward_engine import ADVANTAGE_EPSILON, RewardEngine, RewardResult
+
+__all__ = [
+    "ADVANTAGE_EPSILON",
+    "QuadratureSettings",
+    "RewardEngine",
+    "RewardResult",
+    "frechet_distance",
+    "gaussian_of",
+    "symmetric_sqrt",
+    "trace_sqrt_psd",
+]
