@@ -1,22 +1,25 @@
 """The low-rank path: ``tr sqrt(M + dM) - tr sqrt(M)`` for many groups at once, certified.
 
-A group's update of ``M = A S A`` has rank ``r <= 2K + 2``. In the eigenbasis of ``M`` it is
-``W C W^T`` (``W = Q^T A U``, see :mod:`.reward_engine`). It is first *compressed*: thin QR
-``W = Q_w R``, eigendecomposition of the small core ``R C R^T = V diag(c) V^T``, giving
-``dM = W~ diag(c) W~^T`` with orthonormal ``W~ = Q_w V``. Nearly parallel columns of ``U`` (the
-pool mean before and after) then cost nothing, and no inverse of ``C`` is ever formed.
+In the eigenbasis of ``M = Q diag(lam) Q^T`` a group's update is ``dM = W C W^T`` with ``W = Q^T A
+U`` (d x r, ``r = 2K + 1``) and ``C`` diagonal (see :mod:`.reward_engine`). The change of
+``tr sqrt`` is the integral of :mod:`.quadrature`; at a node ``t`` its integrand is
 
-The change of ``tr sqrt`` is the integral of :mod:`.quadrature`, evaluated at every node through
-``log det(I + diag(c) P)``, ``P = W~^T (diag(lam) + t^2)^-1 W~``. ``P`` is positive definite, so
-with ``P = L L^T`` the matrix ``diag(c) P`` is similar to the symmetric ``L^T diag(c) L``; the log
-determinant is then ``sum log1p(mu_i)`` over its eigenvalues, which keeps full relative accuracy at
-large ``t`` where ``I + diag(c) P`` is the identity plus round-off-sized terms.
+    log det(I_r + C P(t)),   P(t) = W^T (diag(lam) + t^2)^-1 W,
+
+the log of ``det(M' + t^2) / det(M + t^2)`` by Sylvester's identity. No inverse of ``C`` or of
+``P`` is formed, so nearly parallel or repeated columns (duplicate rows, a group equal to the
+rows it replaces) are harmless; the Woodbury form ``(C^-1 + W^T D^-1 W)^-1`` is not.
+
+The columns of ``W`` split into a part shared by all groups of a request (the replaced rows, in
+``shared`` mode) and a part of each group's own; ``P``'s shared block is computed once per node.
+Per group and node the cost is one d x r x r product: O(n d r^2) against O(d^3) for an
+eigendecomposition.
 
 Certification: three midpoint rules with ``n``, ``n/2`` and ``n/4`` nodes. Their differences
 ``d1 = |Q_{n/2} - Q_{n/4}|`` and ``d2 = |Q_n - Q_{n/2}|`` measure the observed geometric rate;
-the error of ``Q_n`` is estimated as ``d2 min(1, d2/d1)^2`` -- just ``d2``, the disagreement of the
-two finer rules, when they do not converge. The caller certifies a group when that estimate is
-under its tolerance and recomputes the others exactly.
+the error of ``Q_n`` is estimated as ``d2 min(1, d2/d1)^2`` -- just ``d2``, the disagreement of
+the two finer rules, when they do not converge. The caller certifies a group when that estimate
+is under its tolerance and recomputes the others exactly.
 """
 
 from __future__ import annotations
@@ -29,19 +32,16 @@ import torch
 
 from .quadrature import nodes_needed, sqrt_trace_rule
 
-__all__ = [
-    "LowRankUpdate",
-    "QuadratureSettings",
-    "TraceSqrtChange",
-    "compress",
-    "trace_sqrt_change",
-]
+__all__ = ["LowRankUpdate", "QuadratureSettings", "TraceSqrtChange", "trace_sqrt_change"]
 
 
 @dataclass(frozen=True)
 class QuadratureSettings:
     """Knobs of the certified quadrature.
 
+    ``reward_rtol`` / ``reward_atol``: a group is certified when the estimated error of its
+    reward is under ``max(reward_rtol |reward|, reward_atol max(1, FD_0))``; 100x inside the
+    accuracy the tests demand of the fast path (1e-6 relative, 1e-9 x max(1, FD_0)).
     ``target_error``: relative accuracy the node count is chosen for (from the convergence rate).
     ``spectrum_margin``: the lower end of the assumed spectrum is ``margin * lambda_min(M)``, so
     that the updated matrix may have eigenvalues somewhat below the current one's.
@@ -49,9 +49,6 @@ class QuadratureSettings:
     singular (eigenvalues at round-off level): the integrand then decays only like ``t`` near
     zero, the rate above does not hold, and nothing is certified.
     ``max_nodes``: cap on ``n``; ``memory_bytes``: budget for one block of node evaluations.
-    ``reward_rtol`` / ``reward_atol``: a group is certified when the estimated error of its
-    reward is under ``max(reward_rtol |reward|, reward_atol max(1, FD_0))``; 100x inside the
-    accuracy the tests demand of the fast path (1e-6 relative, 1e-9 x max(1, FD_0)).
     """
 
     reward_rtol: float = 1e-8
@@ -65,10 +62,20 @@ class QuadratureSettings:
 
 @dataclass(frozen=True)
 class LowRankUpdate:
-    """``dM = directions diag(weights) directions^T`` per group; directions orthonormal."""
+    """``dM = W diag(c) W^T`` per group, in ``M``'s eigenbasis, with ``W = [shared, own]``.
 
-    directions: torch.Tensor  # (G, d, r)
-    weights: torch.Tensor  # (G, r)
+    ``shared``: (1 or G, d, a) columns common to all groups (or one set per group);
+    ``own``: (G, d, b); ``shared_weights`` (a,) and ``own_weights`` (b,) the diagonal of ``C``.
+    """
+
+    shared: torch.Tensor
+    own: torch.Tensor
+    shared_weights: torch.Tensor
+    own_weights: torch.Tensor
+
+    @property
+    def groups(self) -> int:
+        return int(self.own.shape[0])
 
 
 @dataclass(frozen=True)
@@ -81,66 +88,62 @@ class TraceSqrtChange:
     nodes: int
 
 
-def compress(basis: torch.Tensor, core: torch.Tensor) -> LowRankUpdate:
-    """Rewrite ``basis @ core @ basis^T`` (basis (G, d, r), core (G, r, r) symmetric) with
-    orthonormal directions: thin QR of the basis, then the eigendecomposition of the small
-    ``R core R^T``. Directions whose weight is round-off stay in, with a weight of zero."""
-    q, r = torch.linalg.qr(basis, mode="reduced")
-    small = r @ core @ r.transpose(-1, -2)
-    weights, vectors = torch.linalg.eigh(0.5 * (small + small.transpose(-1, -2)))
-    # Exact rank deficiencies (duplicate rows, a group equal to the rows it replaces) show up as
-    # weights of relative size ~1e-16; zeroing them keeps noise out of the integrand.
-    scale = weights.abs().amax(-1, keepdim=True)
-    weights = torch.where(
-        weights.abs() <= 64 * torch.finfo(weights.dtype).eps * scale, 0.0, weights
-    )
-    return LowRankUpdate(directions=q @ vectors, weights=weights)
-
-
 def _log_det_terms(
     eigenvalues: torch.Tensor, update: LowRankUpdate, nodes: torch.Tensor, memory_bytes: int
 ) -> torch.Tensor:
-    """``log det(I + diag(c) W^T (diag(lam) + t^2)^-1 W)`` for every group and node: (G, n).
-    Non-finite where the Cholesky factorisation fails (``P`` not numerically definite)."""
-    directions, weights = update.directions, update.weights
-    groups, d, rank = directions.shape
-    per_node = max(1, groups * d * rank * directions.element_size())
+    """``log det(I + C W^T (diag(lam) + t^2)^-1 W)`` for every group and node: (G, n).
+    NaN where the determinant comes out non-positive (round-off on a singular problem)."""
+    shared, own = update.shared, update.own
+    groups, d, own_rank = own.shape
+    weights = torch.cat([update.shared_weights, update.own_weights])
+    rank = weights.shape[0]
+    per_node = max(1, groups * d * (own_rank + shared.shape[2]) * own.element_size())
     block = max(1, memory_bytes // per_node)
-    transposed = directions.transpose(-1, -2).unsqueeze(1)  # (G, 1, r, d)
+    shared_t = shared.transpose(-1, -2).unsqueeze(1)  # (1|G, 1, a, d)
+    own_t = own.transpose(-1, -2).unsqueeze(1)  # (G, 1, b, d)
+    identity = torch.eye(rank, dtype=own.dtype, device=own.device)
     out = []
     for start in range(0, nodes.shape[0], block):
         t = nodes[start : start + block]
-        inverse = 1.0 / (eigenvalues.unsqueeze(0) + t.square().unsqueeze(1))  # (n, d)
-        scaled = directions.unsqueeze(1) * inverse.unsqueeze(0).unsqueeze(-1)  # (G, n, d, r)
-        gram = transposed @ scaled  # (G, n, r, r)
-        factor, info = torch.linalg.cholesky_ex(0.5 * (gram + gram.transpose(-1, -2)))
-        similar = factor.transpose(-1, -2) @ (weights[:, None, :, None] * factor)
-        mu = torch.linalg.eigvalsh(0.5 * (similar + similar.transpose(-1, -2)))
-        # I + diag(c) P is similar to (M' + t^2)(M + t^2)^-1, whose eigenvalues are positive;
-        # mu <= -1 can only be round-off on a numerically singular problem: flag, don't clip.
-        terms = torch.log1p(mu).sum(-1)
-        invalid = (info != 0) | (mu <= -1.0).any(-1)
-        out.append(torch.where(invalid, torch.nan, terms))
+        inverse = (1.0 / (eigenvalues.unsqueeze(0) + t.square().unsqueeze(1))).unsqueeze(-1)
+        shared_scaled = shared.unsqueeze(1) * inverse  # (1|G, n, d, a)
+        own_scaled = own.unsqueeze(1) * inverse  # (G, n, d, b)
+        top_left = (shared_t @ shared_scaled).expand(groups, -1, -1, -1)
+        top_right = shared_t @ own_scaled
+        bottom_right = own_t @ own_scaled
+        gram = torch.cat(
+            [
+                torch.cat([top_left, top_right], dim=-1),
+                torch.cat([top_right.transpose(-1, -2), bottom_right], dim=-1),
+            ],
+            dim=-2,
+        )
+        sign, log_abs = torch.linalg.slogdet(identity + weights.unsqueeze(-1) * gram)
+        # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0: a non-positive value is round-off
+        # on a numerically singular problem, flagged rather than clipped.
+        out.append(torch.where(sign > 0, log_abs, torch.nan))
     return torch.cat(out, dim=1)
 
 
 def trace_sqrt_change(
     eigenvalues: torch.Tensor, update: LowRankUpdate, settings: QuadratureSettings
 ) -> TraceSqrtChange:
-    """``tr sqrt(M + dM) - tr sqrt(M)`` per group, with ``M = diag(eigenvalues)`` (ascending;
-    the basis of ``update`` is already ``M``'s eigenbasis)."""
-    groups = update.weights.shape[0]
+    """``tr sqrt(M + dM) - tr sqrt(M)`` per group, with ``M = diag(eigenvalues)`` (ascending,
+    unclipped) and ``update`` in that basis."""
+    groups = update.groups
     device = eigenvalues.device
     lam_max = float(eigenvalues[-1])
     lam_min = float(eigenvalues[0])
     if lam_max <= 0.0 or lam_min <= settings.min_relative_eigenvalue * lam_max:
         nan = torch.full((groups,), torch.nan, dtype=torch.float64, device=device)
         return TraceSqrtChange(change=nan, error_estimate=nan, nodes=0)
-    # Weyl: the updated spectrum lies below lam_max + max(c); below, allow the margin.
-    hi = lam_max + max(float(update.weights.max()), 0.0)
+    # Weyl: the updated spectrum lies below lam_max + (sum of the positive weights times the
+    # squared column norms) -- the largest possible added energy; below, allow the margin.
+    added = (update.own.square().sum(1) * update.own_weights.clamp_min(0.0)).sum(-1)
+    hi = lam_max + float(added.max())
     lo = settings.spectrum_margin * lam_min
-    n = min(settings.max_nodes, 4 * math.ceil(nodes_needed(hi / lo, settings.target_error) / 4))
-    n = max(n, 8)
+    needed = nodes_needed(hi / lo, settings.target_error)
+    n = max(8, min(settings.max_nodes, 4 * math.ceil(needed / 4)))
     rules = [sqrt_trace_rule(lo, hi, count) for count in (n, n // 2, n // 4)]
     nodes = torch.as_tensor(np.concatenate([rule.nodes for rule in rules]), device=device)
     terms = _log_det_terms(eigenvalues, update, nodes, settings.memory_bytes)
@@ -156,5 +159,6 @@ def trace_sqrt_change(
     ratio = torch.where(d1 > 0, (d2 / d1).clamp(max=1.0), torch.ones_like(d2))
     error = d2 * ratio.square()
     finite = torch.isfinite(fine) & torch.isfinite(middle) & torch.isfinite(coarse)
-    error = torch.where(finite, error, torch.nan)
-    return TraceSqrtChange(change=fine, error_estimate=error, nodes=n)
+    return TraceSqrtChange(
+        change=fine, error_estimate=torch.where(finite, error, torch.nan), nodes=n
+    )

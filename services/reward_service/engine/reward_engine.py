@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from .linalg import as_float64, resolve_device, symmetric_sqrt, symmetrize, trace_sqrt_psd
-from .lowrank import QuadratureSettings, compress, trace_sqrt_change
+from .lowrank import LowRankUpdate, QuadratureSettings, trace_sqrt_change
 from .selection import choose_rows
 from .validation import check_features, check_groups
 
@@ -262,25 +262,24 @@ class RewardEngine:
         self, state: _Version, terms: _GroupTerms
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rewards by quadrature and their estimated absolute errors."""
-        count, size = terms.ys.shape[0], terms.ys.shape[1]
+        size = terms.ys.shape[1]
         projector_t = state.projector.T
-        projected = torch.cat(
-            [
-                (terms.xs @ projector_t).expand(count, -1, -1),
-                terms.ys @ projector_t,
-                (terms.delta @ projector_t).unsqueeze(1),
-            ],
-            dim=1,
-        ).transpose(1, 2)
-        weights = torch.cat(
-            [
-                torch.full((size,), -1.0, dtype=torch.float64, device=self._device),
-                torch.full((size,), 1.0, dtype=torch.float64, device=self._device),
-                torch.tensor([-float(state.n)], dtype=torch.float64, device=self._device),
-            ]
-        ) / (state.n - 1)
-        core = torch.diag_embed(weights).expand(count, -1, -1)
-        change = trace_sqrt_change(state.eigenvalues, compress(projected, core), self._settings)
+        weight = 1.0 / (state.n - 1)
+        options = {"dtype": torch.float64, "device": self._device}
+        update = LowRankUpdate(
+            shared=(terms.xs @ projector_t).transpose(1, 2),
+            own=torch.cat(
+                [terms.ys @ projector_t, (terms.delta @ projector_t).unsqueeze(1)], dim=1
+            ).transpose(1, 2),
+            shared_weights=torch.full((size,), -weight, **options),
+            own_weights=torch.cat(
+                [
+                    torch.full((size,), weight, **options),
+                    torch.tensor([-state.n * weight], **options),
+                ]
+            ),
+        )
+        change = trace_sqrt_change(state.eigenvalues, update, self._settings)
         rewards = 2.0 * change.change - terms.mean_change - terms.trace_change
         return rewards, 2.0 * change.error_estimate
 
