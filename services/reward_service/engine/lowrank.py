@@ -48,6 +48,9 @@ class QuadratureSettings:
     ``min_relative_eigenvalue``: below ``lambda_min / lambda_max`` of this, ``M`` is numerically
     singular (eigenvalues at round-off level): the integrand then decays only like ``t`` near
     zero, the rate above does not hold, and nothing is certified.
+    ``max_rank_fraction``: groups whose update rank ``2K + 1`` exceeds this fraction of ``d``
+    go to the exact path directly: there ``n`` products of d x r x r cost more than one d x d
+    eigendecomposition, and the update is no longer low-rank.
     ``max_nodes``: cap on ``n``; ``memory_bytes``: budget for one block of node evaluations.
     """
 
@@ -56,6 +59,7 @@ class QuadratureSettings:
     target_error: float = 1e-10
     spectrum_margin: float = 0.25
     min_relative_eigenvalue: float = 1e-11
+    max_rank_fraction: float = 0.5
     max_nodes: int = 256
     memory_bytes: int = 256 * 2**20
 

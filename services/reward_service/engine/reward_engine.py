@@ -225,7 +225,7 @@ class RewardEngine:
             xs = self._pool[torch.as_tensor(distinct, device=self._device)]
         terms = _GroupTerms.of(state, xs, ys, self._target_mean)
         errors = torch.full((count,), torch.nan, dtype=torch.float64, device=self._device)
-        if method == "lowrank":
+        if method == "lowrank" and 2 * size + 1 <= self._settings.max_rank_fraction * self.d:
             rewards, errors = self._lowrank_rewards(state, terms)
             tolerance = torch.clamp(
                 self._settings.reward_rtol * rewards.abs(),
