@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from engine_data import features, scipy_fd, spectrum_basis, target_of
+
 from reward_service.engine import frechet_distance, gaussian_of
 
 

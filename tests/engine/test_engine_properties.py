@@ -15,6 +15,7 @@ import numpy as np
 from engine_data import features, spectrum_basis, target_of
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
 from reward_service.engine import RewardEngine
 
 PROPERTY_SETTINGS = settings(

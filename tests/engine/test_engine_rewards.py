@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from engine_data import features, recomputed_fds, spectrum_basis, target_of
+
 from reward_service.engine import ADVANTAGE_EPSILON, RewardEngine
 
 
@@ -43,7 +44,7 @@ def test_lowrank_is_used_and_certified_on_a_well_posed_pool() -> None:
 
 
 def test_base_fd_is_the_pool_fd() -> None:
-    _, _, _mu, _sigma, pool, engine = _setup()
+    *_, pool, engine = _setup()
     assert engine.base_fd == pytest.approx(engine.fd(pool), rel=1e-10)
     assert engine.d == 24 and engine.n == 200 and engine.version == 0
 
@@ -112,7 +113,7 @@ def test_torch_and_float32_input_are_accepted() -> None:
 
 # ---------------------------------------------------------------- commits and the rolling pool
 def test_commits_roll_the_oldest_rows_and_keep_statistics_exact() -> None:
-    rng, basis, _mu, _sigma, pool, engine = _setup(n=50)
+    rng, basis, _, _, pool, engine = _setup(n=50)
     expected_pool = pool.copy()
     cursor = 0
     for step in range(40):

@@ -15,22 +15,25 @@ The columns of ``W`` split into a part shared by all groups of a request (the re
 Per group and node the cost is one d x r x r product: O(n d r^2) against O(d^3) for an
 eigendecomposition.
 
-Certification: three midpoint rules with ``n``, ``n/2`` and ``n/4`` nodes. Their differences
-``d1 = |Q_{n/2} - Q_{n/4}|`` and ``d2 = |Q_n - Q_{n/2}|`` measure the observed geometric rate;
-the error of ``Q_n`` is estimated as ``d2 min(1, d2/d1)^2`` -- just ``d2``, the disagreement of
-the two finer rules, when they do not converge. The caller certifies a group when that estimate
-is under its tolerance and recomputes the others exactly.
+Certification. The quadrature's rate ``rho^n`` holds when every eigenvalue of ``M`` and ``M'``
+lies in the interval ``[lo, hi]`` the nodes were built for. ``hi`` is a Weyl bound; ``lo`` is a
+margin below ``lambda_min(M)``, verified per group by an inertia count (one extra Gram). Two
+midpoint rules, ``n`` and ``n/2`` nodes, then give the error estimate
+``|Q_n - Q_{n/2}| rho^{n/2} / (1 - rho^{n/2})``. The caller certifies a group when the estimate
+is under its tolerance and recomputes the others exactly; groups whose spectrum leaves the
+interval get no estimate (NaN) and so go to the exact path too.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .quadrature import nodes_needed, sqrt_trace_rule
+from .quadrature import convergence_exponent, nodes_needed, sqrt_trace_rule
 
 __all__ = ["LowRankUpdate", "QuadratureSettings", "TraceSqrtChange", "trace_sqrt_change"]
 
@@ -81,6 +84,11 @@ class LowRankUpdate:
     def groups(self) -> int:
         return int(self.own.shape[0])
 
+    @property
+    def weights(self) -> torch.Tensor:
+        """The diagonal of ``C`` in column order ``[shared, own]``; no entry may be zero."""
+        return torch.cat([self.shared_weights, self.own_weights])
+
 
 @dataclass(frozen=True)
 class TraceSqrtChange:
@@ -92,41 +100,63 @@ class TraceSqrtChange:
     nodes: int
 
 
-def _log_det_terms(
-    eigenvalues: torch.Tensor, update: LowRankUpdate, nodes: torch.Tensor, memory_bytes: int
-) -> torch.Tensor:
-    """``log det(I + C W^T (diag(lam) + t^2)^-1 W)`` for every group and node: (G, n).
-    NaN where the determinant comes out non-positive (round-off on a singular problem)."""
+def _grams(
+    eigenvalues: torch.Tensor, update: LowRankUpdate, shifts: torch.Tensor, memory_bytes: int
+) -> Iterator[torch.Tensor]:
+    """``P(s) = W^T (diag(lam) + s)^-1 W`` for blocks of shifts ``s``: (G, block, r, r) each.
+
+    The shared columns' block ``P_aa`` is computed once per shift for all groups."""
     shared, own = update.shared, update.own
     groups, d, own_rank = own.shape
-    weights = torch.cat([update.shared_weights, update.own_weights])
-    rank = weights.shape[0]
-    per_node = max(1, groups * d * (own_rank + shared.shape[2]) * own.element_size())
-    block = max(1, memory_bytes // per_node)
+    per_shift = max(1, groups * d * (own_rank + shared.shape[2]) * own.element_size())
+    block = max(1, memory_bytes // per_shift)
     shared_t = shared.transpose(-1, -2).unsqueeze(1)  # (1|G, 1, a, d)
     own_t = own.transpose(-1, -2).unsqueeze(1)  # (G, 1, b, d)
-    identity = torch.eye(rank, dtype=own.dtype, device=own.device)
-    out = []
-    for start in range(0, nodes.shape[0], block):
-        t = nodes[start : start + block]
-        inverse = (1.0 / (eigenvalues.unsqueeze(0) + t.square().unsqueeze(1))).unsqueeze(-1)
-        shared_scaled = shared.unsqueeze(1) * inverse  # (1|G, n, d, a)
-        own_scaled = own.unsqueeze(1) * inverse  # (G, n, d, b)
-        top_left = (shared_t @ shared_scaled).expand(groups, -1, -1, -1)
+    for start in range(0, shifts.shape[0], block):
+        shift = shifts[start : start + block]
+        inverse = (1.0 / (eigenvalues.unsqueeze(0) + shift.unsqueeze(1))).unsqueeze(-1)
+        own_scaled = own.unsqueeze(1) * inverse  # (G, block, d, b)
+        top_left = (shared_t @ (shared.unsqueeze(1) * inverse)).expand(groups, -1, -1, -1)
         top_right = shared_t @ own_scaled
         bottom_right = own_t @ own_scaled
-        gram = torch.cat(
+        yield torch.cat(
             [
                 torch.cat([top_left, top_right], dim=-1),
                 torch.cat([top_right.transpose(-1, -2), bottom_right], dim=-1),
             ],
             dim=-2,
         )
-        sign, log_abs = torch.linalg.slogdet(identity + weights.unsqueeze(-1) * gram)
+
+
+def _log_det_terms(
+    eigenvalues: torch.Tensor, update: LowRankUpdate, nodes: torch.Tensor, memory_bytes: int
+) -> torch.Tensor:
+    """``log det(I + C P(t^2))`` for every group and node: (G, n). NaN where the determinant
+    comes out non-positive (round-off on a numerically singular problem)."""
+    weights = update.weights.unsqueeze(-1)
+    identity = torch.eye(weights.shape[0], dtype=weights.dtype, device=weights.device)
+    out = []
+    for gram in _grams(eigenvalues, update, nodes.square(), memory_bytes):
+        sign, log_abs = torch.linalg.slogdet(identity + weights * gram)
         # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0: a non-positive value is round-off
         # on a numerically singular problem, flagged rather than clipped.
         out.append(torch.where(sign > 0, log_abs, torch.nan))
     return torch.cat(out, dim=1)
+
+
+def _spectrum_above(
+    eigenvalues: torch.Tensor, update: LowRankUpdate, lo: float, memory_bytes: int
+) -> torch.Tensor:
+    """Per group, whether ``M' = M + W C W^T`` has no eigenvalue below ``lo`` (< lambda_min(M)).
+
+    By Haynsworth's inertia additivity on ``[[M - lo, W], [W^T, -C^-1]]``, the number of
+    eigenvalues of ``M' - lo`` below zero is ``pos(C^-1 + W^T (M - lo)^-1 W) - pos(C^-1)``: one
+    more Gram and an r x r eigenvalue count, instead of the d x d eigenproblem."""
+    shifts = torch.tensor([-lo], dtype=eigenvalues.dtype, device=eigenvalues.device)
+    gram = next(_grams(eigenvalues, update, shifts, memory_bytes))[:, 0]
+    weights = update.weights
+    inertia = torch.linalg.eigvalsh(torch.diag(1.0 / weights) + gram)
+    return (inertia > 0).sum(-1) == (weights > 0).sum()
 
 
 def trace_sqrt_change(
@@ -141,28 +171,23 @@ def trace_sqrt_change(
     if lam_max <= 0.0 or lam_min <= settings.min_relative_eigenvalue * lam_max:
         nan = torch.full((groups,), torch.nan, dtype=torch.float64, device=device)
         return TraceSqrtChange(change=nan, error_estimate=nan, nodes=0)
-    # Weyl: the updated spectrum lies below lam_max + (sum of the positive weights times the
-    # squared column norms) -- the largest possible added energy; below, allow the margin.
+    # Above, Weyl: the updated spectrum lies below lam_max + sum_j max(c_j, 0) |w_j|^2.
+    # Below, the margin, verified per group by the inertia count.
     added = (update.own.square().sum(1) * update.own_weights.clamp_min(0.0)).sum(-1)
     hi = lam_max + float(added.max())
     lo = settings.spectrum_margin * lam_min
     needed = nodes_needed(hi / lo, settings.target_error)
-    n = max(8, min(settings.max_nodes, 4 * math.ceil(needed / 4)))
-    rules = [sqrt_trace_rule(lo, hi, count) for count in (n, n // 2, n // 4)]
-    nodes = torch.as_tensor(np.concatenate([rule.nodes for rule in rules]), device=device)
+    n = max(8, min(settings.max_nodes, 2 * math.ceil(needed / 2)))
+    fine_rule, coarse_rule = sqrt_trace_rule(lo, hi, n), sqrt_trace_rule(lo, hi, n // 2)
+    nodes = torch.as_tensor(np.concatenate([fine_rule.nodes, coarse_rule.nodes]), device=device)
     terms = _log_det_terms(eigenvalues, update, nodes, settings.memory_bytes)
-    estimates = []
-    offset = 0
-    for rule in rules:
-        weights = torch.as_tensor(rule.weights, device=device)
-        estimates.append(terms[:, offset : offset + len(weights)] @ weights / math.pi)
-        offset += len(weights)
-    fine, middle, coarse = estimates
-    d2 = (fine - middle).abs()
-    d1 = (middle - coarse).abs()
-    ratio = torch.where(d1 > 0, (d2 / d1).clamp(max=1.0), torch.ones_like(d2))
-    error = d2 * ratio.square()
-    finite = torch.isfinite(fine) & torch.isfinite(middle) & torch.isfinite(coarse)
+    fine = terms[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
+    coarse = terms[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi
+    # With every singularity inside [lo, hi] the error falls like rate^n, so the fine rule's
+    # error is the coarse rule's (~ their difference) times rate^(n/2).
+    decay = math.exp(-convergence_exponent(hi / lo) * (n // 2))
+    error = (fine - coarse).abs() * decay / (1.0 - decay)
+    valid = torch.isfinite(error) & _spectrum_above(eigenvalues, update, lo, settings.memory_bytes)
     return TraceSqrtChange(
-        change=fine, error_estimate=torch.where(finite, error, torch.nan), nodes=n
+        change=fine, error_estimate=torch.where(valid, error, torch.nan), nodes=n
     )
