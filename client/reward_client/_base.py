@@ -1,0 +1,402 @@
+"""What the sync and the async client share: all of it but the I/O.
+
+`BaseRewardClient` builds the requests of the contract (docs/API.md), encodes the arrays,
+applies the retry policy of `_retry` and decodes the answers, as operations in the
+vocabulary of `_protocol`; the two subclasses in `_client` only drive them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from . import _decode as decode
+from ._config import ClientConfig
+from ._encoding import ArrayLike, as_numpy, npy_bytes, stats_npz, wire_array
+from ._exceptions import ProtocolError, RequestTimeout, RewardClientError, TransportError
+from ._protocol import Call, Op, Sleep
+from ._retry import backoff_delay, error_for_reply, failure_kind
+from ._types import CommitResult, FDResult, Method, Mode, Readiness, ReferenceInfo, RewardBatch
+
+__all__ = ["BaseRewardClient"]
+
+logger = logging.getLogger("reward_client")
+
+NPY = "application/x-npy"
+NPZ = "application/x-npz"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class _MaybeApplied(TransportError):
+    """A request that must not be applied twice failed in a way that may have applied it
+    (read timeout, connection lost after sending, gateway 502 / 504). The operation that sent
+    it decides how to recover; resending the same request is not an option."""
+
+
+class BaseRewardClient:
+    """Settings, request building, retries and decoding for both clients.
+
+    Args:
+        base_url: Overrides ``config.base_url``.
+        token: Overrides ``config.token``.
+        config: All settings; by default `ClientConfig.from_env` (``DISTREWARD_URL``,
+            ``DISTREWARD_TOKEN``).
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        config: ClientConfig | None = None,
+    ) -> None:
+        config = config if config is not None else ClientConfig.from_env()
+        if base_url is not None:
+            config = replace(config, base_url=base_url)
+        if token is not None:
+            config = replace(config, token=token)
+        self.config = config
+        self._random = random.Random()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.base_url!r})"
+
+    def _http_options(self) -> dict[str, Any]:
+        """Keyword arguments for the httpx client a subclass owns."""
+        headers = {"Accept": "application/json", "User-Agent": "distreward-client"}
+        if self.config.token:
+            headers["Authorization"] = f"Bearer {self.config.token}"
+        return {
+            "base_url": self.config.base_url,
+            "headers": headers,
+            "timeout": self.config.timeout,
+        }
+
+    # -- retries ----------------------------------------------------------------------------
+
+    def _exchange(self, call: Call) -> Op[httpx.Response]:
+        """Send ``call`` until it gets a 2xx; retry what is worth retrying, raise the rest.
+
+        Retried: 502 / 503 / 504 and failures to reach the service, up to
+        ``config.retries`` times, waiting an exponentially growing, jittered delay (at least
+        what ``Retry-After`` asks for). Never retried: any 4xx, other 5xx. A call that is not
+        replay-safe is not resent after a failure that may have applied it: that raises
+        `_MaybeApplied` for the operation to recover from as a whole.
+        """
+        attempt = 0
+        while True:
+            reply = yield call
+            if isinstance(reply, httpx.Response) and reply.is_success:
+                return reply
+            error = error_for_reply(call, reply)
+            cause = reply if isinstance(reply, httpx.RequestError) else None
+            kind = failure_kind(reply)
+            if kind == "ambiguous" and not call.replay_safe:
+                message = f"{error} (not resent: it may have been applied)"
+                raise _MaybeApplied(message) from (error if cause is None else cause)
+            attempt += 1
+            if kind == "final" or attempt > self.config.retries:
+                raise error from cause
+            delay = self._delay(attempt, error)
+            logger.warning(
+                "%s; retry %d of %d in %.2f s", error, attempt, self.config.retries, delay
+            )
+            yield Sleep(delay)
+
+    def _delay(self, attempt: int, error: RewardClientError | None) -> float:
+        return backoff_delay(
+            attempt,
+            error,
+            backoff=self.config.backoff,
+            max_backoff=self.config.max_backoff,
+            rng=self._random,
+        )
+
+    # -- request building -------------------------------------------------------------------
+
+    def _features(self, x: ArrayLike, ndim: int, name: str) -> npt.NDArray[Any]:
+        return wire_array(as_numpy(x, ndim=ndim, name=name), self.config.wire_dtype, name=name)
+
+    def _array_call(
+        self,
+        method: str,
+        path: str,
+        array: npt.NDArray[Any],
+        *,
+        field: str,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        binary: bool | None = None,
+        replay_safe: bool = True,
+        version_pinned: bool = False,
+    ) -> Call:
+        """A request whose body is one array: a ``.npy`` body with the parameters in the query
+        string, or a JSON object with the array under ``field`` beside the parameters.
+
+        Parameters that are None are left out, so the service's defaults apply.
+        """
+        given = {k: v for k, v in (params or {}).items() if v is not None}
+        if self.config.binary if binary is None else binary:
+            return Call(
+                method,
+                path,
+                params={k: _query_value(v) for k, v in given.items()},
+                content=npy_bytes(array),
+                headers={"Content-Type": NPY, **(headers or {})},
+                replay_safe=replay_safe,
+                version_pinned=version_pinned,
+            )
+        body = {field: array.tolist(), **{k: _json_value(v) for k, v in given.items()}}
+        return Call(
+            method,
+            path,
+            json=body,
+            headers=headers,
+            replay_safe=replay_safe,
+            version_pinned=version_pinned,
+        )
+
+    def _target_call(
+        self,
+        name: str,
+        mu: ArrayLike | None,
+        sigma: ArrayLike | None,
+        features: ArrayLike | None,
+    ) -> Call:
+        path = _reference_path(name) + "/target"
+        if features is not None:
+            if mu is not None or sigma is not None:
+                raise ValueError("pass either mu and sigma, or features, not both")
+            return self._array_call(
+                "PUT", path, self._features(features, 2, "features"), field="features"
+            )
+        if mu is None or sigma is None:
+            raise ValueError("pass mu and sigma together, or features")
+        # Statistics travel in float64 whatever the wire dtype: sigma's small eigenvalues are
+        # exactly what the Fréchet distance is sensitive to.
+        mu64 = wire_array(as_numpy(mu, ndim=1, name="mu"), "float64", name="mu")
+        sigma64 = wire_array(as_numpy(sigma, ndim=2, name="sigma"), "float64", name="sigma")
+        if self.config.binary:
+            content = stats_npz(mu64, sigma64)
+            return Call("PUT", path, content=content, headers={"Content-Type": NPZ})
+        return Call("PUT", path, json={"mu": mu64.tolist(), "sigma": sigma64.tolist()})
+
+    def _rewards_call(
+        self,
+        name: str,
+        groups: ArrayLike,
+        mode: Mode | None,
+        seed: int | None,
+        indices: ArrayLike | None,
+        method: Method | None,
+        version: int | None,
+    ) -> Call:
+        array = self._features(groups, 3, "groups")
+        version = self.config.version if version is None else version
+        rows: npt.NDArray[np.int64] | None = None
+        binary = self.config.binary
+        if indices is not None:
+            rows = as_numpy(indices, ndim=(1, 2), name="indices").astype(np.int64)
+            mode = "indices" if mode is None else mode
+            # The query string carries one row set shared by all groups: collapse identical
+            # rows to it, and send truly per-group rows as JSON.
+            if rows.ndim == 2 and (rows == rows[:1]).all():
+                rows = rows[0]
+            binary = binary and rows.ndim == 1
+        params = {"mode": mode, "seed": seed, "method": method, "version": version, "indices": rows}
+        return self._array_call(
+            "POST",
+            _reference_path(name) + "/rewards",
+            array,
+            field="groups",
+            params=params,
+            binary=binary,
+            version_pinned=version is not None,
+        )
+
+    def _commit_call(self, name: str, features: ArrayLike, key: str) -> Call:
+        if not 1 <= len(key) <= 128:
+            raise ValueError("idempotency_key must have 1 to 128 characters")
+        array = self._features(features, 2, "features")
+        path = _reference_path(name) + "/commit"
+        if self.config.binary:
+            return self._array_call(
+                "POST", path, array, field="features", headers={"Idempotency-Key": key}
+            )
+        return self._array_call(
+            "POST", path, array, field="features", params={"idempotency_key": key}
+        )
+
+    # -- operations -------------------------------------------------------------------------
+
+    def _json(self, op: Op[httpx.Response]) -> Op[Mapping[str, Any]]:
+        response = yield from op
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProtocolError(f"{response.request.url.path}: answer is not JSON") from exc
+        if not isinstance(body, dict):
+            raise ProtocolError(f"{response.request.url.path}: answer is not a JSON object")
+        return body
+
+    def _op_info(self, name: str) -> Op[ReferenceInfo]:
+        body = yield from self._json(self._exchange(Call("GET", _reference_path(name))))
+        return decode.reference_info(body)
+
+    def _op_list(self) -> Op[list[ReferenceInfo]]:
+        body = yield from self._json(self._exchange(Call("GET", "/v1/references")))
+        return decode.reference_list(body)
+
+    def _op_delete(self, name: str) -> Op[None]:
+        yield from self._exchange(Call("DELETE", _reference_path(name)))
+
+    def _op_put_target(
+        self,
+        name: str,
+        mu: ArrayLike | None,
+        sigma: ArrayLike | None,
+        features: ArrayLike | None,
+    ) -> Op[ReferenceInfo]:
+        call = self._target_call(name, mu, sigma, features)
+        body = yield from self._json(self._exchange(call))
+        return decode.reference_info(body)
+
+    def _op_put_pool(
+        self, name: str, features: ArrayLike, chunk_rows: int | None
+    ) -> Op[ReferenceInfo]:
+        array = self._features(features, 2, "features")
+        if chunk_rows is None:
+            chunk_rows = max(1, self.config.chunk_bytes // max(1, array.shape[1] * array.itemsize))
+        if chunk_rows < 1:
+            raise ValueError("chunk_rows must be >= 1")
+        chunks = [array[i : i + chunk_rows] for i in range(0, len(array), chunk_rows)] or [array]
+        restarts = 0
+        while True:
+            try:
+                return (yield from self._upload_pool(name, chunks))
+            except _MaybeApplied as exc:  # a continuation chunk may have been staged twice
+                restarts += 1
+                if restarts > self.config.retries:
+                    raise
+                delay = self._delay(restarts, exc)
+                logger.warning(
+                    "pool upload of %s interrupted (%s); restarting in %.2f s", name, exc, delay
+                )
+                yield Sleep(delay)
+
+    def _upload_pool(self, name: str, chunks: Sequence[npt.NDArray[Any]]) -> Op[ReferenceInfo]:
+        """PUT the first chunk (which starts a fresh staged upload), POST the rest, the last
+        with ``final=true``; check the service's staged row count after every chunk.
+
+        Only the PUT is replay-safe: a resent POST could stage its rows twice, so a POST that
+        may have been applied restarts the whole upload from the PUT instead.
+        """
+        path = _reference_path(name) + "/pool"
+        staged = 0
+        body: Mapping[str, Any] = {}
+        for i, chunk in enumerate(chunks):
+            final = i == len(chunks) - 1
+            call = self._array_call(
+                "PUT" if i == 0 else "POST",
+                path,
+                chunk,
+                field="features",
+                params={"final": final},
+                replay_safe=i == 0,
+            )
+            body = yield from self._json(self._exchange(call))
+            staged += len(chunk)
+            if not final and body.get("staged_rows") != staged:
+                raise ProtocolError(
+                    f"pool upload of {name}: service staged {body.get('staged_rows')} rows, "
+                    f"client sent {staged}"
+                )
+        return decode.reference_info(body)
+
+    def _op_rewards(
+        self,
+        name: str,
+        groups: ArrayLike,
+        mode: Mode | None,
+        seed: int | None,
+        indices: ArrayLike | None,
+        method: Method | None,
+        version: int | None,
+    ) -> Op[RewardBatch]:
+        call = self._rewards_call(name, groups, mode, seed, indices, method, version)
+        body = yield from self._json(self._exchange(call))
+        return decode.reward_batch(body)
+
+    def _op_commit(self, name: str, features: ArrayLike, key: str | None) -> Op[CommitResult]:
+        # One key for every retry of this commit: the service applies a key once.
+        key = uuid.uuid4().hex if key is None else key
+        body = yield from self._json(self._exchange(self._commit_call(name, features, key)))
+        return decode.commit_result(body, key)
+
+    def _op_fd(self, name: str, features: ArrayLike) -> Op[FDResult]:
+        call = self._array_call(
+            "POST",
+            _reference_path(name) + "/fd",
+            self._features(features, 2, "features"),
+            field="features",
+        )
+        body = yield from self._json(self._exchange(call))
+        return decode.fd_result(body)
+
+    # -- probes: one attempt, never raise for an unreachable service, for polling loops ----
+
+    def _op_health(self) -> Op[bool]:
+        reply = yield Call("GET", "/healthz")
+        return isinstance(reply, httpx.Response) and reply.status_code == 200
+
+    def _op_ready(self) -> Op[Readiness]:
+        reply = yield Call("GET", "/readyz")
+        if not isinstance(reply, httpx.Response):
+            return Readiness(ready=False, store=None, references=None)
+        try:
+            body = reply.json()
+        except ValueError:
+            body = {}
+        return decode.readiness(reply.status_code == 200, body if isinstance(body, dict) else {})
+
+    def _op_wait_ready(self, timeout: float, interval: float) -> Op[Readiness]:
+        deadline = time.monotonic() + timeout
+        while True:
+            state = yield from self._op_ready()
+            if state.ready:
+                return state
+            if time.monotonic() >= deadline:
+                raise RequestTimeout(f"{self.config.base_url} not ready after {timeout} s")
+            yield Sleep(interval)
+
+
+def _reference_path(name: str) -> str:
+    if not _NAME.match(name):
+        raise ValueError(
+            f"reference name {name!r} must match {_NAME.pattern} (letters, digits, . _ -)"
+        )
+    return "/v1/references/" + quote(name, safe="")
+
+
+def _query_value(value: Any) -> str:
+    """Query-string form: booleans as true/false, row sets as comma-separated ints."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, np.ndarray):
+        return ",".join(str(int(v)) for v in value)
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    return value.tolist() if isinstance(value, np.ndarray) else value

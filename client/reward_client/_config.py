@@ -1,0 +1,85 @@
+"""Client settings: where the service is, who we are, and how hard to try.
+
+Kept apart from the client classes so that one frozen value can be shared by many clients
+(several trainer workers, the sync and the async client) and logged without leaking the
+token (it is left out of ``repr``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+__all__ = ["ClientConfig", "WireDType"]
+
+#: Float formats the service accepts in ``.npy`` bodies. float32 is the default: the service
+#: accumulates in float64 anyway, and float16 halves the bytes at a visible cost in precision.
+WireDType = Literal["float32", "float16", "float64"]
+
+_DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """Settings of a `RewardClient` / `AsyncRewardClient`.
+
+    Attributes:
+        base_url: Root of the service, e.g. ``http://reward:8000``.
+        token: Bearer token (trainer or admin role). Not shown in ``repr``.
+        timeout: Seconds to wait for each network operation (connect, write, read).
+        retries: Further attempts after the first when the service is unavailable (502, 503,
+            504) or unreachable (connection errors, timeouts). 4xx answers are never retried.
+        backoff: First retry delay in seconds; doubles with each retry (with jitter).
+        max_backoff: Upper bound of any one wait, including one asked for by ``Retry-After``,
+            so a misconfigured proxy cannot park a trainer for an hour.
+        binary: Send arrays as ``.npy`` bodies (compact, exact) rather than JSON lists.
+        wire_dtype: Float format of feature arrays on the wire.
+        version: Pool version to pin reward requests to (409 `VersionMismatch` when the
+            service holds another one); ``None`` takes whatever version the service has.
+            A per-call ``version=`` overrides it.
+        chunk_bytes: Target size of one pool-upload chunk; keeps each request well under the
+            service's body limit.
+    """
+
+    base_url: str = _DEFAULT_URL
+    token: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    binary: bool = True
+    wire_dtype: WireDType = "float32"
+    version: int | None = None
+    chunk_bytes: int = 16 * 2**20
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if self.retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.backoff < 0 or self.max_backoff < 0:
+            raise ValueError("backoff and max_backoff must be >= 0")
+        if self.wire_dtype not in ("float32", "float16", "float64"):
+            raise ValueError(
+                f"wire_dtype must be float32, float16 or float64, got {self.wire_dtype!r}"
+            )
+        if self.chunk_bytes <= 0:
+            raise ValueError("chunk_bytes must be positive")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
+        """Settings from ``DISTREWARD_URL`` and ``DISTREWARD_TOKEN``, then ``overrides``.
+
+        Tokens belong in the environment (or a secret store), not in training scripts.
+        """
+        env = os.environ if env is None else env
+        base = cls()
+        if "DISTREWARD_URL" in env:
+            base = replace(base, base_url=env["DISTREWARD_URL"])
+        if "DISTREWARD_TOKEN" in env:
+            base = replace(base, token=env["DISTREWARD_TOKEN"])
+        return replace(base, **overrides)

@@ -1,0 +1,113 @@
+"""What the service answers, as frozen dataclasses.
+
+Arrays are numpy (float64 for rewards, int64 for row indices) and read-only, so a result can
+be shared between threads and logged without anyone changing it underneath. Equality is
+identity (``eq=False``): element-wise array comparison has no single truth value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "CommitResult",
+    "FDResult",
+    "Method",
+    "Mode",
+    "Readiness",
+    "ReferenceInfo",
+    "RewardBatch",
+    "Timing",
+]
+
+#: How the rows ``I`` a group replaces are chosen (DESIGN §2, variance control).
+Mode = Literal["shared", "independent", "indices"]
+#: How ``FD_I(Y)`` is computed: the low-rank fast path or the exact eigenvalue path.
+Method = Literal["lowrank", "exact"]
+
+
+@dataclass(frozen=True)
+class ReferenceInfo:
+    """A reference: its target, its pool (``n`` rows of dimension ``d``) and pool version."""
+
+    name: str
+    d: int
+    n: int
+    version: int
+    base_fd: float | None
+    created_at: datetime
+    updated_at: datetime
+    stale: bool
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds the service spent: on the mathematics, and on the whole request."""
+
+    compute_seconds: float
+    total_seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class RewardBatch:
+    """Rewards of G groups of one request.
+
+    ``rewards[g] = base_fd - fds[g]``: positive when group g moves the pool toward the target.
+    ``advantages`` are the rewards normalised over the request's groups (GRPO style).
+    ``indices[g]`` are the pool rows group g replaced; ``seed`` reproduces them.
+    """
+
+    reference: str
+    version: int
+    stale: bool
+    base_fd: float
+    mode: str
+    seed: int | None
+    method: str
+    rewards: npt.NDArray[np.float64]
+    fds: npt.NDArray[np.float64]
+    advantages: npt.NDArray[np.float64]
+    methods_used: tuple[str, ...]
+    indices: npt.NDArray[np.int64]
+    timing: Timing
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """The pool after a commit. ``replayed`` is true when the service had already applied
+    this ``idempotency_key`` and answered from its record instead of applying it again."""
+
+    reference: str
+    version: int
+    base_fd: float
+    n: int
+    replayed: bool
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class FDResult:
+    """Fréchet distance of a posted feature set (n rows) to the reference's target."""
+
+    reference: str
+    version: int
+    fd: float
+    n: int
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The ``/readyz`` probe. ``ready`` is false when the service's store is unreachable;
+    ``store`` and ``references`` are what the service reported, when it did."""
+
+    ready: bool
+    store: str | None
+    references: int | None

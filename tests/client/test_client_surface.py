@@ -1,0 +1,77 @@
+"""The exported surface is pinned: adding or removing a public name is a deliberate change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import reward_client
+
+EXPORTED = {
+    "APIError",
+    "AsyncRewardClient",
+    "BadRequest",
+    "ClientConfig",
+    "ClientRequestError",
+    "CommitResult",
+    "Conflict",
+    "FDResult",
+    "Forbidden",
+    "Method",
+    "Mode",
+    "MultiScoreFn",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProtocolError",
+    "Readiness",
+    "ReferenceInfo",
+    "RequestTimeout",
+    "RewardBatch",
+    "RewardClient",
+    "RewardClientError",
+    "RewardFn",
+    "ServerError",
+    "ServiceUnavailable",
+    "Timing",
+    "TransportError",
+    "Unauthorized",
+    "UnprocessableEntity",
+    "UnsupportedMediaType",
+    "VersionMismatch",
+    "WireDType",
+    "as_multi_score",
+    "distribution_reward_fn",
+}
+
+
+def test_exported_members():
+    assert set(reward_client.__all__) == EXPORTED
+    assert len(reward_client.__all__) == len(EXPORTED)  # no duplicates
+    for name in EXPORTED:
+        assert hasattr(reward_client, name), name
+
+
+def test_public_classes_say_they_are_public():
+    for name in EXPORTED:
+        obj = getattr(reward_client, name)
+        if isinstance(obj, type):
+            assert obj.__module__.startswith("reward_client"), name
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_import_pulls_in_neither_torch_nor_the_service():
+    # "Any trainer" installs only the client: importing it must not need torch or the service.
+    code = (
+        "import sys, reward_client\n"
+        "bad = sorted(m for m in ('torch', 'reward_service', 'fastapi') if m in sys.modules)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_both_clients_offer_the_same_methods():
+    def public(cls: type) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")}
+
+    sync, async_ = public(reward_client.RewardClient), public(reward_client.AsyncRewardClient)
+    assert sync - {"close"} == async_ - {"aclose"}
