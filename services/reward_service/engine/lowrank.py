@@ -27,7 +27,6 @@ interval get no estimate (NaN) and so go to the exact path too.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,62 +99,77 @@ class TraceSqrtChange:
     nodes: int
 
 
+def _pair_products(left: torch.Tensor, right: torch.Tensor, symmetric: bool) -> torch.Tensor:
+    """Row-wise products of column pairs: (B, d, pairs). With ``symmetric`` (``left`` is
+    ``right``) only the pairs ``i <= j``, in ``torch.triu_indices`` order."""
+    if symmetric:
+        first, second = torch.triu_indices(left.shape[2], left.shape[2], device=left.device)
+        return left[:, :, first] * right[:, :, second]
+    return (left.unsqueeze(3) * right.unsqueeze(2)).flatten(2)
+
+
 def _grams(
     eigenvalues: torch.Tensor, update: LowRankUpdate, shifts: torch.Tensor, memory_bytes: int
-) -> Iterator[torch.Tensor]:
-    """``P(s) = W^T (diag(lam) + s)^-1 W`` for blocks of shifts ``s``: (G, block, r, r) each.
+) -> torch.Tensor:
+    """``P(s) = W^T (diag(lam) + s)^-1 W`` for every group and shift: (G, S, r, r).
 
-    The shared columns' block ``P_aa`` is computed once per shift for all groups."""
+    Every entry ``P_ij(s) = sum_k w_ki w_kj / (lam_k + s)`` is linear in the pair product
+    ``w_i * w_j``, so all shifts come from one GEMM ``F @ Z`` of the (S, d) matrix
+    ``F = 1 / (lam + s)`` with the (d, pairs) products -- only the upper triangle of the
+    symmetric blocks, and the shared columns' block once for all groups. No scaled copy of ``W``
+    is made per shift."""
     shared, own = update.shared, update.own
     groups, d, own_rank = own.shape
-    per_shift = max(1, groups * d * (own_rank + shared.shape[2]) * own.element_size())
-    block = max(1, memory_bytes // per_shift)
-    shared_t = shared.transpose(-1, -2).unsqueeze(1)  # (1|G, 1, a, d)
-    own_t = own.transpose(-1, -2).unsqueeze(1)  # (G, 1, b, d)
-    for start in range(0, shifts.shape[0], block):
-        shift = shifts[start : start + block]
-        inverse = (1.0 / (eigenvalues.unsqueeze(0) + shift.unsqueeze(1))).unsqueeze(-1)
-        own_scaled = own.unsqueeze(1) * inverse  # (G, block, d, b)
-        top_left = (shared_t @ (shared.unsqueeze(1) * inverse)).expand(groups, -1, -1, -1)
-        top_right = shared_t @ own_scaled
-        bottom_right = own_t @ own_scaled
-        yield torch.cat(
-            [
-                torch.cat([top_left, top_right], dim=-1),
-                torch.cat([top_right.transpose(-1, -2), bottom_right], dim=-1),
-            ],
-            dim=-2,
-        )
+    shared_rank = shared.shape[2]
+    rank = shared_rank + own_rank
+    resolvent = 1.0 / (eigenvalues.unsqueeze(0) + shifts.unsqueeze(1))  # (S, d)
+    grams = torch.empty(groups, shifts.shape[0], rank, rank, dtype=own.dtype, device=own.device)
+    a_first, a_second = torch.triu_indices(shared_rank, shared_rank, device=own.device)
+    b_first, b_second = torch.triu_indices(own_rank, own_rank, device=own.device) + shared_rank
+
+    def place_symmetric(
+        target: slice, part: torch.Tensor, first: torch.Tensor, second: torch.Tensor
+    ) -> None:
+        block = resolvent @ _pair_products(part, part, symmetric=True)  # broadcasts over groups
+        grams[target, :, first, second] = block
+        grams[target, :, second, first] = block
+
+    everyone = slice(0, groups)
+    if shared.shape[0] == 1:  # one row set for the whole request: its block once
+        place_symmetric(everyone, shared, a_first, a_second)
+    pairs = shared_rank * own_rank + own_rank * (own_rank + 1) // 2
+    chunk = max(1, memory_bytes // max(1, d * pairs * own.element_size()))
+    for start in range(0, groups, chunk):
+        target = slice(start, min(groups, start + chunk))
+        shared_part = shared if shared.shape[0] == 1 else shared[target]
+        if shared.shape[0] != 1:
+            place_symmetric(target, shared_part, a_first, a_second)
+        cross = resolvent @ _pair_products(shared_part, own[target], symmetric=False)
+        cross = cross.unflatten(-1, (shared_rank, own_rank))
+        grams[target, :, :shared_rank, shared_rank:] = cross
+        grams[target, :, shared_rank:, :shared_rank] = cross.transpose(-1, -2)
+        place_symmetric(target, own[target], b_first, b_second)
+    return grams
 
 
-def _log_det_terms(
-    eigenvalues: torch.Tensor, update: LowRankUpdate, nodes: torch.Tensor, memory_bytes: int
-) -> torch.Tensor:
-    """``log det(I + C P(t^2))`` for every group and node: (G, n). NaN where the determinant
-    comes out non-positive (round-off on a numerically singular problem)."""
-    weights = update.weights.unsqueeze(-1)
+def _log_det_terms(grams: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``log det(I + C P)`` for every group and node: (G, n). NaN where the determinant comes
+    out non-positive."""
     identity = torch.eye(weights.shape[0], dtype=weights.dtype, device=weights.device)
-    out = []
-    for gram in _grams(eigenvalues, update, nodes.square(), memory_bytes):
-        sign, log_abs = torch.linalg.slogdet(identity + weights * gram)
-        # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0: a non-positive value is round-off
-        # on a numerically singular problem, flagged rather than clipped.
-        out.append(torch.where(sign > 0, log_abs, torch.nan))
-    return torch.cat(out, dim=1)
+    sign, log_abs = torch.linalg.slogdet(identity + weights.unsqueeze(-1) * grams)
+    # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0: a non-positive value is round-off on a
+    # numerically singular problem, flagged rather than clipped.
+    return torch.where(sign > 0, log_abs, torch.nan)
 
 
-def _spectrum_above(
-    eigenvalues: torch.Tensor, update: LowRankUpdate, lo: float, memory_bytes: int
-) -> torch.Tensor:
-    """Per group, whether ``M' = M + W C W^T`` has no eigenvalue below ``lo`` (< lambda_min(M)).
+def _spectrum_above(gram_at_minus_lo: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per group, whether ``M' = M + W C W^T`` has no eigenvalue below ``lo`` (< lambda_min(M)),
+    given ``P(-lo) = W^T (M - lo)^-1 W``.
 
     By Haynsworth's inertia additivity on ``[[M - lo, W], [W^T, -C^-1]]``, the number of
     eigenvalues of ``M' - lo`` below zero is ``pos(C^-1 + W^T (M - lo)^-1 W) - pos(C^-1)``: one
-    more Gram and an r x r eigenvalue count, instead of the d x d eigenproblem."""
-    shifts = torch.tensor([-lo], dtype=eigenvalues.dtype, device=eigenvalues.device)
-    gram = next(_grams(eigenvalues, update, shifts, memory_bytes))[:, 0]
-    weights = update.weights
-    inertia = torch.linalg.eigvalsh(torch.diag(1.0 / weights) + gram)
+    more shift and an r x r eigenvalue count, instead of the d x d eigenproblem."""
+    inertia = torch.linalg.eigvalsh(torch.diag(1.0 / weights) + gram_at_minus_lo)
     return (inertia > 0).sum(-1) == (weights > 0).sum()
 
 
@@ -180,14 +194,17 @@ def trace_sqrt_change(
     n = max(8, min(settings.max_nodes, 2 * math.ceil(needed / 2)))
     fine_rule, coarse_rule = sqrt_trace_rule(lo, hi, n), sqrt_trace_rule(lo, hi, n // 2)
     nodes = torch.as_tensor(np.concatenate([fine_rule.nodes, coarse_rule.nodes]), device=device)
-    terms = _log_det_terms(eigenvalues, update, nodes, settings.memory_bytes)
+    shifts = torch.cat([nodes.square(), torch.tensor([-lo], dtype=nodes.dtype, device=device)])
+    grams = _grams(eigenvalues, update, shifts, settings.memory_bytes)
+    weights = update.weights
+    terms = _log_det_terms(grams[:, :-1], weights)
     fine = terms[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
     coarse = terms[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi
     # With every singularity inside [lo, hi] the error falls like rate^n, so the fine rule's
     # error is the coarse rule's (~ their difference) times rate^(n/2).
     decay = math.exp(-convergence_exponent(hi / lo) * (n // 2))
     error = (fine - coarse).abs() * decay / (1.0 - decay)
-    valid = torch.isfinite(error) & _spectrum_above(eigenvalues, update, lo, settings.memory_bytes)
+    valid = torch.isfinite(error) & _spectrum_above(grams[:, -1], weights)
     return TraceSqrtChange(
         change=fine, error_estimate=torch.where(valid, error, torch.nan), nodes=n
     )

@@ -265,19 +265,14 @@ class RewardEngine:
         size = terms.ys.shape[1]
         projector_t = state.projector.T
         weight = 1.0 / (state.n - 1)
-        options = {"dtype": torch.float64, "device": self._device}
+        unit = torch.ones(size, dtype=torch.float64, device=self._device)
         update = LowRankUpdate(
             shared=(terms.xs @ projector_t).transpose(1, 2),
             own=torch.cat(
                 [terms.ys @ projector_t, (terms.delta @ projector_t).unsqueeze(1)], dim=1
             ).transpose(1, 2),
-            shared_weights=torch.full((size,), -weight, **options),
-            own_weights=torch.cat(
-                [
-                    torch.full((size,), weight, **options),
-                    torch.tensor([-state.n * weight], **options),
-                ]
-            ),
+            shared_weights=-weight * unit,
+            own_weights=torch.cat([weight * unit, -state.n * weight * unit[:1]]),
         )
         change = trace_sqrt_change(state.eigenvalues, update, self._settings)
         rewards = 2.0 * change.change - terms.mean_change - terms.trace_change
