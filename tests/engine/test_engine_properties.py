@@ -16,7 +16,9 @@ from engine_data import features, spectrum_basis, target_of
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from reward_service.engine import RewardEngine
+from reward_service.engine import QuadratureSettings, RewardEngine
+
+ALL_LOW_RANK = QuadratureSettings(max_rank_fraction=1.0)
 
 PROPERTY_SETTINGS = settings(
     max_examples=40,
@@ -30,7 +32,7 @@ PROPERTY_SETTINGS = settings(
 def well_posed(draw: st.DrawFn) -> dict:
     d = draw(st.one_of(st.integers(2, 64), st.integers(65, 512)))
     n = d + draw(st.integers(1, 3 * d + 50))
-    size = draw(st.one_of(st.integers(1, max(1, d // 5)), st.integers(1, n)))
+    size = draw(st.one_of(st.integers(1, max(1, (d - 1) // 2)), st.integers(1, n)))
     return {
         "d": d,
         "n": n,
@@ -48,7 +50,9 @@ def well_posed(draw: st.DrawFn) -> dict:
 def _both_methods(problem: dict, pool: np.ndarray, groups: np.ndarray, rng_seed: int):
     rng = np.random.default_rng(rng_seed)
     mu, sigma = target_of(rng, problem["d"], problem["condition"])
-    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    # Routing by cost sends groups of rank 2K + 1 > d/4 to the exact path; here the quadrature
+    # runs wherever the update is low-rank at all, so its accuracy is what is tested.
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=ALL_LOW_RANK)
     fast = engine.rewards(groups, mode=problem["mode"], seed=problem["seed"])
     exact = engine.rewards(groups, mode=problem["mode"], seed=problem["seed"], method="exact")
     return engine, fast, exact

@@ -23,9 +23,10 @@ def _setup(seed: int = 0, d: int = 24, n: int = 200, condition: float = 1e3):
 @pytest.mark.parametrize("method", ["exact", "lowrank"])
 @pytest.mark.parametrize("mode", ["shared", "independent"])
 def test_rewards_equal_a_from_scratch_recompute(method: str, mode: str) -> None:
-    rng, basis, mu, sigma, pool, engine = _setup()
+    rng, basis, mu, sigma, pool, engine = _setup(d=48)
     groups = features(rng, 5 * 4, basis * 1.1, 0.25).reshape(5, 4, -1)
     result = engine.rewards(groups, mode=mode, seed=7, method=method)
+    assert result.methods_used == (method,) * 5
     expected_fds = recomputed_fds(pool, groups, result.indices, mu, sigma)
     np.testing.assert_allclose(result.fds, expected_fds, rtol=1e-9)
     np.testing.assert_allclose(result.rewards, engine.base_fd - expected_fds, rtol=1e-7, atol=1e-9)
@@ -41,6 +42,17 @@ def test_lowrank_is_used_and_certified_on_a_well_posed_pool() -> None:
     assert np.all(np.isfinite(fast.error_estimates))
     assert np.all(np.isnan(exact.error_estimates)) and exact.methods_used == ("exact",) * 8
     np.testing.assert_allclose(fast.rewards, exact.rewards, rtol=1e-8, atol=1e-10)
+
+
+def test_large_groups_go_to_the_exact_path_and_say_so() -> None:
+    # Rank 2K + 1 = 21 > d / 4: a d x d eigendecomposition is cheaper than the quadrature.
+    rng, basis, *_, engine = _setup(d=24)
+    groups = features(rng, 2 * 10, basis, 0.0).reshape(2, 10, -1)
+    fast = engine.rewards(groups, seed=4)
+    assert fast.methods_used == ("exact", "exact")
+    np.testing.assert_array_equal(
+        fast.rewards, engine.rewards(groups, seed=4, method="exact").rewards
+    )
 
 
 def test_base_fd_is_the_pool_fd() -> None:

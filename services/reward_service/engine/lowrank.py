@@ -61,7 +61,7 @@ class QuadratureSettings:
     target_error: float = 1e-10
     spectrum_margin: float = 0.25
     min_relative_eigenvalue: float = 1e-11
-    max_rank_fraction: float = 0.5
+    max_rank_fraction: float = 0.25
     max_nodes: int = 256
     memory_bytes: int = 256 * 2**20
 
@@ -82,6 +82,11 @@ class LowRankUpdate:
     @property
     def groups(self) -> int:
         return int(self.own.shape[0])
+
+    def part(self, groups: slice) -> LowRankUpdate:
+        """The update of the groups ``groups`` (a slice)."""
+        shared = self.shared if self.shared.shape[0] == 1 else self.shared[groups]
+        return LowRankUpdate(shared, self.own[groups], self.shared_weights, self.own_weights)
 
     @property
     def weights(self) -> torch.Tensor:
@@ -116,40 +121,32 @@ def _grams(
     Every entry ``P_ij(s) = sum_k w_ki w_kj / (lam_k + s)`` is linear in the pair product
     ``w_i * w_j``, so all shifts come from one GEMM ``F @ Z`` of the (S, d) matrix
     ``F = 1 / (lam + s)`` with the (d, pairs) products -- only the upper triangle of the
-    symmetric blocks, and the shared columns' block once for all groups. No scaled copy of ``W``
-    is made per shift."""
+    symmetric blocks, and a shared block once for all groups. No scaled copy of ``W`` is made
+    per shift; the d rows are taken in slices so the products stay within ``memory_bytes``."""
     shared, own = update.shared, update.own
     groups, d, own_rank = own.shape
     shared_rank = shared.shape[2]
     rank = shared_rank + own_rank
     resolvent = 1.0 / (eigenvalues.unsqueeze(0) + shifts.unsqueeze(1))  # (S, d)
-    grams = torch.empty(groups, shifts.shape[0], rank, rank, dtype=own.dtype, device=own.device)
+    grams = torch.zeros(groups, shifts.shape[0], rank, rank, dtype=own.dtype, device=own.device)
     a_first, a_second = torch.triu_indices(shared_rank, shared_rank, device=own.device)
     b_first, b_second = torch.triu_indices(own_rank, own_rank, device=own.device) + shared_rank
-
-    def place_symmetric(
-        target: slice, part: torch.Tensor, first: torch.Tensor, second: torch.Tensor
-    ) -> None:
-        block = resolvent @ _pair_products(part, part, symmetric=True)  # broadcasts over groups
-        grams[target, :, first, second] = block
-        grams[target, :, second, first] = block
-
-    everyone = slice(0, groups)
-    if shared.shape[0] == 1:  # one row set for the whole request: its block once
-        place_symmetric(everyone, shared, a_first, a_second)
-    pairs = shared_rank * own_rank + own_rank * (own_rank + 1) // 2
-    chunk = max(1, memory_bytes // max(1, d * pairs * own.element_size()))
-    for start in range(0, groups, chunk):
-        target = slice(start, min(groups, start + chunk))
-        shared_part = shared if shared.shape[0] == 1 else shared[target]
-        if shared.shape[0] != 1:
-            place_symmetric(target, shared_part, a_first, a_second)
-        cross = resolvent @ _pair_products(shared_part, own[target], symmetric=False)
-        cross = cross.unflatten(-1, (shared_rank, own_rank))
-        grams[target, :, :shared_rank, shared_rank:] = cross
-        grams[target, :, shared_rank:, :shared_rank] = cross.transpose(-1, -2)
-        place_symmetric(target, own[target], b_first, b_second)
-    return grams
+    pairs = shared_rank * (shared_rank + 1) // 2 + shared_rank * own_rank
+    pairs += own_rank * (own_rank + 1) // 2
+    rows = max(1, min(d, memory_bytes // max(1, groups * pairs * own.element_size())))
+    for start in range(0, d, rows):
+        part = slice(start, start + rows)
+        weights = resolvent[:, part]
+        shared_rows, own_rows = shared[:, part], own[:, part]
+        # One shared row set broadcasts its block over the groups.
+        block = weights @ _pair_products(shared_rows, shared_rows, symmetric=True)
+        grams[:, :, a_first, a_second] += block
+        cross = weights @ _pair_products(shared_rows, own_rows, symmetric=False)
+        grams[:, :, :shared_rank, shared_rank:] += cross.unflatten(-1, (shared_rank, own_rank))
+        grams[:, :, b_first, b_second] += weights @ _pair_products(own_rows, own_rows, True)
+    # Mirror the upper triangles (written above) into the lower ones.
+    upper = torch.triu(grams)
+    return upper + torch.triu(grams, diagonal=1).transpose(-1, -2)
 
 
 def _log_det_terms(grams: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -195,16 +192,25 @@ def trace_sqrt_change(
     fine_rule, coarse_rule = sqrt_trace_rule(lo, hi, n), sqrt_trace_rule(lo, hi, n // 2)
     nodes = torch.as_tensor(np.concatenate([fine_rule.nodes, coarse_rule.nodes]), device=device)
     shifts = torch.cat([nodes.square(), torch.tensor([-lo], dtype=nodes.dtype, device=device)])
-    grams = _grams(eigenvalues, update, shifts, settings.memory_bytes)
     weights = update.weights
-    terms = _log_det_terms(grams[:, :-1], weights)
-    fine = terms[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
-    coarse = terms[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi
+    rank = weights.shape[0]
+    per_group = max(1, shifts.shape[0] * rank * rank * weights.element_size())
+    chunk = max(1, settings.memory_bytes // per_group)
+    terms, above = [], []
+    for start in range(0, groups, chunk):
+        grams = _grams(
+            eigenvalues, update.part(slice(start, start + chunk)), shifts, settings.memory_bytes
+        )
+        terms.append(_log_det_terms(grams[:, :-1], weights))
+        above.append(_spectrum_above(grams[:, -1], weights))
+    log_dets = torch.cat(terms)
+    fine = log_dets[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
+    coarse = log_dets[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi
     # With every singularity inside [lo, hi] the error falls like rate^n, so the fine rule's
     # error is the coarse rule's (~ their difference) times rate^(n/2).
     decay = math.exp(-convergence_exponent(hi / lo) * (n // 2))
     error = (fine - coarse).abs() * decay / (1.0 - decay)
-    valid = torch.isfinite(error) & _spectrum_above(grams[:, -1], weights)
+    valid = torch.isfinite(error) & torch.cat(above)
     return TraceSqrtChange(
         change=fine, error_estimate=torch.where(valid, error, torch.nan), nodes=n
     )
