@@ -1,0 +1,92 @@
+"""Dependencies as ``Annotated`` aliases so route signatures stay short.
+
+Tokens are compared with ``hmac.compare_digest`` against every configured token (no early exit),
+so response time does not tell how much of a guess was right. Tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+from enum import Enum
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..errors import Unauthorized
+from ..metrics import ServiceMetrics
+from ..service import ReferenceService
+from ..settings import Settings
+
+__all__ = [
+    "AdminAuth",
+    "MetricsDep",
+    "RefName",
+    "Role",
+    "ServiceDep",
+    "SettingsDep",
+    "TrainerAuth",
+]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class Role(str, Enum):
+    TRAINER = "trainer"
+    ADMIN = "admin"
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def _service(request: Request) -> ReferenceService:
+    return request.app.state.service
+
+
+def _metrics(request: Request) -> ServiceMetrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ServiceDep = Annotated[ReferenceService, Depends(_service)]
+MetricsDep = Annotated[ServiceMetrics, Depends(_metrics)]
+RefName = Annotated[str, Path(pattern=NAME_PATTERN, description="reference name")]
+
+_bearer = HTTPBearer(auto_error=False, description="trainer or admin token")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _matches(token: bytes, candidates: tuple[str, ...]) -> bool:
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(token, candidate.encode())
+    return found
+
+
+def _role(settings: Settings, credentials: HTTPAuthorizationCredentials | None) -> Role:
+    if not settings.auth_enabled:
+        return Role.ADMIN
+    if credentials is None or not credentials.credentials:
+        raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
+    token = credentials.credentials.encode()
+    if _matches(token, settings.admin_tokens):
+        return Role.ADMIN
+    if _matches(token, settings.tokens):
+        return Role.TRAINER
+    raise Unauthorized("unknown token: use one of the tokens configured on the service")
+
+
+def _require_trainer(settings: SettingsDep, credentials: Credentials) -> Role:
+    return _role(settings, credentials)
+
+
+def _require_admin(settings: SettingsDep, credentials: Credentials) -> Role:
+    role = _role(settings, credentials)
+    if role is not Role.ADMIN:
+        raise Unauthorized("this route needs an admin token", forbidden=True)
+    return role
+
+
+TrainerAuth = Annotated[Role, Depends(_require_trainer)]
+AdminAuth = Annotated[Role, Depends(_require_admin)]

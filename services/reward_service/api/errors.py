@@ -1,0 +1,79 @@
+"""Service errors to HTTP answers: JSON ``{"detail": "..."}`` with a 4xx, or 503 + Retry-After."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from ..errors import (
+    BadInput,
+    Conflict,
+    NotFound,
+    PayloadTooLarge,
+    ServiceError,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+)
+from ..store.base import StoreUnavailable
+
+__all__ = ["install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+_STATUS: dict[type[ServiceError], int] = {
+    BadInput: 400,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    Unprocessable: 422,
+}
+
+
+def _service_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServiceError)
+    if isinstance(exc, Unauthorized):
+        if exc.forbidden:
+            return JSONResponse({"detail": exc.detail}, status_code=403)
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+    return JSONResponse({"detail": exc.detail}, status_code=_STATUS[type(exc)])
+
+
+def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StoreUnavailable)
+    request.app.state.metrics.store_errors.labels(exc.operation).inc()
+    request.app.state.metrics.store_up.set(0)
+    retry_after = request.app.state.settings.retry_after_seconds
+    return JSONResponse(
+        {"detail": f"the store is unreachable ({exc.operation}); retry in {retry_after} s"},
+        status_code=503,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return JSONResponse({"detail": "; ".join(parts) or "malformed request"}, status_code=422)
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
+              exc_info=exc)
+    return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,39 @@
+"""Liveness, readiness and Prometheus metrics (no auth: for probes and scrapers)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ...schemas import Health, Readiness
+from ...store.base import StoreUnavailable
+from ..deps import MetricsDep, ServiceDep
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is up."""
+    return Health()
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(service: ServiceDep) -> Readiness | JSONResponse:
+    """The store answers and the stored references are known; 503 otherwise."""
+    kind = service.store.kind
+    try:
+        count = await service.ready()
+    except StoreUnavailable:
+        body = Readiness(status="unavailable", store=kind, references=0)  # type: ignore[arg-type]
+        return JSONResponse(body.model_dump(), status_code=503)
+    return Readiness(status="ready", store=kind, references=count)  # type: ignore[arg-type]
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(metrics: MetricsDep) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,199 @@
+"""One reference as this process holds it: an engine at some version, kept current from the store.
+
+Every replica reaches the same state the same way: load the base (pool, cursor, version), then
+apply the log in order. ``sync`` is cheap when nothing changed (one metadata read); otherwise it
+applies the missing entries under a lock, each new version's O(d^3) precompute running in a
+worker thread while requests keep using the engine they already hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .engine import RewardEngine
+from .errors import NotFound
+from .store.base import Base, ReferenceMeta, Statistics, Store, Target
+
+__all__ = ["HeldState", "Replica"]
+
+log = logging.getLogger(__name__)
+
+_BASE_FD_HISTORY = 65536  # versions whose base FD a replayed commit answer can still name
+
+
+def _owned(array: np.ndarray) -> np.ndarray:
+    """A private, writable float64 copy: the engine may keep (and change) what it is given,
+    and stores hand out read-only arrays."""
+    return np.array(array, dtype=np.float64)
+
+
+def _compact(pool: np.ndarray) -> np.ndarray:
+    """float32 when that holds every value exactly (pools uploaded and committed as float32),
+    which halves what a snapshot stores; float64 otherwise."""
+    narrow = pool.astype(np.float32)
+    return narrow if np.array_equal(narrow, pool) else pool
+
+
+@dataclass(frozen=True)
+class HeldState:
+    """What a request works with: taken once, so a concurrent catch-up cannot tear it."""
+
+    meta: ReferenceMeta
+    target: Target
+    engine: RewardEngine | None  # None until a pool is published
+
+    @property
+    def version(self) -> int:
+        return self.engine.version if self.engine is not None else self.meta.version
+
+
+class Replica:
+    """The held state of one reference and the catch-up that keeps it current."""
+
+    def __init__(self, name: str, store: Store, device: str | None) -> None:
+        self.name = name
+        self._store = store
+        self._device = device
+        self._lock = asyncio.Lock()
+        self._state: HeldState | None = None
+        self._log_id = "0-0"
+        self._base_fds: OrderedDict[int, float] = OrderedDict()
+
+    @property
+    def state(self) -> HeldState:
+        if self._state is None:
+            raise RuntimeError("replica used before its first sync")
+        return self._state
+
+    @property
+    def loaded(self) -> bool:
+        return self._state is not None
+
+    def base_fd_at(self, version: int) -> float | None:
+        """The base FD this replica computed at ``version`` (None when not kept)."""
+        return self._base_fds.get(version)
+
+    async def sync(self, *, wait: bool = True) -> HeldState:
+        """Catch up with the store. With ``wait=False`` a request arriving while another one
+        catches up keeps being served by the version held (the answer names it) instead of
+        queueing behind the rebuild. Raises ``StoreUnavailable`` (nothing changed) or
+        ``NotFound`` when the reference was deleted."""
+        meta = await self._store.read_meta(self.name)
+        if meta is None:
+            raise NotFound(f"unknown reference {self.name!r}")
+        held = self._state
+        if held is not None and self._is_current(held, meta):
+            if self._is_newer(meta, held.meta):
+                self._state = HeldState(meta, held.target, held.engine)
+            return self.state
+        if (
+            not wait
+            and self._lock.locked()
+            and held is not None
+            and held.meta.incarnation == meta.incarnation
+        ):
+            return held
+        async with self._lock:
+            held = self._state
+            if held is None or held.meta.incarnation != meta.incarnation:
+                await self._reload()
+            elif not self._is_current(held, meta):
+                await self._replay()
+            held = self.state
+            if self._is_newer(meta, held.meta):
+                self._state = HeldState(meta, held.target, held.engine)
+        return self.state
+
+    async def snapshot(self) -> Base | None:
+        """The held pool as a base to store (None without a pool); taken under the lock so the
+        version, cursor, pool and log position belong together."""
+        async with self._lock:
+            engine = self.state.engine
+            if engine is None:
+                return None
+            pool, state, (total, gram, n) = await asyncio.to_thread(
+                lambda: (_compact(engine.pool()), engine.state_dict(), engine.statistics())
+            )
+            return Base(
+                version=int(state["version"]),
+                pool=pool,
+                cursor=int(state["cursor"]),
+                log_id=self._log_id,
+                statistics=Statistics(total, gram, int(n)),
+            )
+
+    @staticmethod
+    def _is_newer(meta: ReferenceMeta, than: ReferenceMeta) -> bool:
+        """Whether ``meta`` may replace the record held (same life, not older)."""
+        return meta.incarnation == than.incarnation and meta.version >= than.version
+
+    @staticmethod
+    def _is_current(held: HeldState, meta: ReferenceMeta) -> bool:
+        return held.meta.incarnation == meta.incarnation and held.version >= meta.version
+
+    async def _reload(self) -> None:
+        """Load target and base from scratch, then replay the log after the base."""
+        meta = await self._store.read_meta(self.name)
+        if meta is None:
+            raise NotFound(f"unknown reference {self.name!r}")
+        target = await self._store.read_target(self.name)
+        self._base_fds.clear()
+        if meta.n == 0:
+            self._state = HeldState(meta, target, None)
+            self._log_id = "0-0"
+            return
+        base = await self._store.read_base(self.name)
+        engine = await asyncio.to_thread(self._build, target, base)
+        self._state = HeldState(meta, target, engine)
+        self._log_id = base.log_id
+        self._remember(engine)
+        await self._replay()
+
+    def _build(self, target: Target, base: Base) -> RewardEngine:
+        state = {
+            "target_mu": _owned(target.mu),
+            "target_sigma": _owned(target.sigma),
+            "pool": _owned(base.pool),
+            "cursor": base.cursor,
+            "version": base.version,
+        }
+        return RewardEngine.from_state_dict(state, device=self._device)
+
+    async def _replay(self) -> None:
+        """Apply the log entries after the held position, in order."""
+        for entry in await self._store.read_log(self.name, self._log_id):
+            engine = self.state.engine
+            version = self.state.version
+            if entry.version <= version:
+                self._log_id = entry.log_id
+                continue
+            if entry.kind == "pool" or engine is None or entry.version != version + 1:
+                # A new pool, or a gap (the log was trimmed behind a snapshot): start over.
+                await self._reload()
+                return
+            if entry.kind == "commit":
+                assert entry.features is not None
+                await asyncio.to_thread(engine.commit, _owned(entry.features))
+            else:  # "target": same pool, new target statistics.
+                target = await self._store.read_target(self.name)
+                engine = await asyncio.to_thread(self._retarget, engine, target, entry.version)
+                self._state = HeldState(self.state.meta, target, engine)
+            self._log_id = entry.log_id
+            self._remember(engine)
+
+    def _retarget(self, engine: RewardEngine, target: Target, version: int) -> RewardEngine:
+        state = engine.state_dict()
+        state.update(
+            target_mu=_owned(target.mu), target_sigma=_owned(target.sigma), version=version
+        )
+        return RewardEngine.from_state_dict(state, device=self._device)
+
+    def _remember(self, engine: RewardEngine) -> None:
+        self._base_fds[engine.version] = float(engine.base_fd)
+        while len(self._base_fds) > _BASE_FD_HISTORY:
+            self._base_fds.popitem(last=False)

@@ -1,0 +1,139 @@
+"""API schemas: JSON request bodies and typed responses (separate from the store's records)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CommitRequest",
+    "CommitResponse",
+    "ErrorResponse",
+    "FDRequest",
+    "FDResponse",
+    "Health",
+    "Method",
+    "Mode",
+    "PoolRequest",
+    "Readiness",
+    "ReferenceInfo",
+    "ReferenceList",
+    "RewardsRequest",
+    "RewardsResponse",
+    "StagedPool",
+    "TargetRequest",
+    "Timing",
+]
+
+Mode = Literal["shared", "independent", "indices"]
+Method = Literal["lowrank", "exact"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what is wrong and how to fix it")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    store: Literal["memory", "redis"]
+    references: int
+
+
+class ReferenceInfo(BaseModel):
+    name: str
+    d: int
+    n: int = Field(description="pool rows; 0 before a pool")
+    version: int = Field(description="grows by one per published pool, commit or target change")
+    base_fd: float | None = Field(description="FD of the pool to the target; null before a pool")
+    created_at: datetime
+    updated_at: datetime
+    stale: bool = Field(
+        description="true when the store is unreachable and this is the version held"
+    )
+
+
+class ReferenceList(BaseModel):
+    references: list[ReferenceInfo]
+
+
+class TargetRequest(_Body):
+    """Either ``mu`` and ``sigma``, or ``features`` to fit them from."""
+
+    mu: list[float] | None = None
+    sigma: list[list[float]] | None = None
+    features: list[list[float]] | None = None
+
+
+class PoolRequest(_Body):
+    features: list[list[float]]
+    final: bool = True
+
+
+class StagedPool(BaseModel):
+    staged_rows: int
+
+
+class RewardsRequest(_Body):
+    groups: list[list[list[float]]] = Field(description="G groups of K feature rows of width d")
+    mode: Mode = "shared"
+    seed: int | None = None
+    indices: list[list[int]] | list[int] | None = None
+    method: Method = "lowrank"
+    version: int | None = Field(None, description="pin: 409 when the reference moved on")
+
+
+class Timing(BaseModel):
+    compute_seconds: float
+    total_seconds: float
+
+
+class RewardsResponse(BaseModel):
+    reference: str
+    version: int
+    stale: bool
+    base_fd: float
+    mode: Mode
+    seed: int | None
+    method: Method
+    rewards: list[float]
+    fds: list[float]
+    advantages: list[float]
+    methods_used: list[Method]
+    indices: list[list[int]]
+    timing: Timing
+
+
+class CommitRequest(_Body):
+    features: list[list[float]]
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=128, description="or the Idempotency-Key header"
+    )
+
+
+class CommitResponse(BaseModel):
+    reference: str
+    version: int
+    base_fd: float
+    n: int
+    replayed: bool
+
+
+class FDRequest(_Body):
+    features: list[list[float]]
+
+
+class FDResponse(BaseModel):
+    reference: str
+    version: int
+    fd: float
+    n: int

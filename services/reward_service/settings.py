@@ -1,0 +1,100 @@
+"""Service settings, read from the environment (prefix ``DISTREWARD_``).
+
+Token rule: outside ``DISTREWARD_ENV=development`` the service refuses to start without at least
+one token, and refuses tokens shorter than 16 characters or known placeholders ("changeme", ...).
+In development with no token at all, authentication is off (every caller acts as admin) and the
+service logs a warning; tokens that are set are always enforced.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["MIN_TOKEN_LENGTH", "PLACEHOLDER_TOKENS", "Settings", "get_settings"]
+
+MIN_TOKEN_LENGTH = 16
+PLACEHOLDER_TOKENS = frozenset(
+    {"changeme", "change-me", "change_me", "secret", "token", "password", "admin", "trainer"}
+)
+
+TokenList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told from outside; one instance per app."""
+
+    model_config = SettingsConfigDict(env_prefix="DISTREWARD_", frozen=True, extra="ignore")
+
+    env: Literal["development", "production"] = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    redis_url: str = Field(default="", description='Redis URL; "" keeps state in process memory')
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
+    store_probe_seconds: float = Field(
+        default=1.0, ge=0, description="after a store failure, reads skip the store this long"
+    )
+
+    tokens: TokenList = Field(default=(), description="trainer tokens, comma-separated")
+    admin_tokens: TokenList = Field(default=(), description="admin tokens, comma-separated")
+
+    device: str = Field(default="", description='engine torch device; "" picks CUDA if present')
+
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_groups: int = Field(default=256, ge=1)
+    max_group_size: int = Field(default=4096, ge=1)
+    max_concurrent_compute: int = Field(
+        default=2, ge=1, description="engine calls running at once"
+    )
+    retry_after_seconds: int = Field(default=2, ge=1)
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    snapshot_every: int = Field(
+        default=1000, ge=1, description="commits between pool snapshots written to the store"
+    )
+
+    @field_validator("tokens", "admin_tokens", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        """Accept ``"a,b"`` from the environment as well as a sequence from code."""
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> Settings:
+        if self.env == "development":
+            return self
+        every = (*self.tokens, *self.admin_tokens)
+        if not every:
+            raise ValueError(
+                "no tokens configured: set DISTREWARD_TOKENS and/or DISTREWARD_ADMIN_TOKENS "
+                "(comma-separated), or DISTREWARD_ENV=development for an open local service"
+            )
+        for token in every:
+            if len(token) < MIN_TOKEN_LENGTH or token.lower() in PLACEHOLDER_TOKENS:
+                raise ValueError(
+                    f"a configured token is a placeholder or shorter than {MIN_TOKEN_LENGTH} "
+                    "characters; generate one with `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`"
+                )
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        """False only in development with no token configured."""
+        return bool(self.tokens or self.admin_tokens)
+
+    @property
+    def store_kind(self) -> str:
+        return "redis" if self.redis_url else "memory"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings from the environment (cached; tests pass their own)."""
+    return Settings()

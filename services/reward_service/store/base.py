@@ -1,0 +1,180 @@
+"""The store interface: what a replica needs to persist and share a reference, and nothing of HTTP.
+
+A reference is a *base* (target statistics, a pool, the ring cursor, at a version) plus an
+append-only *log* of what happened after it. Every change that bumps the version is one log entry,
+so every replica reaches the same state by loading the base and replaying the log in order:
+
+* ``commit``: rows that replace the oldest pool rows (ring order);
+* ``target``: the target statistics were replaced (replicas re-read them and rebuild);
+* ``pool``: a new pool was published (replicas reload the base).
+
+Snapshots move the base forward (pool rows, cursor and sufficient statistics at a version) so that
+the log does not grow without bound. Store implementations raise :class:`StoreUnavailable` when
+the backing service cannot be reached, which the API turns into 503 + ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+__all__ = [
+    "Base",
+    "CommitAck",
+    "LogEntry",
+    "LogKind",
+    "ReferenceMeta",
+    "Statistics",
+    "Store",
+    "StoreConflict",
+    "StoreError",
+    "StoreUnavailable",
+    "Target",
+]
+
+LogKind = Literal["commit", "target", "pool"]
+
+
+class StoreError(Exception):
+    """Base class of the errors a store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing service could not be reached; ``operation`` names what was attempted."""
+
+    def __init__(self, operation: str, message: str = "the store is unreachable") -> None:
+        super().__init__(f"{operation}: {message}")
+        self.operation = operation
+
+
+class StoreConflict(StoreError):
+    """The reference is not in the state the operation needs (gone, no target, no pool...)."""
+
+
+@dataclass(frozen=True)
+class ReferenceMeta:
+    """Small per-reference record, cheap to read on every request."""
+
+    name: str
+    d: int
+    n: int  # rows of the published pool; 0 before a pool
+    version: int
+    incarnation: str  # changes when the reference is deleted and created again
+    created_at: float  # unix seconds
+    updated_at: float
+    staged_rows: int  # rows of a pool upload in progress
+
+
+@dataclass(frozen=True)
+class Target:
+    """Target Gaussian: mean (d,) and covariance (d, d), float64."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Sufficient statistics of a pool: row sum (d,) and Gram matrix (d, d), float64."""
+
+    total: np.ndarray
+    gram: np.ndarray
+    n: int
+
+
+@dataclass(frozen=True)
+class Base:
+    """A pool state at ``version``; the log is replayed from after ``log_id``."""
+
+    version: int
+    pool: np.ndarray  # (N, d) in the dtype it was uploaded in
+    cursor: int  # next ring row a commit replaces
+    log_id: str
+    statistics: Statistics | None  # present for snapshots, None for a freshly published pool
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    log_id: str
+    version: int
+    kind: LogKind
+    features: np.ndarray | None  # the committed rows for ``commit`` entries
+
+
+@dataclass(frozen=True)
+class CommitAck:
+    version: int
+    replayed: bool  # True when the idempotency key had been seen: nothing was appended
+
+
+class Store(ABC):
+    """Persistence and sharing of references; async, knows arrays and versions only."""
+
+    kind: ClassVar[str]
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise :class:`StoreUnavailable` when the store cannot serve requests."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def list_names(self) -> list[str]: ...
+
+    @abstractmethod
+    async def read_meta(self, name: str) -> ReferenceMeta | None: ...
+
+    @abstractmethod
+    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
+        """Create the reference or replace its target; with a pool this appends a ``target``
+        entry (version + 1). A different d than the stored one is a :class:`StoreConflict`."""
+
+    @abstractmethod
+    async def read_target(self, name: str) -> Target: ...
+
+    @abstractmethod
+    async def stage_pool(
+        self, name: str, incarnation: str, chunk: np.ndarray, *, reset: bool
+    ) -> int:
+        """Append rows to the pool upload in progress (``reset`` starts a new one); returns the
+        rows staged so far."""
+
+    @abstractmethod
+    async def publish_pool(self, name: str, incarnation: str, now: float) -> int:
+        """Make the staged rows the pool (cursor 0) and append a ``pool`` entry; returns the new
+        version."""
+
+    @abstractmethod
+    async def append_commit(
+        self,
+        name: str,
+        incarnation: str,
+        features: np.ndarray,
+        idempotency_key: str,
+        ttl_seconds: int,
+        now: float,
+    ) -> CommitAck:
+        """Atomically: if the key was seen return its version, else append a ``commit`` entry,
+        bump the version and remember the key."""
+
+    @abstractmethod
+    async def read_base(self, name: str) -> Base: ...
+
+    @abstractmethod
+    async def read_log(self, name: str, after: str) -> list[LogEntry]:
+        """Entries after log position ``after``, in order."""
+
+    @abstractmethod
+    async def write_snapshot(
+        self, name: str, incarnation: str, base: Base
+    ) -> bool:
+        """Move the base forward to ``base`` unless the stored base is already as new; drop the
+        log entries it covers. Returns whether it was written."""
+
+    @abstractmethod
+    async def delete(self, name: str) -> bool:
+        """Remove everything of the reference; False when it did not exist."""

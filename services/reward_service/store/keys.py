@@ -1,0 +1,53 @@
+"""Every Redis key the service uses, built in one place.
+
+A reference's keys share the hash tag ``{name}`` so that a Lua script touching several of them
+stays on one slot under Redis Cluster. Keys that depend on a reference's life carry its
+*incarnation* (or a pool generation), so a deleted-and-recreated reference never meets leftovers
+(idempotency keys expire on their own; nothing else is left behind by ``delete``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys"]
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = "distreward"
+
+    def names(self) -> str:
+        """SET of reference names."""
+        return f"{self.prefix}:references"
+
+    def _ref(self, name: str) -> str:
+        return f"{self.prefix}:ref:{{{name}}}"
+
+    def meta(self, name: str) -> str:
+        """HASH: d, n, version, incarnation, times, staged_rows, base_* (see redis.py)."""
+        return f"{self._ref(name)}:meta"
+
+    def target(self, name: str) -> str:
+        """HASH: mu, sigma as .npy bytes."""
+        return f"{self._ref(name)}:target"
+
+    def log(self, name: str) -> str:
+        """STREAM: one entry per version change (kind, version[, features])."""
+        return f"{self._ref(name)}:log"
+
+    def staging(self, name: str, incarnation: str) -> str:
+        """LIST of .npy chunks of a pool upload in progress."""
+        return f"{self._ref(name)}:staging:{incarnation}"
+
+    def pool(self, name: str, generation: str) -> str:
+        """LIST of .npy chunks: the base pool of one generation."""
+        return f"{self._ref(name)}:pool:{generation}"
+
+    def statistics(self, name: str, generation: str) -> str:
+        """HASH: total, gram (.npy), n: sufficient statistics of a snapshot generation."""
+        return f"{self._ref(name)}:stats:{generation}"
+
+    def idempotency(self, name: str, incarnation: str, key: str) -> str:
+        """STRING: the version a commit key was answered with (expires)."""
+        return f"{self._ref(name)}:idem:{incarnation}:{key}"

@@ -1,0 +1,168 @@
+"""In-process store: the embedded default when no Redis URL is configured.
+
+Every method runs without awaiting in between, so each is atomic under asyncio; arrays are kept
+read-only so callers cannot change stored state by accident. State is lost with the process.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from .base import (
+    Base,
+    CommitAck,
+    LogEntry,
+    LogKind,
+    ReferenceMeta,
+    Store,
+    StoreConflict,
+    Target,
+)
+
+__all__ = ["MemoryStore"]
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    copy = np.array(array, copy=True)
+    copy.flags.writeable = False
+    return copy
+
+
+def _log_seq(log_id: str) -> int:
+    return int(log_id.split("-", 1)[0])
+
+
+@dataclass
+class _Reference:
+    meta: ReferenceMeta
+    target: Target
+    base: Base | None = None
+    staging: list[np.ndarray] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
+    next_seq: int = 1
+    # idempotency key -> (version, expiry time)
+    idempotency: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def append(self, kind: LogKind, features: np.ndarray | None, now: float) -> LogEntry:
+        version = self.meta.version + 1
+        entry = LogEntry(f"{self.next_seq}-0", version, kind, features)
+        self.next_seq += 1
+        self.log.append(entry)
+        self.meta = replace(self.meta, version=version, updated_at=now)
+        return entry
+
+
+class MemoryStore(Store):
+    kind = "memory"
+
+    def __init__(self) -> None:
+        self._refs: dict[str, _Reference] = {}
+
+    def _get(self, name: str, incarnation: str | None = None) -> _Reference:
+        ref = self._refs.get(name)
+        if ref is None or (incarnation is not None and ref.meta.incarnation != incarnation):
+            raise StoreConflict(f"reference {name!r} no longer exists")
+        return ref
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._refs.clear()
+
+    async def list_names(self) -> list[str]:
+        return sorted(self._refs)
+
+    async def read_meta(self, name: str) -> ReferenceMeta | None:
+        ref = self._refs.get(name)
+        return None if ref is None else ref.meta
+
+    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
+        stored = Target(_frozen(target.mu), _frozen(target.sigma))
+        ref = self._refs.get(name)
+        if ref is None:
+            meta = ReferenceMeta(name, len(target.mu), 0, 0, secrets.token_hex(8), now, now, 0)
+            self._refs[name] = _Reference(meta, stored)
+            return meta
+        if ref.meta.d != len(target.mu):
+            raise StoreConflict(
+                f"reference {name!r} has d={ref.meta.d}; delete it to change the dimension"
+            )
+        ref.target = stored
+        if ref.base is not None:
+            ref.append("target", None, now)
+        else:
+            ref.meta = replace(ref.meta, updated_at=now)
+        return ref.meta
+
+    async def read_target(self, name: str) -> Target:
+        return self._get(name).target
+
+    async def stage_pool(
+        self, name: str, incarnation: str, chunk: np.ndarray, *, reset: bool
+    ) -> int:
+        ref = self._get(name, incarnation)
+        if reset:
+            ref.staging = []
+        ref.staging.append(_frozen(chunk))
+        rows = sum(len(part) for part in ref.staging)
+        ref.meta = replace(ref.meta, staged_rows=rows)
+        return rows
+
+    async def publish_pool(self, name: str, incarnation: str, now: float) -> int:
+        ref = self._get(name, incarnation)
+        if not ref.staging:
+            raise StoreConflict(f"reference {name!r} has no pool upload in progress")
+        pool = _frozen(np.concatenate(ref.staging))
+        ref.staging = []
+        entry = ref.append("pool", None, now)
+        ref.base = Base(entry.version, pool, 0, entry.log_id, None)
+        ref.log = [entry]
+        ref.meta = replace(ref.meta, n=len(pool), staged_rows=0)
+        return entry.version
+
+    async def append_commit(
+        self,
+        name: str,
+        incarnation: str,
+        features: np.ndarray,
+        idempotency_key: str,
+        ttl_seconds: int,
+        now: float,
+    ) -> CommitAck:
+        ref = self._get(name, incarnation)
+        seen = ref.idempotency.get(idempotency_key)
+        if seen is not None and seen[1] > now:
+            return CommitAck(seen[0], replayed=True)
+        if ref.base is None:
+            raise StoreConflict(f"reference {name!r} has no pool yet")
+        if len(features) > ref.meta.n:
+            raise StoreConflict(f"{len(features)} rows exceed the pool size {ref.meta.n}")
+        entry = ref.append("commit", _frozen(features), now)
+        ref.idempotency[idempotency_key] = (entry.version, now + ttl_seconds)
+        return CommitAck(entry.version, replayed=False)
+
+    async def read_base(self, name: str) -> Base:
+        base = self._get(name).base
+        if base is None:
+            raise StoreConflict(f"reference {name!r} has no pool yet")
+        return base
+
+    async def read_log(self, name: str, after: str) -> list[LogEntry]:
+        seq = _log_seq(after)
+        return [entry for entry in self._get(name).log if _log_seq(entry.log_id) > seq]
+
+    async def write_snapshot(self, name: str, incarnation: str, base: Base) -> bool:
+        ref = self._get(name, incarnation)
+        if ref.base is not None and ref.base.version >= base.version:
+            return False
+        ref.base = replace(base, pool=_frozen(base.pool))
+        seq = _log_seq(base.log_id)
+        ref.log = [entry for entry in ref.log if _log_seq(entry.log_id) >= seq]
+        return True
+
+    async def delete(self, name: str) -> bool:
+        return self._refs.pop(name, None) is not None

@@ -1,0 +1,414 @@
+"""Redis store (redis-py asyncio + hiredis): shared state for any number of service replicas.
+
+Per reference (keys in :mod:`.keys`): a metadata hash, the target statistics, the base pool as a
+list of ``.npy`` chunks of one *generation*, the base's sufficient statistics (snapshots), and the
+log as a Redis Stream. Every version change is one Lua script, so it is atomic: no lost, doubled
+or torn commits under concurrent trainers and replicas.
+
+Metadata hash fields: ``incarnation d n version created_at updated_at staged_rows`` and the base
+pointer ``base_gen base_version base_log_id base_cursor``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from .base import (
+    Base,
+    CommitAck,
+    LogEntry,
+    ReferenceMeta,
+    Statistics,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+    Target,
+)
+from .codec import array_from_bytes, array_to_bytes
+from .keys import Keys
+
+__all__ = ["RedisStore"]
+
+# KEYS[1] meta, KEYS[2] target, KEYS[3] log
+# ARGV[1] incarnation for a new reference, ARGV[2] d, ARGV[3] mu, ARGV[4] sigma (.npy), ARGV[5] now
+# Creates the reference or replaces its target; with a pool, bumps the version and logs "target".
+# Returns the version, or -1 when the reference exists with another d.
+PUT_TARGET = """
+local d = redis.call('HGET', KEYS[1], 'd')
+if not d then
+  redis.call('HSET', KEYS[1], 'incarnation', ARGV[1], 'd', ARGV[2], 'n', 0, 'version', 0,
+             'created_at', ARGV[5], 'updated_at', ARGV[5], 'staged_rows', 0)
+elseif d ~= ARGV[2] then
+  return -1
+end
+redis.call('HSET', KEYS[2], 'mu', ARGV[3], 'sigma', ARGV[4])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+if tonumber(redis.call('HGET', KEYS[1], 'n')) > 0 then
+  local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  redis.call('XADD', KEYS[3], '*', 'kind', 'target', 'version', version)
+  return version
+end
+return tonumber(redis.call('HGET', KEYS[1], 'version'))
+"""
+
+# KEYS[1] meta, KEYS[2] staging list
+# ARGV[1] incarnation, ARGV[2] chunk (.npy), ARGV[3] its rows, ARGV[4] "1" to start a new upload
+# Returns the rows staged so far, or -1 when the reference is gone.
+STAGE = """
+if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return -1 end
+if ARGV[4] == '1' then
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'staged_rows', 0)
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return redis.call('HINCRBY', KEYS[1], 'staged_rows', ARGV[3])
+"""
+
+# KEYS[1] meta, KEYS[2] log, KEYS[3] staging list, KEYS[4] pool list of the new generation
+# ARGV[1] incarnation, ARGV[2] new generation, ARGV[3] now
+# Makes the staged chunks the base (cursor 0), bumps the version, logs "pool" and trims the log
+# before it. Returns {version, previous generation or ""}, or {-1, ""} gone,
+# {-2, ""} nothing staged.
+PUBLISH = """
+if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {-1, ''} end
+local rows = tonumber(redis.call('HGET', KEYS[1], 'staged_rows'))
+if rows == 0 or redis.call('EXISTS', KEYS[3]) == 0 then return {-2, ''} end
+redis.call('RENAME', KEYS[3], KEYS[4])
+local previous = redis.call('HGET', KEYS[1], 'base_gen') or ''
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+local id = redis.call('XADD', KEYS[2], '*', 'kind', 'pool', 'version', version)
+redis.call('XTRIM', KEYS[2], 'MINID', id)
+redis.call('HSET', KEYS[1], 'n', rows, 'staged_rows', 0, 'updated_at', ARGV[3],
+           'base_gen', ARGV[2], 'base_version', version, 'base_log_id', id, 'base_cursor', 0)
+return {version, previous}
+"""
+
+# KEYS[1] meta, KEYS[2] log, KEYS[3] idempotency key
+# ARGV[1] incarnation, ARGV[2] rows (.npy), ARGV[3] row count, ARGV[4] key TTL seconds, ARGV[5] now
+# A key seen before returns its version (replayed = 1) and changes nothing; otherwise the rows are
+# appended to the log, the version bumped and the key remembered, all at once.
+# Returns {version, replayed}, or {-1, 0} gone, {-2, 0} no pool, {-3, 0} more rows than the pool.
+COMMIT = """
+if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {-1, 0} end
+local seen = redis.call('GET', KEYS[3])
+if seen then return {tonumber(seen), 1} end
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+if n == 0 then return {-2, 0} end
+if tonumber(ARGV[3]) > n then return {-3, 0} end
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('XADD', KEYS[2], '*', 'kind', 'commit', 'version', version, 'features', ARGV[2])
+redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
+redis.call('SET', KEYS[3], version, 'EX', ARGV[4])
+return {version, 0}
+"""
+
+# KEYS[1] meta, KEYS[2] log
+# ARGV[1] incarnation, ARGV[2] snapshot generation (its pool and statistics already written),
+# ARGV[3] its version, ARGV[4] the log id of that version, ARGV[5] its cursor
+# Moves the base pointer forward unless the stored base is as new, and trims the log before it.
+# Returns {1, previous generation} when written, {0, ""} when refused.
+SNAPSHOT = """
+if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {0, ''} end
+local current = tonumber(redis.call('HGET', KEYS[1], 'base_version') or '-1')
+if current >= tonumber(ARGV[3]) then return {0, ''} end
+local previous = redis.call('HGET', KEYS[1], 'base_gen') or ''
+redis.call('HSET', KEYS[1], 'base_gen', ARGV[2], 'base_version', ARGV[3],
+           'base_log_id', ARGV[4], 'base_cursor', ARGV[5])
+redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
+return {1, previous}
+"""
+
+_CHUNK_BYTES = 32 * 1024 * 1024  # snapshot pool chunks: well under Redis' 512 MB bulk limit
+_LOG_BATCH = 256  # stream entries per XRANGE round trip
+_POOL_BATCH = 8  # pool chunks per LRANGE round trip
+_CONSISTENT_READ_TRIES = 5
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisStore(Store):
+    kind = "redis"
+
+    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+        self._client = client
+        self._keys = keys or Keys()
+        self._put_target = client.register_script(PUT_TARGET)
+        self._stage = client.register_script(STAGE)
+        self._publish = client.register_script(PUBLISH)
+        self._commit = client.register_script(COMMIT)
+        self._snapshot = client.register_script(SNAPSHOT)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_seconds: float = 5.0) -> RedisStore:
+        client = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=min(timeout_seconds, 1.0),
+            # One quick retry covers a pooled connection that died with a Redis restart; a
+            # retried commit is safe because its idempotency key is checked first.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+            health_check_interval=30,
+        )
+        return cls(client)
+
+    @asynccontextmanager
+    async def _op(self, operation: str) -> AsyncIterator[None]:
+        """Translate connection-level failures into :class:`StoreUnavailable`."""
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(operation, f"redis unreachable: {exc}") from exc
+
+    async def ping(self) -> None:
+        async with self._op("ping"):
+            await self._client.ping()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def list_names(self) -> list[str]:
+        async with self._op("list"):
+            names = await self._client.smembers(self._keys.names())
+        return sorted(_text(name) for name in names)
+
+    async def read_meta(self, name: str) -> ReferenceMeta | None:
+        async with self._op("read_meta"):
+            raw = await self._client.hgetall(self._keys.meta(name))
+        return self._meta(name, raw) if raw else None
+
+    @staticmethod
+    def _meta(name: str, raw: dict[Any, Any]) -> ReferenceMeta:
+        fields = {_text(key): _text(value) for key, value in raw.items()}
+        return ReferenceMeta(
+            name=name,
+            d=int(fields["d"]),
+            n=int(fields["n"]),
+            version=int(fields["version"]),
+            incarnation=fields["incarnation"],
+            created_at=float(fields["created_at"]),
+            updated_at=float(fields["updated_at"]),
+            staged_rows=int(fields["staged_rows"]),
+        )
+
+    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
+        keys = self._keys
+        args: list[str | int | bytes] = [
+            secrets.token_hex(8),
+            len(target.mu),
+            array_to_bytes(target.mu),
+            array_to_bytes(target.sigma),
+            repr(now),
+        ]
+        async with self._op("put_target"):
+            answer = await self._put_target(
+                keys=[keys.meta(name), keys.target(name), keys.log(name)], args=args
+            )
+            if answer == -1:
+                meta = await self.read_meta(name)
+                d = meta.d if meta else "?"
+                raise StoreConflict(
+                    f"reference {name!r} has d={d}; delete it to change the dimension"
+                )
+            await self._client.sadd(keys.names(), name)
+        meta = await self.read_meta(name)
+        if meta is None:
+            raise StoreConflict(f"reference {name!r} was deleted meanwhile")
+        return meta
+
+    async def read_target(self, name: str) -> Target:
+        async with self._op("read_target"):
+            values: Any = await self._client.hmget(self._keys.target(name), ["mu", "sigma"])
+        mu, sigma = values
+        if mu is None or sigma is None:
+            raise StoreConflict(f"reference {name!r} no longer exists")
+        return Target(array_from_bytes(mu), array_from_bytes(sigma))
+
+    async def stage_pool(
+        self, name: str, incarnation: str, chunk: np.ndarray, *, reset: bool
+    ) -> int:
+        keys = self._keys
+        async with self._op("stage_pool"):
+            rows = await self._stage(
+                keys=[keys.meta(name), keys.staging(name, incarnation)],
+                args=[incarnation, array_to_bytes(chunk), len(chunk), "1" if reset else "0"],
+            )
+        if rows == -1:
+            raise StoreConflict(f"reference {name!r} no longer exists")
+        return int(rows)
+
+    async def publish_pool(self, name: str, incarnation: str, now: float) -> int:
+        keys = self._keys
+        generation = secrets.token_hex(8)
+        async with self._op("publish_pool"):
+            version, previous = await self._publish(
+                keys=[
+                    keys.meta(name),
+                    keys.log(name),
+                    keys.staging(name, incarnation),
+                    keys.pool(name, generation),
+                ],
+                args=[incarnation, generation, repr(now)],
+            )
+            if version == -1:
+                raise StoreConflict(f"reference {name!r} no longer exists")
+            if version == -2:
+                raise StoreConflict(f"reference {name!r} has no pool upload in progress")
+            await self._drop_generation(name, _text(previous))
+        return int(version)
+
+    async def append_commit(
+        self,
+        name: str,
+        incarnation: str,
+        features: np.ndarray,
+        idempotency_key: str,
+        ttl_seconds: int,
+        now: float,
+    ) -> CommitAck:
+        keys = self._keys
+        async with self._op("commit"):
+            version, replayed = await self._commit(
+                keys=[
+                    keys.meta(name),
+                    keys.log(name),
+                    keys.idempotency(name, incarnation, idempotency_key),
+                ],
+                args=[incarnation, array_to_bytes(features), len(features), ttl_seconds, repr(now)],
+            )
+        if version == -1:
+            raise StoreConflict(f"reference {name!r} no longer exists")
+        if version == -2:
+            raise StoreConflict(f"reference {name!r} has no pool yet")
+        if version == -3:
+            raise StoreConflict(f"{len(features)} rows exceed the pool size")
+        return CommitAck(int(version), bool(replayed))
+
+    async def read_base(self, name: str) -> Base:
+        """The base pool; retried when a snapshot or publish swaps it while it is read."""
+        for _ in range(_CONSISTENT_READ_TRIES):
+            async with self._op("read_base"):
+                raw = await self._client.hgetall(self._keys.meta(name))
+                if not raw:
+                    raise StoreConflict(f"reference {name!r} no longer exists")
+                fields = {_text(key): _text(value) for key, value in raw.items()}
+                if "base_gen" not in fields:
+                    raise StoreConflict(f"reference {name!r} has no pool yet")
+                generation = fields["base_gen"]
+                chunks = await self._read_chunks(self._keys.pool(name, generation))
+                stats = await self._client.hgetall(self._keys.statistics(name, generation))
+                still = await self._client.hget(self._keys.meta(name), "base_gen")
+            rows = sum(len(chunk) for chunk in chunks)
+            if still is None or _text(still) != generation or rows != int(fields["n"]):
+                continue  # swapped underneath: read again
+            return Base(
+                version=int(fields["base_version"]),
+                pool=np.concatenate(chunks),
+                cursor=int(fields["base_cursor"]),
+                log_id=fields["base_log_id"],
+                statistics=self._statistics(stats),
+            )
+        raise StoreConflict(f"reference {name!r} kept changing while it was loaded; retry")
+
+    async def _read_chunks(self, key: str) -> list[np.ndarray]:
+        chunks: list[np.ndarray] = []
+        start = 0
+        while True:
+            batch: Any = await self._client.lrange(key, start, start + _POOL_BATCH - 1)
+            chunks.extend(array_from_bytes(item) for item in batch)
+            if len(batch) < _POOL_BATCH:
+                return chunks
+            start += _POOL_BATCH
+
+    @staticmethod
+    def _statistics(raw: dict[Any, Any]) -> Statistics | None:
+        if not raw:
+            return None
+        fields = {_text(key): value for key, value in raw.items()}
+        return Statistics(
+            array_from_bytes(fields["total"]),
+            array_from_bytes(fields["gram"]),
+            int(_text(fields["n"])),
+        )
+
+    async def read_log(self, name: str, after: str) -> list[LogEntry]:
+        entries: list[LogEntry] = []
+        start = f"({after}"
+        async with self._op("read_log"):
+            while True:
+                batch: Any = await self._client.xrange(
+                    self._keys.log(name), min=start, max="+", count=_LOG_BATCH
+                )
+                for log_id, raw in batch:
+                    fields = {_text(key): value for key, value in raw.items()}
+                    features = fields.get("features")
+                    entries.append(
+                        LogEntry(
+                            log_id=_text(log_id),
+                            version=int(_text(fields["version"])),
+                            kind=_text(fields["kind"]),  # type: ignore[arg-type]
+                            features=None if features is None else array_from_bytes(features),
+                        )
+                    )
+                if len(batch) < _LOG_BATCH:
+                    return entries
+                start = f"({_text(batch[-1][0])}"
+
+    async def write_snapshot(self, name: str, incarnation: str, base: Base) -> bool:
+        keys = self._keys
+        generation = secrets.token_hex(8)
+        pool_key = keys.pool(name, generation)
+        rows_per_chunk = max(1, _CHUNK_BYTES // max(1, base.pool[0].nbytes))
+        async with self._op("snapshot"):
+            for start in range(0, len(base.pool), rows_per_chunk):
+                chunk = base.pool[start : start + rows_per_chunk]
+                await self._client.rpush(pool_key, array_to_bytes(chunk))
+            if base.statistics is not None:
+                await self._client.hset(
+                    keys.statistics(name, generation),
+                    mapping={
+                        "total": array_to_bytes(base.statistics.total),
+                        "gram": array_to_bytes(base.statistics.gram),
+                        "n": base.statistics.n,
+                    },
+                )
+            written, previous = await self._snapshot(
+                keys=[keys.meta(name), keys.log(name)],
+                args=[incarnation, generation, base.version, base.log_id, base.cursor],
+            )
+            await self._drop_generation(name, _text(previous) if written else generation)
+        return bool(written)
+
+    async def _drop_generation(self, name: str, generation: str) -> None:
+        if generation:
+            await self._client.delete(
+                self._keys.pool(name, generation), self._keys.statistics(name, generation)
+            )
+
+    async def delete(self, name: str) -> bool:
+        keys = self._keys
+        async with self._op("delete"):
+            raw = await self._client.hmget(keys.meta(name), ["incarnation", "base_gen"])
+            incarnation, generation = (None if v is None else _text(v) for v in raw)
+            if incarnation is None:
+                return False
+            doomed = [keys.meta(name), keys.target(name), keys.log(name)]
+            doomed.append(keys.staging(name, incarnation))
+            if generation:
+                doomed += [keys.pool(name, generation), keys.statistics(name, generation)]
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.delete(*doomed)
+                pipe.srem(keys.names(), name)
+                await pipe.execute()
+        return True

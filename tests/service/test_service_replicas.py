@@ -1,0 +1,196 @@
+"""Service processes sharing one Redis: visibility, identical rewards, concurrent commits,
+restart, and Redis going away and coming back under the same processes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from service_support import ADMIN_TOKEN, Api, D, N, RedisServer, ServiceProcess
+
+from reward_service.replica import Replica
+from reward_service.store.redis import RedisStore
+
+pytestmark = pytest.mark.asyncio
+
+StartServices = Callable[..., list[ServiceProcess]]
+
+
+@asynccontextmanager
+async def clients(*procs: ServiceProcess) -> AsyncIterator[list[Api]]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield [ApiAt(client, proc.url) for proc in procs]
+
+
+class ApiAt(Api):
+    """The test API helper against one process's base URL."""
+
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        super().__init__(client, ADMIN_TOKEN)
+        self.base_url = base_url
+
+    async def send(  # type: ignore[override]
+        self, method: str, path: str, *args, **kwargs
+    ) -> httpx.Response:
+        return await super().send(method, self.base_url + path, *args, **kwargs)
+
+
+async def test_a_commit_through_one_is_seen_through_the_other(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    procs = service_pair_factory(redis_url)
+    async with clients(*procs) as (a, b):
+        created = await a.create("shared", rng)
+        assert (await b.info("shared")).json()["base_fd"] == created["base_fd"]
+
+        committed = (await a.commit("shared", rng.normal(size=(4, D)), "key-1")).json()
+        seen = (await b.info("shared")).json()
+        assert seen["version"] == committed["version"] == created["version"] + 1
+        assert seen["base_fd"] == committed["base_fd"] != created["base_fd"]
+
+        retried = (await b.commit("shared", rng.normal(size=(4, D)), "key-1")).json()
+        assert retried["replayed"] is True and retried["version"] == committed["version"]
+        assert (await a.info("shared")).json()["version"] == committed["version"]
+
+        groups = rng.normal(size=(4, 5, D)).astype(np.float32)
+        from_a = (await a.rewards("shared", groups, seed=99)).json()
+        from_b = (await b.rewards("shared", groups, seed=99)).json()
+        for field in ("rewards", "fds", "advantages", "indices", "version", "base_fd"):
+            assert from_a[field] == from_b[field], field
+
+
+async def test_concurrent_commits_through_two_processes(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    procs = service_pair_factory(redis_url, DISTREWARD_SNAPSHOT_EVERY="100")
+    clients_per_process, commits_each = 4, 50
+    async with clients(*procs) as (a, b):
+        start = (await a.create("busy", rng))["version"]
+
+        async def trainer(api: Api, worker: int) -> list[int]:
+            local = np.random.default_rng(worker)
+            versions = []
+            for step in range(commits_each):
+                answer = await api.commit("busy", local.normal(size=(2, D)), f"{worker}-{step}")
+                assert answer.status_code == 200, answer.text
+                versions.append(answer.json()["version"])
+            return versions
+
+        workers = [trainer(a if w % 2 else b, w) for w in range(2 * clients_per_process)]
+        acknowledged = [v for versions in await asyncio.gather(*workers) for v in versions]
+        total = 2 * clients_per_process * commits_each
+        assert sorted(acknowledged) == list(range(start + 1, start + total + 1))
+        infos = [(await api.info("busy")).json() for api in (a, b)]
+        assert infos[0]["version"] == infos[1]["version"] == start + total
+        assert infos[0]["base_fd"] == pytest.approx(infos[1]["base_fd"], rel=1e-12)
+
+    store = RedisStore.from_url(redis_url)
+    try:
+        base = await _wait_for_snapshot(store, "busy", start + total - start % 100)
+        assert base.statistics is not None
+        pool = base.pool.astype(np.float64)
+        np.testing.assert_allclose(base.statistics.total, pool.sum(0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(base.statistics.gram, pool.T @ pool, rtol=1e-9, atol=1e-9)
+
+        fresh = Replica("busy", store, "cpu")
+        state = await fresh.sync()  # snapshot + the log after it, as a restarted replica does
+        assert state.version == start + total
+        assert state.engine is not None
+        total_sum, gram, n = state.engine.statistics()
+        pool = state.engine.pool()
+        assert n == N
+        np.testing.assert_allclose(total_sum, pool.sum(0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(gram, pool.T @ pool, rtol=1e-9, atol=1e-9)
+        assert state.engine.base_fd == pytest.approx(infos[0]["base_fd"], rel=1e-9)
+    finally:
+        await store.close()
+
+
+async def _wait_for_snapshot(store: RedisStore, name: str, version: int):
+    for _ in range(200):
+        base = await store.read_base(name)
+        if base.version >= version:
+            return base
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no snapshot at version {version} (latest {base.version})")
+
+
+async def test_restart_loads_everything_back(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    (first,) = service_pair_factory(redis_url, count=1)
+    async with clients(first) as (api,):
+        await api.create("kept", rng)
+        for step in range(3):
+            await api.commit("kept", rng.normal(size=(3, D)), f"k{step}")
+        before = (await api.info("kept")).json()
+        groups = rng.normal(size=(2, 3, D))
+        rewards_before = (await api.rewards("kept", groups, seed=5)).json()["rewards"]
+    first.stop()
+    (second,) = service_pair_factory(redis_url, count=1)
+    async with clients(second) as (api,):
+        ready = await api.client.get(second.url + "/readyz")
+        assert ready.json()["references"] == 1
+        after = (await api.info("kept")).json()
+        assert after["version"] == before["version"]
+        assert after["base_fd"] == pytest.approx(before["base_fd"], rel=1e-12)
+        rewards_after = (await api.rewards("kept", groups, seed=5)).json()["rewards"]
+        np.testing.assert_allclose(rewards_after, rewards_before, rtol=0, atol=1e-12)
+
+
+async def test_redis_outage_and_recovery(
+    tmp_path: Path, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    server = RedisServer(tmp_path, persistent=True)
+    server.start()
+    try:
+        procs = service_pair_factory(server.url)
+        async with clients(*procs) as apis:
+            a, b = apis
+            await a.create("ft", rng)
+            acknowledged = [
+                (await api.commit("ft", rng.normal(size=(2, D)), f"before-{i}")).json()["version"]
+                for i, api in enumerate((a, b, a))
+            ]
+            groups = rng.normal(size=(2, 3, D))
+            for api in apis:  # both hold the latest version before the outage
+                assert (await api.info("ft")).json()["version"] == acknowledged[-1]
+
+            server.stop()
+            for api in apis:
+                served = await api.rewards("ft", groups, seed=1)
+                assert served.status_code == 200, served.text
+                assert served.json()["stale"] is True
+                assert served.json()["version"] == acknowledged[-1]
+                info = await api.info("ft")
+                assert info.status_code == 200 and info.json()["stale"] is True
+                fd = await api.send("POST", "/v1/references/ft/fd", rng.normal(size=(10, D)))
+                assert fd.status_code == 200
+                for write in (
+                    api.commit("ft", rng.normal(size=(2, D)), "during"),
+                    api.send("PUT", "/v1/references/ft/pool", rng.normal(size=(N, D))),
+                    api.send("PUT", "/v1/references/ft/target", rng.normal(size=(20, D))),
+                ):
+                    refused = await write
+                    assert refused.status_code == 503, refused.text
+                    assert int(refused.headers["Retry-After"]) >= 1
+                assert (await api.client.get(api.base_url + "/readyz")).status_code == 503
+                metrics = (await api.client.get(api.base_url + "/metrics")).text
+                assert "distreward_store_up 0.0" in metrics
+
+            server.start()
+            for i, api in enumerate(apis):
+                answer = await api.commit("ft", rng.normal(size=(2, D)), f"after-{i}")
+                assert answer.status_code == 200, answer.text
+                acknowledged.append(answer.json()["version"])
+            assert acknowledged == list(range(acknowledged[0], acknowledged[0] + 5))
+            for api in apis:
+                info = (await api.info("ft")).json()
+                assert info["stale"] is False and info["version"] == acknowledged[-1]
+    finally:
+        server.stop()
