@@ -1,12 +1,14 @@
-# Every target sets itself up: a venv in .venv, the pinned torch wheels, the project (editable)
-# with all extras, and redis-server for the Redis tests.
+# Every target sets itself up: a venv in .venv with the pinned torch wheels and the project
+# (editable, all extras); `make test` also installs redis-server, Prometheus and the cluster
+# validators it needs (apt-get / pip, idempotent).
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
+COMPOSE := docker compose $(if $(CPU),-f compose.yaml -f compose.cpu.yaml)
 
-.PHONY: venv test bench lint demo clean
+.PHONY: venv redis cluster-tools test bench demo demo-merge lint up down clean
 
 venv: $(VENV_STAMP)
 
@@ -20,15 +22,33 @@ $(VENV_STAMP): pyproject.toml requirements-torch.txt
 redis: venv
 	bash scripts/install_redis.sh
 
-test: venv redis
+cluster-tools: venv
+	bash scripts/install_cluster_tools.sh
+
+# `python -m pytest` (not .venv/bin/pytest): the examples are imported from the repository root.
+test: venv redis cluster-tools
 	$(PY) -m pytest -q
 
 bench: venv
 	$(PY) -m benchmarks.bench_engine
+	$(PY) -m benchmarks.bench_service
+
+# Trains the feature CNN and flow model (cached in out/cache by config hash), starts the reward
+# service on a free loopback port (or uses DISTREWARD_URL + DISTREWARD_ADMIN_TOKEN), runs GRPO
+# with distribution-wise and per-sample rewards over 3 seeds, writes out/demo/.
+demo: venv
+	$(PY) -m examples.digits --out out/demo --cache out/cache
 
 lint: venv
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy services/reward_service/engine client/reward_client
+	$(VENV)/bin/mypy services/reward_service client/reward_client
+
+# The cluster (needs a Docker engine): `make up` on a GPU host, `make up CPU=1` elsewhere.
+up:
+	$(COMPOSE) up --build --detach
+
+down:
+	$(COMPOSE) down
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
