@@ -1,0 +1,50 @@
+"""Process-group helpers for trainer workers; everything falls back to a single process.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) :func:`init` starts the default
+process group: nccl when CUDA is available, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+__all__ = ["init", "is_main", "rank", "shutdown", "world_size", "wrap"]
+
+
+def init() -> None:
+    """Join the process group that ``torchrun`` describes; no-op for a single process."""
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def is_main() -> bool:
+    """True on rank 0, the process that writes checkpoints and logs."""
+    return rank() == 0
+
+
+def wrap(module: nn.Module) -> nn.Module:
+    """DDP-wrap ``module`` when several processes train together (gradients all-reduced)."""
+    return DistributedDataParallel(module) if world_size() > 1 else module
+
+
+def shutdown() -> None:
+    """Leave the process group if one was started."""
+    if dist.is_initialized():
+        dist.destroy_process_group()

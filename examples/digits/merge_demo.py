@@ -1,0 +1,260 @@
+"""``python -m examples.digits.merge_demo``: learn post-hoc merge weights of the flow's snapshots.
+
+The digits flow model saves raw snapshots along its training (:func:`.pretrain.train_flow`,
+``<cache>/flow-*/snapshots/iter*.pt``). This demo learns merge weights of those snapshots with
+distribution-wise rewards from the reward service and deterministic ODE sampling
+(:class:`reward_client.merge_trainer.MergeTrainer`), then compares the learned merge with the
+baselines under one evaluation: FID (the service's ``fd`` of CNN features) of ``eval_size`` ODE
+samples from noise seed ``eval_seed + seed``, a set no training step, pool or selection touches.
+
+Baselines: the last snapshot; the best single snapshot, chosen on a separate selection noise
+set; the uniform average; an EMA-style exponential weighting ``w_i ∝ beta^(T - t_i)`` with the
+training EMA's decay per iteration ``beta`` (``t_i`` the snapshot's iteration, ``T`` the last);
+and, for reference, the EMA the pretraining tracked over every iterate (the demo's base model).
+Writes ``<out>/results.json`` and ``<out>/merge.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from reward_client import RewardClient
+from reward_client.merge import Snapshots, merge_into
+from reward_client.merge_policy import PolicyConfig
+from reward_client.merge_trainer import MergeConfig, MergeTrainer
+from reward_client.sources import ServiceRewards
+
+from .base import Base, load_base
+from .config import DemoConfig
+from .data import SHAPE
+from .evaluation import Evaluator, fixed_noise
+from .merge_report import plot_merge, write_merge_results
+from .models import VelocityMLP
+from .pretrain import cache_dir
+from .runs import upload_reference
+from .service import reward_service
+
+__all__ = ["MergeDemoConfig", "baseline_weights", "main", "snapshot_iterations"]
+
+log = logging.getLogger("examples.digits.merge")
+
+
+@dataclass(frozen=True)
+class MergeDemoConfig:
+    """Everything a merge-demo run depends on.
+
+    Attributes:
+        out: ``results.json``, the plot and the service log.
+        cache: the base networks and snapshots (trained there on first use).
+        seeds: one merge run, and one evaluation noise set, per seed.
+        pool_size: rows of each run's initial pool (ODE samples of the initial merge).
+        eval_size: ODE samples per FID.
+        pool_seed, select_seed, eval_seed: noise seeds of the pool, of the selection set (best
+            single snapshot, the FD-over-steps curve) and of the evaluation (plus the run seed).
+        trainer: merge-run settings (its ``seed`` is set per run).
+    """
+
+    out: Path = Path("out/demo-merge")
+    cache: Path = Path("out/cache")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    pool_size: int = 2000
+    eval_size: int = 2000
+    pool_seed: int = 3_000_017
+    select_seed: int = 4_000_037
+    eval_seed: int = 5_000_011
+    trainer: MergeConfig = field(
+        default_factory=lambda: MergeConfig(
+            progress=False, policy=PolicyConfig(kind="affine", init_std=0.15, lr=0.03)
+        )
+    )
+
+    @property
+    def base(self) -> DemoConfig:
+        """The digits demo's settings that key the cached networks."""
+        return DemoConfig(cache=self.cache)
+
+
+def snapshot_iterations(snapshots: Snapshots) -> list[int]:
+    """Training iteration of each snapshot, read from its file name (``iter004000`` -> 4000)."""
+    found = [re.fullmatch(r"iter(\d+)", name) for name in snapshots.names]
+    if not all(found):
+        raise ValueError(f"snapshot names must look like iter000500, got {snapshots.names}")
+    return [int(m.group(1)) for m in found if m]
+
+
+def baseline_weights(iterations: list[int], ema: float) -> dict[str, np.ndarray]:
+    """Fixed merges: the last snapshot, the uniform average, the EMA-style weighting.
+
+    EMA-style: ``w_i = beta^(T - t_i) / sum_j beta^(T - t_j)``, the exponential moving average
+    of decay ``beta`` per iteration restricted to the snapshots (each standing for the
+    iterations since the previous one).
+    """
+    n = len(iterations)
+    ages = iterations[-1] - np.asarray(iterations, dtype=np.float64)
+    exponential = ema**ages
+    return {
+        "last": np.eye(n)[-1],
+        "uniform": np.full(n, 1.0 / n),
+        "ema_style": exponential / exponential.sum(),
+    }
+
+
+TARGET = "digits-merge-target"
+"""Reference holding only the real-digit target: every FID (selection and evaluation) uses it."""
+
+
+def _fids(
+    evaluator: Evaluator, model: nn.Module, snapshots: Snapshots, merges: dict[str, np.ndarray]
+) -> dict[str, float]:
+    """FID of every named merge of ``snapshots`` (built in ``model``) under one evaluation."""
+    fids = {}
+    for name, weights in merges.items():
+        merge_into(model.state_dict(), snapshots, weights)
+        fids[name] = float(evaluator(model)["fid"])
+    return fids
+
+
+def _model(config: MergeDemoConfig) -> nn.Module:
+    """A frozen velocity model of the digits flow's architecture: the merges' output buffer."""
+    flow = config.base.flow
+    return VelocityMLP(width=flow.width, depth=flow.depth).eval().requires_grad_(False)
+
+
+def _evaluator(config: MergeDemoConfig, base: Base, client: RewardClient, seed: int) -> Evaluator:
+    """FID of ODE samples from the fixed noise set ``seed``, against the real-digit target."""
+    return Evaluator(
+        cnn=base.cnn, real_features=base.real_features, noise=fixed_noise(config.eval_size, seed),
+        steps=config.trainer.ode_steps, client=client, reference=TARGET,
+    )  # fmt: skip
+
+
+def run_seed(
+    config: MergeDemoConfig,
+    base: Base,
+    snapshots: Snapshots,
+    client: RewardClient,
+    fixed: dict[str, np.ndarray],
+    seed: int,
+) -> dict[str, Any]:
+    """One merge run (policy seed ``seed``), then every method's FID on noise ``eval_seed + seed``.
+
+    The run's reference has the real-digit target and, as its pool, the features of ODE samples
+    of the policy's initial mean merge (uniform weights) from the pool noise.
+    """
+    reference = f"digits-merge-seed{seed}"
+    trainer = MergeTrainer(
+        _model(config), snapshots, base.cnn.features, SHAPE, ServiceRewards(client, reference),
+        dataclasses.replace(config.trainer, seed=seed),
+        evaluate=_evaluator(config, base, client, config.select_seed),
+    )  # fmt: skip
+    pool_noise = fixed_noise(config.pool_size, config.pool_seed)
+    pool = trainer.features(trainer.policy.mean_weights(), pool_noise)
+    upload_reference(client, reference, base, pool)
+    history = trainer.run()
+    learned = trainer.policy.mean_weights().numpy()
+    eval_seed = config.eval_seed + seed
+    used = {r["seed"] for r in history if r["kind"] == "train"}
+    used |= {config.pool_seed, config.select_seed}
+    if eval_seed in used:
+        raise RuntimeError(f"evaluation noise seed {eval_seed} was used before the evaluation")
+    evaluator = _evaluator(config, base, client, eval_seed)
+    singles = dict(zip(snapshots.names, np.eye(len(snapshots)), strict=True))
+    fid = _fids(evaluator, trainer.model, snapshots, {**fixed, "learned": learned})
+    fid["training_ema"] = float(evaluator(base.flow)["fid"])
+    return {
+        "seed": seed,
+        "eval_seed": eval_seed,
+        "fid": fid,
+        "snapshot_fid": _fids(evaluator, trainer.model, snapshots, singles),
+        "weights": learned.tolist(),
+        "history": history,
+    }
+
+
+def select_best_single(
+    config: MergeDemoConfig, base: Base, snapshots: Snapshots, client: RewardClient
+) -> tuple[np.ndarray, dict[str, float]]:
+    """One-hot weights of the snapshot with the lowest FID on the selection noise (and all FIDs)."""
+    singles = dict(zip(snapshots.names, np.eye(len(snapshots)), strict=True))
+    evaluator = _evaluator(config, base, client, config.select_seed)
+    fids = _fids(evaluator, _model(config), snapshots, singles)
+    return singles[min(fids, key=fids.__getitem__)], fids
+
+
+def parse_args(argv: list[str] | None = None) -> MergeDemoConfig:
+    """Command-line settings over the defaults of :class:`MergeDemoConfig`."""
+    default = MergeDemoConfig()
+    t = default.trainer
+    p = argparse.ArgumentParser(prog="python -m examples.digits.merge_demo", description=__doc__)
+    p.add_argument("--out", type=Path, default=default.out)
+    p.add_argument("--cache", type=Path, default=default.cache)
+    p.add_argument("--seeds", type=int, nargs="+", default=list(default.seeds))
+    p.add_argument("--steps", type=int, default=t.steps)
+    p.add_argument("--pool-size", type=int, default=default.pool_size)
+    p.add_argument("--group-size", type=int, default=t.group_size)
+    p.add_argument("--candidates", type=int, default=t.candidates)
+    p.add_argument("--commit-every", type=int, default=t.commit_every, help="0: fixed pool")
+    p.add_argument("--kind", choices=["simplex", "affine"], default=t.policy.kind)
+    p.add_argument("--lr", type=float, default=t.policy.lr)
+    p.add_argument("--init-std", type=float, default=t.policy.init_std)
+    p.add_argument("--epochs", type=int, default=t.policy.epochs, help="1: REINFORCE")
+    args = p.parse_args(argv)
+    policy = dataclasses.replace(
+        t.policy, kind=args.kind, lr=args.lr, init_std=args.init_std, epochs=args.epochs
+    )
+    trainer = dataclasses.replace(
+        t,
+        steps=args.steps,
+        group_size=args.group_size,
+        candidates=args.candidates,
+        commit_every=args.commit_every,
+        policy=policy,
+    )
+    return dataclasses.replace(
+        default,
+        out=args.out,
+        cache=args.cache,
+        seeds=tuple(args.seeds),
+        pool_size=args.pool_size,
+        trainer=trainer,
+    )
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the merge demo; returns what it wrote to ``results.json``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    config = parse_args(argv)
+    start = time.perf_counter()
+    config.out.mkdir(parents=True, exist_ok=True)
+    base = load_base(config.base)
+    flow = config.base.flow
+    snapshots = Snapshots.from_dir(cache_dir(config.cache, "flow", flow) / "snapshots", "iter*.pt")
+    fixed = baseline_weights(snapshot_iterations(snapshots), flow.ema)
+    with reward_service(config.out / "service.log") as endpoint, endpoint.client() as client:
+        client.put_target(TARGET, features=base.real_features)
+        fixed["best_single"], selection = select_best_single(config, base, snapshots, client)
+        runs = []
+        for seed in config.seeds:
+            runs.append(run_seed(config, base, snapshots, client, fixed, seed))
+            log.info("seed %d: %s", seed, runs[-1]["fid"])
+    results = write_merge_results(
+        config, snapshots.names, fixed, selection, runs, time.perf_counter() - start
+    )
+    plot_merge(runs, snapshots.names, results, config.out / "merge.png")
+    log.info("wrote %s (%.1f s)", config.out / "results.json", results["wall_seconds"])
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,139 @@
+"""Results of the demo: ``results.json``, the sample grid and the curves (PNG)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .config import KINDS, DemoConfig
+from .data import to_pixels
+
+__all__ = ["METRICS", "plot_curves", "plot_grid", "summarize", "write_results"]
+
+METRICS = ("fid", "class_entropy", "coverage", "confidence")
+"""Evaluation metrics, each reported as ``<metric>_base`` and ``<metric>_final``."""
+
+TITLES = {
+    "fid": "FD to real digits (lower is better)",
+    "class_entropy": "class entropy (nats)",
+    "coverage": "coverage (k = 5)",
+    "confidence": "per-sample reward (confidence)",
+}
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Mean, standard deviation (ddof 0), min, max and the values themselves."""
+    v = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(v.mean()),
+        "std": float(v.std()),
+        "min": float(v.min()),
+        "max": float(v.max()),
+        "per_seed": v.tolist(),
+    }
+
+
+def evaluations(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The evaluation records of a run, in step order."""
+    return [r for r in run["history"] if r["kind"] == "eval"]
+
+
+def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """``<metric>_final`` as the mean over seeds, with ``spread`` of each."""
+    finals = [evaluations(r)[-1] for r in runs if r["kind"] == kind]
+    spreads = {f"{m}_final": spread([f[m] for f in finals]) for m in METRICS}
+    return {**{k: s["mean"] for k, s in spreads.items()}, "spread": spreads}
+
+
+def acceptance(base: dict[str, float], dist: dict[str, Any], per: dict[str, Any]) -> dict[str, Any]:
+    """The issue's criteria, evaluated on the means over seeds (and counted per seed)."""
+
+    def within(metric: str, fraction: float = 0.1) -> bool:
+        return abs(dist[f"{metric}_final"] - base[metric]) <= fraction * abs(base[metric])
+
+    fid_seeds = dist["spread"]["fid_final"]["per_seed"]
+    return {
+        "distribution_fid_below_base": dist["fid_final"] < base["fid"],
+        "distribution_seeds_fid_below_base": sum(f < base["fid"] for f in fid_seeds),
+        "distribution_class_entropy_within_10pct": within("class_entropy"),
+        "distribution_coverage_within_10pct": within("coverage"),
+        "per_sample_reward_raised": per["confidence_final"] > base["confidence"],
+        "per_sample_class_entropy_lost": per["class_entropy_final"] < base["class_entropy"],
+        "per_sample_fid_worse_than_distribution": per["fid_final"] > dist["fid_final"],
+    }
+
+
+def write_results(
+    config: DemoConfig,
+    base: dict[str, float],
+    accuracy: float,
+    runs: list[dict[str, Any]],
+    wall_seconds: float,
+) -> dict[str, Any]:
+    """Assemble and write ``out/results.json``; returns it."""
+    dist = summarize(runs, "distribution")
+    per = summarize(runs, "per_sample")
+    results = {
+        **{f"{m}_base": base[m] for m in METRICS},
+        **{k: v for k, v in dist.items()},
+        "per_sample": per,
+        "acceptance": acceptance(base, dist, per),
+        "seeds": list(config.seeds),
+        "steps": config.worker.steps,
+        "wall_seconds": wall_seconds,
+        "run_seconds": {f"{r['kind']}-seed{r['seed']}": r["seconds"] for r in runs},
+        "feature_cnn_heldout_accuracy": accuracy,
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+    }
+    (config.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def _tile(images: np.ndarray) -> np.ndarray:
+    """Square mosaic of (n, 8, 8) images with one-pixel gaps."""
+    side = int(np.ceil(np.sqrt(len(images))))
+    canvas = np.zeros((side * 9 + 1, side * 9 + 1))  # gaps: blank
+    for i, img in enumerate(images):
+        r, c = divmod(i, side)
+        canvas[1 + r * 9 : r * 9 + 9, 1 + c * 9 : c * 9 + 9] = img
+    return canvas
+
+
+def plot_grid(panels: dict[str, np.ndarray], path: Path) -> None:
+    """One mosaic per panel title, side by side (images in model space, (n, 1, 8, 8))."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.4))
+    for ax, (title, images) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        ax.imshow(_tile(to_pixels(images)), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_curves(runs: list[dict[str, Any]], base: dict[str, float], path: Path) -> None:
+    """FD, class entropy and coverage over steps: mean over seeds with the min–max band."""
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4.5 * len(METRICS), 3.6))
+    for ax, metric in zip(axes, METRICS, strict=True):
+        for kind, colour in zip(KINDS, ("tab:blue", "tab:red"), strict=True):
+            evals = [evaluations(run) for run in runs if run["kind"] == kind]
+            steps = [r["step"] for r in evals[0]]
+            values = np.array([[r[metric] for r in e] for e in evals])
+            ax.plot(steps, values.mean(0), color=colour, label=kind.replace("_", "-"))
+            ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.2)
+        ax.axhline(base[metric], color="grey", linestyle="--", label="base")
+        ax.set_title(TITLES[metric])
+        ax.set_xlabel("policy update")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

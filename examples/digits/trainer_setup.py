@@ -1,0 +1,25 @@
+"""``--setup examples.digits.trainer_setup:build`` for ``python -m reward_client.train``.
+
+Fine-tunes the demo's base flow model in the feature space of its CNN (both from the demo's
+cache, trained on first use). The reference named on the command line must exist on the
+service, e.g. ``digits-base`` as the demo uploads it.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from reward_client.worker import TrainSetup
+
+from .base import load_base
+from .config import DemoConfig
+from .data import SHAPE
+
+__all__ = ["build"]
+
+
+def build() -> TrainSetup:
+    """The base flow (trainable copy), the CNN feature map and the 8x8 sample shape."""
+    base = load_base(DemoConfig())
+    policy = copy.deepcopy(base.flow).requires_grad_(True)
+    return TrainSetup(policy=policy, featurize=base.cnn.features, sample_shape=SHAPE)

@@ -1,0 +1,111 @@
+"""Workers against a real service process: one worker, two at once, and two torchrun ranks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from toy import AffineVelocity
+
+from examples.digits.service import Endpoint
+from reward_client.sde import SDEConfig, sample_sde
+from reward_client.sources import ServiceRewards
+from reward_client.worker import TrainerWorker, WorkerConfig
+
+pytestmark = pytest.mark.slow
+
+DIM, STEPS, GROUPS, SIZE = 4, 3, 4, 8
+
+
+def _make_reference(endpoint: Endpoint, name: str) -> int:
+    """Target: N(1, I) features; pool: samples of the untrained toy policy. Returns the version."""
+    rng = np.random.default_rng(0)
+    pool = sample_sde(AffineVelocity(DIM), torch.randn(256, DIM), SDEConfig(steps=4)).samples
+    with endpoint.client() as client:
+        client.put_target(name, features=rng.normal(1.0, 1.0, size=(512, DIM)))
+        return client.put_pool(name, pool.numpy()).version
+
+
+def _config(seed: int) -> WorkerConfig:
+    return WorkerConfig(
+        steps=STEPS,
+        groups=GROUPS,
+        group_size=SIZE,
+        lr=1e-2,
+        eval_every=0,
+        checkpoint_every=0,
+        seed=seed,
+        progress=False,
+        sde=SDEConfig(steps=4),
+    )
+
+
+def _run_worker(endpoint: Endpoint, name: str, seed: int) -> list[dict]:
+    with endpoint.client() as client:
+        worker = TrainerWorker(
+            AffineVelocity(DIM, seed), nn.Identity(), (DIM,), ServiceRewards(client, name),
+            _config(seed),
+        )
+        return worker.run()
+
+
+def test_worker_trains_against_the_service(service: Endpoint) -> None:
+    version = _make_reference(service, "toy-one")
+    history = _run_worker(service, "toy-one", seed=0)
+    assert [r["step"] for r in history] == [1, 2, 3]
+    assert all(np.isfinite(r["reward_mean"]) and np.isfinite(r["base_fd"]) for r in history)
+    # Every step's rewards were computed on the pool version its predecessors' commits left.
+    assert [r["version"] for r in history] == [version, version + 1, version + 2]
+    with service.client() as client:
+        assert client.info("toy-one").version == version + STEPS
+
+
+def test_two_workers_share_one_service(service: Endpoint) -> None:
+    version = _make_reference(service, "toy-two")
+    histories: dict[int, list[dict]] = {}
+
+    def work(seed: int) -> None:
+        histories[seed] = _run_worker(service, "toy-two", seed)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert sorted(histories) == [1, 2]
+    assert all(len(h) == STEPS for h in histories.values())
+    with service.client() as client:
+        assert client.info("toy-two").version == version + 2 * STEPS
+
+
+def test_torchrun_ranks_train_with_ddp(service: Endpoint, tmp_path: Path) -> None:
+    version = _make_reference(service, "toy-ddp")
+    here = Path(__file__).parent
+    env = {
+        **os.environ,
+        "DISTREWARD_TOKEN": service.token,
+        "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+        "--standalone", "-m", "reward_client.train",
+        "--setup", "toy:build", "--url", service.url, "--reference", "toy-ddp",
+        "--steps", str(STEPS), "--groups", str(GROUPS), "--group-size", str(SIZE),
+        "--sde-steps", "4", "--lr", "1e-2", "--out", str(tmp_path), "--threads", "1",
+        "--no-progress",
+    ]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == STEPS
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == STEPS
+    # Both ranks committed one group per step.
+    with service.client() as client:
+        assert client.info("toy-ddp").version == version + 2 * STEPS

@@ -1,0 +1,102 @@
+"""Trainer worker: resume reproduces the uninterrupted run; commit and evaluation cadence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from toy import AffineVelocity, MeanReward
+
+from reward_client.sde import SDEConfig
+from reward_client.worker import TrainerWorker, WorkerConfig
+
+
+def _config(out: Path | None, steps: int, **overrides: object) -> WorkerConfig:
+    settings: dict[str, object] = {
+        "steps": steps,
+        "groups": 4,
+        "group_size": 8,
+        "lr": 1e-2,
+        "eval_every": 0,
+        "checkpoint_every": 2,
+        "out_dir": out,
+        "progress": False,
+        "sde": SDEConfig(steps=4, noise=0.5),
+        **overrides,
+    }
+    return WorkerConfig(**settings)  # type: ignore[arg-type]
+
+
+def _worker(config: WorkerConfig, source: MeanReward | None = None, evaluate=None) -> TrainerWorker:
+    return TrainerWorker(
+        AffineVelocity(4, seed=0), nn.Identity(), (4,), source or MeanReward(), config, evaluate
+    )
+
+
+def _train_records(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history if r["kind"] == "train"]
+
+
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    straight = _worker(_config(tmp_path / "a", 4))
+    straight.run()
+
+    first = _worker(_config(tmp_path / "b", 2))
+    first.run()
+    resumed = _worker(_config(tmp_path / "b", 4))
+    resumed.run()
+
+    assert resumed.step == straight.step == 4
+    for p, q in zip(straight.policy.parameters(), resumed.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert _train_records(resumed.history) == _train_records(straight.history)
+    lines = (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_state_dict_round_trip() -> None:
+    worker = _worker(_config(None, 2))
+    worker.run()
+    clone = _worker(_config(None, 2))
+    clone.load_state_dict(worker.state_dict())
+    assert clone.step == 2
+    moments = clone.optimizer.state_dict()["state"]
+    assert moments.keys() == worker.optimizer.state_dict()["state"].keys()
+    for p, q in zip(worker.policy.parameters(), clone.policy.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_commits_every_m_steps_and_evaluates_on_schedule() -> None:
+    source = MeanReward()
+    steps_seen: list[int] = []
+
+    def evaluate(policy: nn.Module) -> dict[str, float]:
+        steps_seen.append(worker.step)
+        return {"score": 1.0}
+
+    config = _config(None, 5, commit_every=2, commit_groups=2, eval_every=2)
+    worker = _worker(config, source, evaluate)
+    history = worker.run()
+    assert [c.shape for c in source.commits] == [(16, 4), (16, 4)]
+    assert steps_seen == [0, 2, 4, 5]
+    assert [r["step"] for r in history if r["kind"] == "eval"] == [0, 2, 4, 5]
+
+
+def test_training_raises_the_reward() -> None:
+    worker = _worker(_config(None, 30, lr=3e-2, groups=8))
+    history = worker.run()
+    rewards = [r["reward_mean"] for r in history]
+    assert sum(rewards[-5:]) > sum(rewards[:5])
+
+
+def test_setup_specs_are_checked() -> None:
+    from reward_client.train import load_setup
+
+    assert load_setup("toy:build").sample_shape == (4,)
+    with pytest.raises(ValueError, match="module:function"):
+        load_setup("toy.build")
+    with pytest.raises(TypeError, match="expected TrainSetup"):
+        load_setup("toy:MeanReward")
