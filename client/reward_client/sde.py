@@ -1,6 +1,6 @@
 """Samplers of a flow-matching model: the deterministic ODE and a marginal-preserving SDE.
 
-Convention (DESIGN §6): time runs from noise ``t = 0`` to data ``t = 1`` along
+Convention: time runs from noise ``t = 0`` to data ``t = 1`` along
 ``x_t = (1 - t) x0 + t x1`` with ``x0 ~ N(0, I)``, and the model predicts the velocity
 ``v(x, t) = E[x1 - x0 | x_t = x]``. The probability-flow ODE is ``dx = v dt``.
 
