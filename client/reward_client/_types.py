@@ -25,7 +25,7 @@ __all__ = [
     "Timing",
 ]
 
-#: How the rows ``I`` a group replaces are chosen (variance control: shared rows are common random numbers).
+#: How the rows ``I`` a group replaces are chosen (shared rows: common random numbers).
 Mode = Literal["shared", "independent", "indices"]
 #: How ``FD_I(Y)`` is computed: the low-rank fast path or the exact eigenvalue path.
 Method = Literal["lowrank", "exact"]
