@@ -234,3 +234,21 @@ def test_bad_construction_raises_value_error() -> None:
         RewardEngine(mu * np.nan, sigma, rng.normal(size=(10, 4)), device="cpu")
     with pytest.raises(ValueError, match="at least 2 rows"):
         RewardEngine(mu, sigma, rng.normal(size=(10, 4)), device="cpu").fd(np.zeros((1, 4)))
+
+
+def test_read_only_input_is_accepted_and_never_aliased() -> None:
+    rng, basis, *_, engine = _setup()
+    groups = features(rng, 8, basis, 0.0).reshape(2, 4, -1)
+    frozen = groups.copy()
+    frozen.flags.writeable = False
+    expected = engine.rewards(groups, seed=3).rewards
+    np.testing.assert_array_equal(engine.rewards(frozen, seed=3).rewards, expected)
+    reversed_twice = np.ascontiguousarray(groups[:, ::-1])[:, ::-1]  # negative strides
+    np.testing.assert_array_equal(engine.rewards(reversed_twice, seed=3).rewards, expected)
+    swapped = groups.astype(groups.dtype.newbyteorder(">"))
+    np.testing.assert_array_equal(engine.rewards(swapped, seed=3).rewards, expected)
+    batch = features(rng, 3, basis, 0.0)
+    kept = batch.copy()
+    engine.commit(batch)
+    batch[:] = 0.0  # the caller reuses its buffer: the pool must not change with it
+    np.testing.assert_array_equal(engine.pool()[:3], kept)

@@ -40,7 +40,12 @@ def as_float64(array: Any, device: torch.device, name: str = "array") -> torch.T
         tensor = array.detach()
     else:
         try:
-            tensor = torch.as_tensor(np.asarray(array))
+            values = np.asarray(array)
+            if values.dtype.byteorder not in "=|":  # torch reads native byte order only
+                values = values.astype(values.dtype.newbyteorder("="))
+            # Read-only or strided buffers are copied (torch warns on the first and cannot view
+            # negative strides); others are viewed here and copied where the engine keeps them.
+            tensor = torch.from_numpy(np.require(values, requirements=["C", "W"]))
         except (TypeError, ValueError, RuntimeError) as exc:
             raise ValueError(f"{name} must be a numeric array: {exc}") from exc
     if (
