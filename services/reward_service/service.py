@@ -79,7 +79,9 @@ class ReferenceService:
     async def start(self) -> None:
         """Load every stored reference; an unreachable store only delays this to first use."""
         try:
-            for name in await self.store.list_names():
+            names = await self.store.list_names()
+            self._store_ok()
+            for name in names:
                 await self.view(name)
         except StoreUnavailable as exc:
             self._store_failed(exc)
@@ -133,6 +135,12 @@ class ReferenceService:
         self._store_ok()
         self._observe(name, state)
         return View(state, stale=False)
+
+    def held_width(self, name: str) -> int | None:
+        """The d of a reference this process holds, so a body can be refused by its header
+        before it is read; None when not held (the checks after decoding still run)."""
+        replica = self._replicas.get(name)
+        return replica.state.meta.d if replica is not None and replica.loaded else None
 
     async def list_views(self) -> list[View]:
         try:

@@ -32,6 +32,8 @@ def local_engine(rng_seed: int) -> tuple[RewardEngine, np.random.Generator]:
 
 async def test_health_readiness_and_metrics(api: Api, store_kind: str) -> None:
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
+    metrics = await api.client.get("/metrics")
+    assert "distreward_store_up 1.0" in metrics.text  # known at start-up, not at first use
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "store": store_kind, "references": 0}
