@@ -39,6 +39,11 @@ bench: venv
 demo: venv
 	$(PY) -m examples.digits --out out/demo --cache out/cache
 
+# Learns merge coefficients of the digits flow's snapshots (pretrained or loaded from out/cache)
+# over 3 seeds and compares them with last / best single / uniform / EMA; writes out/demo-merge/.
+demo-merge: venv
+	$(PY) -m examples.digits.merge_demo --out out/demo-merge --cache out/cache
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy services/reward_service client/reward_client

@@ -107,7 +107,7 @@ def test_grafana_and_prometheus_ports_are_the_documented_ones(gpu: dict[str, Any
         "prometheus": {("127.0.0.1", "9090", 9090)},
         "lb": {(None, "8000", 8080)},
     }
-    guide = (ROOT / "docs" / "CLUSTER.md").read_text()
+    guide = (ROOT / "README.md").read_text()
     assert all(f"localhost:{port}" in guide for port in (3000, 9090, 8000))
 
 
