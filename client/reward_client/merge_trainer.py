@@ -34,6 +34,7 @@ from .merge import Snapshots, merge_into
 from .merge_policy import CoefficientPolicy, PolicyConfig, policy_step
 from .sde import sample_ode
 from .sources import RewardSource
+from .trainer_state import restore_training_state, training_state
 from .worker import Evaluator, Featurizer
 
 __all__ = ["MergeConfig", "MergeSetup", "MergeTrainer"]
@@ -122,19 +123,11 @@ class MergeTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Policy, optimizer, step counter and the metrics history."""
-        return {
-            "step": self.step,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "history": list(self.history),
-        }
+        return training_state(self.policy, self.optimizer, self.step, self.history)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
+        self.step, self.history = restore_training_state(state, self.policy, self.optimizer)
 
     # -- merging and sampling ------------------------------------------------------------------
 

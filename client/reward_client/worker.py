@@ -35,6 +35,7 @@ from . import distributed
 from .grpo import GRPOConfig, policy_update
 from .sde import SDEConfig, sample_sde
 from .sources import RewardSource
+from .trainer_state import restore_training_state, training_state
 
 __all__ = ["Evaluator", "Featurizer", "TrainSetup", "TrainerWorker", "WorkerConfig"]
 
@@ -135,19 +136,11 @@ class TrainerWorker:
 
     def state_dict(self) -> dict[str, Any]:
         """Policy, optimizer, step counter and the metrics history."""
-        return {
-            "step": self.step,
-            "policy": self.policy.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "history": list(self.history),
-        }
+        return training_state(self.policy, self.optimizer, self.step, self.history)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
-        self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.history = list(state["history"])
+        self.step, self.history = restore_training_state(state, self.policy, self.optimizer)
 
     @property
     def checkpoint_path(self) -> Path | None:
