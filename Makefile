@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 COMPOSE := docker compose $(if $(CPU),-f compose.yaml -f compose.cpu.yaml)
 
-.PHONY: venv redis cluster-tools test bench demo demo-merge lint up down clean
+.PHONY: venv redis cluster-tools test bench load demo demo-merge lint up down clean
 
 venv: $(VENV_STAMP)
 
@@ -32,6 +32,12 @@ test: venv redis cluster-tools
 bench: venv
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_service
+
+# Two service processes on one Redis: 8 trainers (16 groups of 64, d = 2048, pool 50,000) and
+# 2 committers for 60 s, then the stored statistics against a recompute from the stored pool;
+# results in benchmarks/results/load.json. Other sizes: make load LOAD_ARGS="--d 512 --pool 10000"
+load: venv redis
+	$(PY) -m benchmarks.load $(LOAD_ARGS)
 
 # Trains the feature CNN and flow model (cached in out/cache by config hash), starts the reward
 # service on a free loopback port (or uses DISTREWARD_URL + DISTREWARD_ADMIN_TOKEN), runs GRPO

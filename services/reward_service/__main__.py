@@ -11,7 +11,22 @@ from pydantic import ValidationError
 from .app import create_app
 from .settings import get_settings
 
-__all__ = ["main"]
+__all__ = ["log_binding", "main"]
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def log_binding(host: str, port: int) -> None:
+    """Say where the service listens: loopback (the default) at INFO, anything else as a
+    WARNING, since the service speaks plain HTTP and expects TLS to end in front of it."""
+    log = logging.getLogger(__name__)
+    if host in LOOPBACK_HOSTS:
+        log.info("listening on %s:%d (loopback only; set DISTREWARD_HOST to serve beyond)",
+                 host, port)
+    else:
+        log.warning("listening on %s:%d, beyond loopback: plain HTTP, put TLS in front",
+                    host, port)
 
 
 def main() -> None:
@@ -23,8 +38,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if settings.host not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger(__name__).warning("listening on %s, beyond loopback", settings.host)
+    log_binding(settings.host, settings.port)
     uvicorn.run(
         create_app(settings),
         host=settings.host,

@@ -1,87 +1,37 @@
-"""Helpers shared by the service tests: a real ``redis-server`` on a free loopback port, service
-processes, and a small API client with one method per route in either wire format."""
+"""Helpers shared by the service and hardening tests: settings, ``.npy`` bodies and a small API
+client with one method per route in either wire format; the Redis and service processes come
+from :mod:`benchmarks.processes` (the load benchmark starts the same ones)."""
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 
+from benchmarks.processes import ADMIN_TOKEN, TRAINER_TOKEN, RedisServer, ServiceProcess, free_port
 from reward_service.settings import Settings
 
-TRAINER_TOKEN = "trainer-token-for-tests-0001"
-ADMIN_TOKEN = "admin-token-for-tests-000001"
+__all__ = [
+    "ADMIN_TOKEN",
+    "TRAINER_TOKEN",
+    "Api",
+    "ApiAt",
+    "D",
+    "N",
+    "RedisServer",
+    "ServiceProcess",
+    "clients",
+    "free_port",
+    "make_settings",
+    "npy",
+]
+
 D = 8
 N = 64
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _answers(port: int, probe: bytes, expect: bytes) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-            sock.sendall(probe)
-            return sock.recv(64).startswith(expect)
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """One ``redis-server``; ``persistent`` keeps an append-only file (fsync always) so that a
-    stop/start on the same port loses nothing acknowledged."""
-
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server not found: run `bash scripts/install_redis.sh` (as root)")
-        self.binary = binary
-        self.directory = directory
-        self.persistent = persistent
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        persistence = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
-        self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--dir", str(self.directory), "--appendonly", *persistence],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not _answers(self.port, b"PING\r\n", b"+PONG"):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"redis-server on port {self.port} did not start")
-            time.sleep(0.05)
-
-    def flushall(self) -> None:
-        assert _answers(self.port, b"FLUSHALL\r\n", b"+OK"), "FLUSHALL failed"
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # SIGTERM: flushes the append-only file, then exits
-            self.process.wait(timeout=10)
-            self.process = None
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -180,48 +130,21 @@ class Api:
         return await self.send("GET", f"/v1/references/{name}")
 
 
-class ServiceProcess:
-    """``python -m reward_service`` as a subprocess on a free port."""
+class ApiAt(Api):
+    """The test API helper against one process's base URL."""
 
-    def __init__(self, redis_url: str, log_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
-            **os.environ,
-            "DISTREWARD_REDIS_URL": redis_url,
-            "DISTREWARD_PORT": str(self.port),
-            "DISTREWARD_TOKENS": TRAINER_TOKEN,
-            "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
-            "DISTREWARD_REDIS_TIMEOUT_SECONDS": "1",
-            **env,
-        }
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reward_service"],
-            env=environment,
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
+        super().__init__(client, ADMIN_TOKEN)
+        self.base_url = base_url
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("service did not come up")
+    async def send(  # type: ignore[override]
+        self, method: str, path: str, *args, **kwargs
+    ) -> httpx.Response:
+        return await super().send(method, self.base_url + path, *args, **kwargs)
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+
+@asynccontextmanager
+async def clients(*procs: ServiceProcess) -> AsyncIterator[list[Api]]:
+    """One :class:`ApiAt` per process, over one shared HTTP client."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield [ApiAt(client, proc.url) for proc in procs]

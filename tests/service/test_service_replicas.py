@@ -4,14 +4,12 @@ restart, and Redis going away and coming back under the same processes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
-from service_support import ADMIN_TOKEN, Api, D, N, RedisServer, ServiceProcess
+from service_support import Api, D, N, RedisServer, ServiceProcess, clients
 
 from reward_service.replica import Replica
 from reward_service.store.redis import RedisStore
@@ -19,25 +17,6 @@ from reward_service.store.redis import RedisStore
 pytestmark = pytest.mark.asyncio
 
 StartServices = Callable[..., list[ServiceProcess]]
-
-
-@asynccontextmanager
-async def clients(*procs: ServiceProcess) -> AsyncIterator[list[Api]]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        yield [ApiAt(client, proc.url) for proc in procs]
-
-
-class ApiAt(Api):
-    """The test API helper against one process's base URL."""
-
-    def __init__(self, client: httpx.AsyncClient, base_url: str) -> None:
-        super().__init__(client, ADMIN_TOKEN)
-        self.base_url = base_url
-
-    async def send(  # type: ignore[override]
-        self, method: str, path: str, *args, **kwargs
-    ) -> httpx.Response:
-        return await super().send(method, self.base_url + path, *args, **kwargs)
 
 
 async def test_a_commit_through_one_is_seen_through_the_other(

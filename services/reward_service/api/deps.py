@@ -1,11 +1,14 @@
 """Dependencies as ``Annotated`` aliases so route signatures stay short.
 
-Tokens are compared with ``hmac.compare_digest`` against every configured token (no early exit),
-so response time does not tell how much of a guess was right. Tokens are never logged.
+Tokens are compared with ``hmac.compare_digest`` against every configured token of both roles
+(no early exit), on SHA-256 digests so that every comparison has the same length: response time
+tells neither how much of a guess was right nor how long the real tokens are. Tokens are never
+logged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from enum import Enum
 from typing import Annotated
@@ -57,10 +60,15 @@ _bearer = HTTPBearer(auto_error=False, description="trainer or admin token")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def _matches(token: bytes, candidates: tuple[str, ...]) -> bool:
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _matches(digest: bytes, candidates: tuple[str, ...]) -> bool:
+    """Whether ``digest`` is one of ``candidates``'; every candidate is compared."""
     found = False
     for candidate in candidates:
-        found |= hmac.compare_digest(token, candidate.encode())
+        found |= hmac.compare_digest(digest, _digest(candidate))
     return found
 
 
@@ -69,10 +77,12 @@ def _role(settings: Settings, credentials: HTTPAuthorizationCredentials | None) 
         return Role.ADMIN
     if credentials is None or not credentials.credentials:
         raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
-    token = credentials.credentials.encode()
-    if _matches(token, settings.admin_tokens):
+    digest = _digest(credentials.credentials)
+    admin = _matches(digest, settings.admin_tokens)
+    trainer = _matches(digest, settings.tokens)  # compared even when admin matched
+    if admin:
         return Role.ADMIN
-    if _matches(token, settings.tokens):
+    if trainer:
         return Role.TRAINER
     raise Unauthorized("unknown token: use one of the tokens configured on the service")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -23,11 +24,13 @@ __all__ = [
     "NPY",
     "NPZ",
     "Payload",
+    "ShapeCheck",
     "array_from_json",
     "decode_npy",
     "decode_npz",
     "parse_json",
     "read_payload",
+    "shape_limits",
 ]
 
 JSON = "application/json"
@@ -37,7 +40,9 @@ MediaType = Literal["application/json", "application/x-npy", "application/x-npz"
 
 _FLOAT_DTYPES = {np.dtype("<f2"), np.dtype("<f4"), np.dtype("<f8")}
 _NPY_MAGIC = b"\x93NUMPY"
+_MAX_HEAD_BYTES = 12 + 10_000  # magic, version, length field, header (numpy's default cap)
 M = TypeVar("M", bound=BaseModel)
+ShapeCheck = Callable[[tuple[int, ...]], None]
 
 
 @dataclass(frozen=True)
@@ -46,17 +51,30 @@ class Payload:
     data: bytes
 
 
-async def read_payload(request: Request, accepted: tuple[str, ...], limit: int) -> Payload:
-    """The body, refused by ``Content-Type`` first and by size before it is all in memory."""
+async def read_payload(
+    request: Request,
+    accepted: tuple[str, ...],
+    limit: int,
+    check_shape: ShapeCheck | None = None,
+) -> Payload:
+    """The body, refused by ``Content-Type`` first and by size before it is all in memory.
+
+    A declared ``Content-Length`` over ``limit`` is refused before a byte is read; a body that
+    streams past ``limit`` is refused at the chunk that crosses it. For ``.npy`` bodies the
+    header is decoded as soon as it has arrived, and ``check_shape`` (the route's G/K/d limits)
+    runs on the announced shape, so an oversize batch costs one header, not the whole body.
+    """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in accepted:
         raise UnsupportedMediaType(
             f"Content-Type {media_type or '(none)'!r} is not accepted here; send one of "
             + ", ".join(accepted)
         )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(_too_large(int(declared), limit))
+    declared_text = request.headers.get("content-length")
+    declared = int(declared_text) if declared_text and declared_text.isdigit() else None
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(_too_large(declared, limit))
+    head = bytearray() if media_type == NPY else None  # the .npy header while it arrives
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -64,6 +82,12 @@ async def read_payload(request: Request, accepted: tuple[str, ...], limit: int) 
         if size > limit:
             raise PayloadTooLarge(_too_large(size, limit))
         chunks.append(chunk)
+        if head is not None:
+            head += chunk[: _MAX_HEAD_BYTES - len(head)]
+            header = _npy_header(head)
+            if header is not None:
+                head = None
+                _check_header(header, declared, check_shape)
     if size == 0:
         raise BadInput("the request body is empty")
     return Payload(media_type, b"".join(chunks))  # type: ignore[arg-type]
@@ -88,11 +112,40 @@ def parse_json(model: type[M], data: bytes) -> M:
         ) from exc
 
 
-def decode_npy(data: bytes, ndim: int, what: str) -> np.ndarray:
-    """A float array of ``ndim`` dimensions from ``.npy`` bytes, header checked first."""
-    if not data.startswith(_NPY_MAGIC):
+@dataclass(frozen=True)
+class NpyHeader:
+    """What a ``.npy`` header announces; ``offset`` is where the data starts."""
+
+    shape: tuple[int, ...]
+    fortran: bool
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def data_bytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+
+def _npy_header(prefix: bytes | bytearray, what: str = "body") -> NpyHeader | None:
+    """The header of a ``.npy`` file from its first bytes; None while it is incomplete.
+
+    Layout: magic (6 bytes), version (2), header length (2 bytes in v1, 4 in v2/v3), header.
+    """
+    if len(prefix) < len(_NPY_MAGIC):
+        return None
+    if not prefix.startswith(_NPY_MAGIC):
         raise BadInput(f"{what}: body is not a .npy file (save it with numpy.save)")
-    stream = io.BytesIO(data)
+    if len(prefix) < 8:
+        return None
+    length_bytes = 2 if prefix[6] == 1 else 4
+    if len(prefix) < 8 + length_bytes:
+        return None
+    end = 8 + length_bytes + int.from_bytes(prefix[8 : 8 + length_bytes], "little")
+    if end > _MAX_HEAD_BYTES:  # numpy's own cap; a longer one is no array we would accept
+        raise BadInput(f"{what}: .npy header of {end} bytes; numpy.save writes short ones")
+    if len(prefix) < end:
+        return None
+    stream = io.BytesIO(prefix[:end])
     try:
         major, _minor = np.lib.format.read_magic(stream)
         if major == 1:
@@ -106,16 +159,56 @@ def decode_npy(data: bytes, ndim: int, what: str) -> np.ndarray:
             f"{what}: dtype {dtype.str!r} is not accepted; send little-endian float16, float32 "
             "or float64"
         )
-    _check_shape(tuple(shape), ndim, what)
-    expected = int(np.prod(shape)) * dtype.itemsize
-    offset = stream.tell()
-    if len(data) - offset != expected:
+    return NpyHeader(tuple(shape), bool(fortran), dtype, stream.tell())
+
+
+def _check_header(header: NpyHeader, declared: int | None, check: ShapeCheck | None) -> None:
+    """Refuse a body by its header alone: the route's shape limits, and a ``Content-Length``
+    that does not match the size the header announces."""
+    if check is not None:
+        check(header.shape)
+    expected = header.offset + header.data_bytes
+    if declared is not None and declared != expected:
         raise BadInput(
-            f"{what}: the .npy header announces shape {tuple(shape)} ({expected} bytes) but "
-            f"{len(data) - offset} bytes follow"
+            f"the .npy header announces shape {header.shape} ({header.data_bytes} bytes) but "
+            f"{declared - header.offset} bytes follow"
         )
-    view = np.frombuffer(data, dtype=dtype, offset=offset).reshape(
-        shape, order="F" if fortran else "C"
+
+
+def shape_limits(
+    ndim: int, what: str, *, maxima: tuple[int | None, ...] = (), width: int | None = None
+) -> ShapeCheck:
+    """A ``check_shape`` for :func:`read_payload`: ``ndim`` dimensions, none empty, the leading
+    ones at most ``maxima`` (None: unbounded; over → 413), the last equal to ``width`` when the
+    reference's d is known (→ 400)."""
+
+    def check(shape: tuple[int, ...]) -> None:
+        _check_shape(shape, ndim, what)
+        for size, maximum in zip(shape, maxima, strict=False):  # maxima: leading axes
+            if maximum is not None and size > maximum:
+                raise PayloadTooLarge(
+                    f"{what}: shape {shape} exceeds the limit of {maximum} along an axis; "
+                    "split the request"
+                )
+        if width is not None and shape[-1] != width:
+            raise BadInput(f"{what} have d={shape[-1]} but the reference has d={width}")
+
+    return check
+
+
+def decode_npy(data: bytes, ndim: int, what: str) -> np.ndarray:
+    """A float array of ``ndim`` dimensions from ``.npy`` bytes, header checked first."""
+    header = _npy_header(data, what)
+    if header is None:
+        raise BadInput(f"{what}: the .npy header is truncated")
+    _check_shape(header.shape, ndim, what)
+    if len(data) - header.offset != header.data_bytes:
+        raise BadInput(
+            f"{what}: the .npy header announces shape {header.shape} ({header.data_bytes} "
+            f"bytes) but {len(data) - header.offset} bytes follow"
+        )
+    view = np.frombuffer(data, dtype=header.dtype, offset=header.offset).reshape(
+        header.shape, order="F" if header.fortran else "C"
     )
     return _check_finite(np.array(view), what)  # own, writable copy: the body buffer is not
 

@@ -67,7 +67,10 @@ async def put_target(
 ) -> ReferenceInfo:
     """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from."""
     payload = await wire.read_payload(
-        request, (wire.NPZ, wire.NPY, wire.JSON), settings.max_body_bytes
+        request,
+        (wire.NPZ, wire.NPY, wire.JSON),
+        settings.max_body_bytes,
+        wire.shape_limits(2, "features"),  # a new target may set d: no width check
     )
     if payload.media_type == wire.NPZ:
         arrays = wire.decode_npz(payload.data, {"mu": 1, "sigma": 2}, settings.max_body_bytes)
@@ -97,7 +100,10 @@ async def _pool(
     name: str, request: Request, service: ServiceDep, settings: SettingsDep, *, first: bool,
     final: bool,
 ) -> ReferenceInfo | StagedPool:
-    payload = await wire.read_payload(request, (wire.NPY, wire.JSON), settings.max_body_bytes)
+    limits = wire.shape_limits(2, "pool rows", width=service.held_width(name))
+    payload = await wire.read_payload(
+        request, (wire.NPY, wire.JSON), settings.max_body_bytes, limits
+    )
     if payload.media_type == wire.NPY:
         rows = wire.decode_npy(payload.data, 2, "pool")
     else:

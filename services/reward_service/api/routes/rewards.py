@@ -36,9 +36,21 @@ def _indices_from_query(text: str | None) -> np.ndarray | None:
     if text is None or not text.strip():
         return None
     try:
-        return np.array([int(part) for part in text.split(",")], dtype=np.int64)
+        rows = [int(part) for part in text.split(",")]
     except ValueError as exc:
         raise BadInput("indices: send comma-separated integers, e.g. indices=0,5,9") from exc
+    return _index_array(rows)
+
+
+def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
+    """Row numbers as int64. Ragged lists and numbers beyond int64 (both found by fuzzing)
+    are the caller's to fix, not a server error."""
+    try:
+        return np.asarray(rows, dtype=np.int64)
+    except (ValueError, OverflowError) as exc:
+        raise BadInput(
+            "indices: send K row numbers in [0, N), or G lists of K of them (equal lengths)"
+        ) from exc
 
 
 @router.post(
@@ -61,14 +73,20 @@ async def rewards(
 ) -> RewardsResponse:
     """Per-group reward ``base_fd - fd`` of replacing pool rows by each group."""
     start = time.perf_counter()
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes)
+    limits = wire.shape_limits(
+        3,
+        "groups",
+        maxima=(settings.max_groups, settings.max_group_size),
+        width=service.held_width(name),
+    )
+    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
     if payload.media_type == wire.NPY:
         groups = wire.decode_npy(payload.data, 3, "groups")
         params = RewardParams(mode, seed, _indices_from_query(indices), method, version)
     else:
         body = wire.parse_json(RewardsRequest, payload.data)
         groups = wire.array_from_json(body.groups, 3, "groups")
-        rows = None if body.indices is None else np.asarray(body.indices, dtype=np.int64)
+        rows = None if body.indices is None else _index_array(body.indices)
         params = RewardParams(body.mode, body.seed, rows, body.method, body.version)
     result, stale = await service.rewards(name, groups, params)
     return RewardsResponse(
@@ -105,7 +123,8 @@ async def commit(
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> CommitResponse:
     """Accepted rows replace the oldest pool rows; a retried idempotency key applies once."""
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes)
+    limits = wire.shape_limits(2, "commit rows", width=service.held_width(name))
+    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
     if payload.media_type == wire.NPY:
         features = wire.decode_npy(payload.data, 2, "features")
         key = idempotency_key
@@ -138,7 +157,8 @@ async def fd(
     name: RefName, request: Request, service: ServiceDep, settings: SettingsDep, _: TrainerAuth
 ) -> FDResponse:
     """Fréchet distance of the posted features' Gaussian to the target (float64)."""
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes)
+    limits = wire.shape_limits(2, "features", width=service.held_width(name))
+    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
     if payload.media_type == wire.NPY:
         features = wire.decode_npy(payload.data, 2, "features")
     else:

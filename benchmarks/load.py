@@ -1,0 +1,279 @@
+"""Load test: two service processes on one Redis, trainers asking for rewards while others commit.
+
+``make load`` runs the full size: 8 trainer clients sending binary reward requests (16 groups of
+64, d = 2048) against a pool of 50,000 rows while 2 clients commit, for 60 s or until a request
+cap. Reported: requests/s, samples/s, latency percentiles, errors, commits; afterwards the state
+in Redis is replayed the way a fresh replica loads it and checked against a from-scratch
+recompute from the stored pool (1e-9 relative), and both processes must serve that version.
+Every size is a command-line argument; the test suite runs a small one.
+
+Writes ``benchmarks/results/load.json`` (``--output``) and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.processes import ADMIN_TOKEN, TRAINER_TOKEN, RedisServer, ServiceProcess
+from benchmarks.stored_check import read_stored_state
+
+RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
+NAME = "load"
+NPY_HEADERS = {"Content-Type": "application/x-npy"}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@dataclass
+class Tally:
+    """What the clients saw."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    acked_versions: list[int] = field(default_factory=list)
+    commit_latencies: list[float] = field(default_factory=list)
+    stale_answers: int = 0
+
+
+async def _upload(client: httpx.AsyncClient, url: str, args: argparse.Namespace) -> int:
+    """Target fitted to shifted rows, then the pool in chunks; returns the published version."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(0.1, 1.0, size=(max(2 * args.d, 64), args.d)).astype(np.float32)
+    answer = await client.put(f"{url}/v1/references/{NAME}/target", content=_npy(real),
+                              headers=NPY_HEADERS)
+    answer.raise_for_status()
+    starts = list(range(0, args.pool, args.chunk_rows))
+    for i, start in enumerate(starts):
+        chunk = rng.normal(size=(min(args.chunk_rows, args.pool - start), args.d))
+        answer = await client.request(
+            "PUT" if i == 0 else "POST", f"{url}/v1/references/{NAME}/pool",
+            content=_npy(chunk.astype(np.float32)), headers=NPY_HEADERS,
+            params={"final": str(i == len(starts) - 1).lower()},
+        )
+        answer.raise_for_status()
+    return int(answer.json()["version"])
+
+
+async def _trainer(
+    client: httpx.AsyncClient, url: str, worker: int, args: argparse.Namespace,
+    deadline: float, budget: list[int], tally: Tally,
+) -> None:
+    groups = np.random.default_rng(100 + worker).normal(
+        0.05, 1.0, size=(args.groups, args.group_size, args.d)
+    ).astype(np.float32)
+    body = _npy(groups)
+    step = 0
+    while time.monotonic() < deadline and budget[0] > 0:
+        budget[0] -= 1
+        began = time.perf_counter()
+        try:
+            answer = await client.post(f"{url}/v1/references/{NAME}/rewards", content=body,
+                                       headers=NPY_HEADERS,
+                                       params={"seed": worker * 1_000_000 + step})
+        except httpx.TransportError as exc:
+            tally.errors[type(exc).__name__] += 1
+            continue
+        finally:
+            step += 1
+        if answer.status_code != 200:
+            tally.errors[str(answer.status_code)] += 1
+            continue
+        tally.latencies.append(time.perf_counter() - began)
+        tally.stale_answers += bool(answer.json()["stale"])
+
+
+async def _committer(
+    client: httpx.AsyncClient, url: str, worker: int, args: argparse.Namespace,
+    deadline: float, tally: Tally,
+) -> None:
+    rng = np.random.default_rng(200 + worker)
+    step = 0
+    while time.monotonic() < deadline:
+        rows = rng.normal(0.05, 1.0, size=(args.commit_rows, args.d)).astype(np.float32)
+        began = time.perf_counter()
+        try:
+            answer = await client.post(
+                f"{url}/v1/references/{NAME}/commit", content=_npy(rows),
+                headers={**NPY_HEADERS, "Idempotency-Key": f"load-{worker}-{step}"},
+            )
+        except httpx.TransportError as exc:
+            tally.errors[f"commit {type(exc).__name__}"] += 1
+        else:
+            if answer.status_code == 200:
+                tally.acked_versions.append(int(answer.json()["version"]))
+                tally.commit_latencies.append(time.perf_counter() - began)
+            else:
+                tally.errors[f"commit {answer.status_code}"] += 1
+        step += 1
+        await asyncio.sleep(args.commit_interval)
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    trainer_headers = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
+    limits = httpx.Limits(max_connections=64)
+    async with (
+        httpx.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                          timeout=args.timeout) as admin,
+        httpx.AsyncClient(headers=trainer_headers, timeout=args.timeout, limits=limits) as client,
+    ):
+        began = time.perf_counter()
+        start_version = await _upload(admin, urls[0], args)
+        for url in urls:  # both processes build the engine before the clock starts
+            (await client.get(f"{url}/v1/references/{NAME}")).raise_for_status()
+        setup_seconds = time.perf_counter() - began
+
+        tally = Tally()
+        budget = [args.max_requests]
+        began = time.perf_counter()
+        deadline = time.monotonic() + args.duration
+        await asyncio.gather(
+            *(_trainer(client, urls[w % len(urls)], w, args, deadline, budget, tally)
+              for w in range(args.trainers)),
+            *(_committer(client, urls[w % len(urls)], w, args, deadline, tally)
+              for w in range(args.committers)),
+        )
+        wall = time.perf_counter() - began
+        stored = await read_stored_state(redis_url, NAME)
+        served = [(await client.get(f"{url}/v1/references/{NAME}")).json() for url in urls]
+
+    requests = len(tally.latencies)
+    applied = stored.version - start_version
+    checks = {
+        "stored_statistics_match_recompute": stored.consistent,
+        "acknowledged_commits_all_applied_once": (
+            sorted(tally.acked_versions) == list(range(start_version + 1, stored.version + 1))
+        ),
+        "replicas_at_stored_version": all(info["version"] == stored.version for info in served),
+        "replicas_base_fd_match": all(
+            abs(info["base_fd"] - stored.base_fd) <= 1e-9 * abs(stored.base_fd)
+            for info in served
+        ),
+        "zero_errors": not tally.errors,
+    }
+    return {
+        "config": {
+            "d": args.d, "pool": args.pool, "groups": args.groups,
+            "group_size": args.group_size, "trainers": args.trainers,
+            "committers": args.committers, "commit_rows": args.commit_rows,
+            "commit_interval_seconds": args.commit_interval, "duration_seconds": args.duration,
+            "max_requests": args.max_requests, "service_processes": len(urls),
+            "store": "redis", "body_dtype": "float32",
+        },
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "load_average_1m_after": os.getloadavg()[0]},
+        "setup_seconds": setup_seconds,
+        "wall_seconds": wall,
+        "requests": requests,
+        "requests_per_second": requests / wall,
+        "samples_per_second": requests * args.groups * args.group_size / wall,
+        "latency_seconds": {f"p{q}": _percentile(tally.latencies, q) for q in (50, 95, 99)},
+        "stale_answers": tally.stale_answers,
+        "errors": dict(tally.errors),
+        "commits": {
+            "acknowledged": len(tally.acked_versions), "applied": applied,
+            "latency_p50_seconds": _percentile(tally.commit_latencies, 50),
+        },
+        "stored": stored.summary(),
+        "replica_versions": [info["version"] for info in served],
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Start Redis and the service processes, load them, stop everything."""
+    env = {
+        "DISTREWARD_MAX_BODY_BYTES": str(1 << 30),
+        "DISTREWARD_MAX_GROUP_SIZE": str(max(args.group_size, 64)),
+        "DISTREWARD_REDIS_TIMEOUT_SECONDS": "30",  # pool chunks of tens of MB at d = 2048
+        "DISTREWARD_LOG_LEVEL": "warning",
+    }
+    with tempfile.TemporaryDirectory(prefix="distreward-load-") as scratch, ExitStack() as stack:
+        directory = Path(scratch)
+        redis = RedisServer(directory)
+        redis.start()
+        stack.callback(redis.stop)
+        procs = [ServiceProcess(redis.url, directory / f"service-{i}.log", **env)
+                 for i in range(args.processes)]
+        for proc in procs:
+            stack.callback(proc.stop)
+        for proc in procs:
+            proc.wait_ready(timeout=300)
+        return asyncio.run(_run([proc.url for proc in procs], redis.url, args))
+
+
+def _summary(result: dict[str, Any]) -> str:
+    c, lat = result["config"], result["latency_seconds"]
+    fmt = "{:.3f}".format
+    return "\n".join([
+        f"load: d={c['d']} pool={c['pool']} {c['groups']}x{c['group_size']} per request, "
+        f"{c['trainers']} trainers + {c['committers']} committers on {c['service_processes']} "
+        f"processes, {result['wall_seconds']:.1f} s (setup {result['setup_seconds']:.1f} s)",
+        f"  requests {result['requests']}  ({result['requests_per_second']:.2f}/s, "
+        f"{result['samples_per_second']:.0f} samples/s)",
+        f"  latency p50 {fmt(lat['p50'] or 0)} s  p95 {fmt(lat['p95'] or 0)} s  "
+        f"p99 {fmt(lat['p99'] or 0)} s",
+        f"  commits acknowledged {result['commits']['acknowledged']}, applied "
+        f"{result['commits']['applied']}; errors {result['errors'] or 0}",
+        f"  stored statistics vs recompute: {result['stored']['statistics_relative_error']:.1e}"
+        f" (FD {result['stored']['fd_relative_error']:.1e}); replicas at "
+        f"{result['replica_versions']}",
+        f"  {'PASSED' if result['passed'] else 'FAILED'}: "
+        + ", ".join(f"{name}={ok}" for name, ok in result["checks"].items()),
+    ])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--d", type=int, default=2048)
+    parser.add_argument("--pool", type=int, default=50_000)
+    parser.add_argument("--groups", type=int, default=16)
+    parser.add_argument("--group-size", type=int, default=64)
+    parser.add_argument("--trainers", type=int, default=8)
+    parser.add_argument("--committers", type=int, default=2)
+    parser.add_argument("--commit-rows", type=int, default=64)
+    parser.add_argument("--commit-interval", type=float, default=2.0, help="seconds, per client")
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    parser.add_argument("--max-requests", type=int, default=5000, help="reward requests, in all")
+    parser.add_argument("--chunk-rows", type=int, default=4096)
+    parser.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(_summary(result))
+    print(f"written to {args.output}")
+    return 0 if result["passed"] else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Local processes for tests and benchmarks: a real ``redis-server`` on a free loopback port
+and ``python -m reward_service`` subprocesses. Loopback only; each process is stopped by the
+object that started it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+__all__ = ["ADMIN_TOKEN", "TRAINER_TOKEN", "RedisServer", "ServiceProcess", "free_port"]
+
+TRAINER_TOKEN = "trainer-token-for-tests-0001"
+ADMIN_TOKEN = "admin-token-for-tests-000001"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _answers(port: int, probe: bytes, expect: bytes) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(probe)
+            return sock.recv(64).startswith(expect)
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One ``redis-server``; ``persistent`` keeps an append-only file (fsync always) so that a
+    stop/start on the same port loses nothing acknowledged."""
+
+    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError(
+                "redis-server not found: run `bash scripts/install_redis.sh` (as root)"
+            )
+        self.binary = binary
+        self.directory = directory
+        self.persistent = persistent
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        persistence = ["yes", "--appendfsync", "always"] if self.persistent else ["no"]
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--dir", str(self.directory), "--appendonly", *persistence],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not _answers(self.port, b"PING\r\n", b"+PONG"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def flushall(self) -> None:
+        assert _answers(self.port, b"FLUSHALL\r\n", b"+OK"), "FLUSHALL failed"
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SIGTERM: flushes the append-only file, then exits
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all; with ``persistent`` (fsync always) nothing acknowledged
+        is lost."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class ServiceProcess:
+    """``python -m reward_service`` as a subprocess on a free port."""
+
+    def __init__(self, redis_url: str, log_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environment = {
+            **os.environ,
+            "DISTREWARD_REDIS_URL": redis_url,
+            "DISTREWARD_PORT": str(self.port),
+            "DISTREWARD_TOKENS": TRAINER_TOKEN,
+            "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
+            "DISTREWARD_REDIS_TIMEOUT_SECONDS": "1",
+            **env,
+        }
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "reward_service"],
+            env=environment,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited with {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("service did not come up")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or OOM-killed replica dies."""
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
