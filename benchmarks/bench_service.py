@@ -22,30 +22,23 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import numpy as np
+
+from benchmarks.processes import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
 TOKEN = "bench-admin-token-0123456789"
 NAME = "bench"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -58,43 +51,20 @@ def _npy(array: np.ndarray) -> bytes:
 def running_service(max_body_bytes: int) -> Iterator[str]:
     """The service as a subprocess (memory store) on a free port; yields its base URL. Its log
     goes to a temporary file whose tail is shown when it fails to start."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DISTREWARD_PORT": str(port),
-        "DISTREWARD_ADMIN_TOKENS": TOKEN,
-        "DISTREWARD_REDIS_URL": "",
-        "DISTREWARD_MAX_BODY_BYTES": str(max_body_bytes),
-        "DISTREWARD_MAX_GROUP_SIZE": "4096",
-        "DISTREWARD_LOG_LEVEL": "warning",
-    }
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "reward_service"], env=env, cwd=ROOT, stdout=log,
-            stderr=subprocess.STDOUT,
+    with tempfile.TemporaryDirectory() as folder:
+        service = ServiceProcess(
+            "",
+            Path(folder) / "service.log",
+            DISTREWARD_ADMIN_TOKENS=TOKEN,
+            DISTREWARD_MAX_BODY_BYTES=str(max_body_bytes),
+            DISTREWARD_MAX_GROUP_SIZE="4096",
+            DISTREWARD_LOG_LEVEL="warning",
         )
         try:
-            _wait_ready(url, process, log)
-            yield url
+            service.wait_ready(timeout=120)
+            yield service.url
         finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            tail = log.read()[-2000:].decode(errors="replace")
-            raise RuntimeError(f"the service exited:\n{tail}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("the service did not start within 120 s")
+            service.stop(timeout=30)
 
 
 def _check(response: httpx.Response) -> dict[str, Any]:

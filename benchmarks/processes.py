@@ -14,7 +14,14 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["ADMIN_TOKEN", "TRAINER_TOKEN", "RedisServer", "ServiceProcess", "free_port"]
+__all__ = [
+    "ADMIN_TOKEN",
+    "TRAINER_TOKEN",
+    "RedisServer",
+    "ServiceProcess",
+    "free_port",
+    "stop_process",
+]
 
 TRAINER_TOKEN = "trainer-token-for-tests-0001"
 ADMIN_TOKEN = "admin-token-for-tests-000001"
@@ -25,6 +32,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _answers(port: int, probe: bytes, expect: bytes) -> bool:
@@ -90,12 +107,14 @@ class RedisServer:
 
 
 class ServiceProcess:
-    """``python -m reward_service`` as a subprocess on a free port."""
+    """``python -m reward_service`` as a subprocess on a free port, started at once; its output
+    goes to ``log_path``. After :meth:`stop` or :meth:`kill`, :meth:`start` starts it again on
+    the same port, appending to the log."""
 
     def __init__(self, redis_url: str, log_path: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
+        self.env = {
             **os.environ,
             "DISTREWARD_REDIS_URL": redis_url,
             "DISTREWARD_PORT": str(self.port),
@@ -105,38 +124,44 @@ class ServiceProcess:
             **env,
         }
         self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "reward_service"],
-            env=environment,
-            cwd=REPO,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = self._spawn("wb")
+
+    def _spawn(self, mode: str) -> subprocess.Popen[bytes]:
+        with self.log_path.open(mode) as log:  # the child holds its own copy of the handle
+            return subprocess.Popen(
+                [sys.executable, "-m", "reward_service"],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def start(self) -> None:
+        """Start the service again (same port and settings) once the last one has exited."""
+        self.process = self._spawn("ab")
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}")
+                raise RuntimeError(
+                    f"service exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("service did not come up")
+        raise RuntimeError(f"service did not come up in {timeout:g} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 2000) -> str:
+        return self.log_path.read_bytes()[-chars:].decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL, as a crashed or OOM-killed replica dies."""
         self.process.kill()
         self.process.wait()
 
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
+    def stop(self, timeout: float = 15.0) -> None:
+        stop_process(self.process, timeout)

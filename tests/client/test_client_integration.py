@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +22,7 @@ import numpy as np
 import pytest
 
 import reward_client as rc
+from benchmarks import processes
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("reward_service") is None
@@ -37,58 +35,34 @@ ADMIN = "admin-token-integration-0123"
 D = 8
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServiceProcess:
-    """``python -m reward_service`` on a free loopback port; can be stopped and started again."""
+class ServiceProcess(processes.ServiceProcess):
+    """The shared service process (started at once) with this module's tokens, the embedded
+    store and the CPU engine; ready once the client's own probe (``/readyz``) says so."""
 
     def __init__(self, log: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log
-        self.process: subprocess.Popen[bytes] | None = None
-        self.env = {
-            **os.environ,
-            "DISTREWARD_HOST": "127.0.0.1",
-            "DISTREWARD_PORT": str(self.port),
-            "DISTREWARD_TOKENS": TRAINER,
-            "DISTREWARD_ADMIN_TOKENS": ADMIN,
-            "DISTREWARD_REDIS_URL": "",
-            "DISTREWARD_DEVICE": "cpu",
-            "DISTREWARD_LOG_LEVEL": "warning",
-        }
+        super().__init__(
+            "",
+            log,
+            DISTREWARD_HOST="127.0.0.1",
+            DISTREWARD_TOKENS=TRAINER,
+            DISTREWARD_ADMIN_TOKENS=ADMIN,
+            DISTREWARD_DEVICE="cpu",
+            DISTREWARD_LOG_LEVEL="warning",
+        )
 
-    def start(self, wait: bool = True) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "reward_service"], env=self.env, stdout=log, stderr=log
-            )
-        if wait:
-            with rc.RewardClient(self.url) as probe:
-                probe.wait_ready(timeout=60)
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        with rc.RewardClient(self.url) as probe:
+            probe.wait_ready(timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     proc = ServiceProcess(tmp_path_factory.mktemp("service") / "service.log")
-    proc.start()
-    yield proc
-    proc.stop()
+    try:
+        proc.wait_ready()
+        yield proc
+    finally:
+        proc.stop()
 
 
 class CountingTransport(httpx.HTTPTransport):
@@ -221,9 +195,9 @@ def test_two_trainers_both_make_progress(service: ServiceProcess) -> None:
 
 def test_retries_ride_over_a_restart(tmp_path: Path) -> None:
     proc = ServiceProcess(tmp_path / "service.log")
-    restarter = threading.Timer(0.5, proc.start, kwargs={"wait": False})
-    proc.start()
+    restarter = threading.Timer(0.5, proc.start)  # starts it again, without waiting
     try:
+        proc.wait_ready()
         transport = CountingTransport()
         config = rc.ClientConfig(retries=60, backoff=0.05, max_backoff=0.25)
         with rc.RewardClient(proc.url, token=ADMIN, config=config, transport=transport) as client:

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+
+from benchmarks.processes import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -98,12 +99,6 @@ def load_yaml(path: Path) -> Any:
 # -- processes ---------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Child:
     """A child process answering HTTP on a loopback port; its output goes to ``log``."""
@@ -135,12 +130,7 @@ class Child:
         return self.log.read_text(errors="replace")[-3000:]
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process, timeout=10)
 
 
 def spawn(name: str, argv: list[str], port: int, folder: Path, env: dict[str, str]) -> Child:

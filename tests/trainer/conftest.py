@@ -1,8 +1,8 @@
-"""Fixtures of the trainer tests: a real reward-service process on a loopback port."""
+"""Fixtures of the trainer tests; their ``service`` fixture (a real reward-service process on a
+loopback port) is in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +15,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parents[2]))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from examples.digits.service import Endpoint, reward_service
-
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
@@ -26,11 +24,3 @@ def one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(threads)
 
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
-    """A ``python -m reward_service`` child with the in-memory store (admin token)."""
-    if os.environ.get("DISTREWARD_URL"):
-        pytest.skip("DISTREWARD_URL points at an outside service; these tests start their own")
-    with reward_service(tmp_path_factory.mktemp("service") / "service.log") as endpoint:
-        yield endpoint
