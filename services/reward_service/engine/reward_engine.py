@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -84,7 +84,7 @@ class _Version:
     spectrum_matrix: torch.Tensor  # M = A S A
     eigenvalues: torch.Tensor  # of M, ascending, unclipped
     projector: torch.Tensor  # B = Q^T A
-    base_fd: float = field(default=0.0)
+    base_fd: float
 
 
 class RewardEngine:
