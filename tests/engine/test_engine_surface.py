@@ -10,6 +10,8 @@ import reward_service.engine as engine
 def test_exported_names_are_pinned() -> None:
     assert set(engine.__all__) == {
         "ADVANTAGE_EPSILON",
+        "Method",
+        "Mode",
         "QuadratureSettings",
         "RewardEngine",
         "RewardResult",

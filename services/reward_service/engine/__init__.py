@@ -3,12 +3,15 @@
 Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU otherwise.
 """
 
+from .choices import Method, Mode
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
 from .reward_engine import ADVANTAGE_EPSILON, RewardEngine, RewardResult
 
 __all__ = [
     "ADVANTAGE_EPSILON",
+    "Method",
+    "Mode",
     "QuadratureSettings",
     "RewardEngine",
     "RewardResult",

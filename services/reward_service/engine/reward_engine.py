@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .choices import METHODS, Method, Mode
 from .linalg import as_float64, resolve_device, symmetric_sqrt, symmetrize, trace_sqrt_psd
 from .lowrank import LowRankUpdate, QuadratureSettings, trace_sqrt_change
 from .selection import choose_rows
@@ -42,7 +43,6 @@ ADVANTAGE_EPSILON = 1e-8
 """Added to the standard deviation in ``(r - mean) / (std + eps)``: equal rewards give zero
 advantages instead of 0/0."""
 
-_METHODS = ("lowrank", "exact")
 _EXACT_BLOCK_BYTES = 256 * 2**20
 
 
@@ -62,9 +62,9 @@ class RewardResult:
     advantages: np.ndarray
     indices: np.ndarray
     seed: int | None
-    mode: str
-    method: str
-    methods_used: tuple[str, ...]
+    mode: Mode
+    method: Method
+    methods_used: tuple[Method, ...]
     error_estimates: np.ndarray
     version: int
     base_fd: float
@@ -200,10 +200,10 @@ class RewardEngine:
     def rewards(
         self,
         groups: Any,
-        mode: str = "shared",
+        mode: Mode = "shared",
         seed: int | None = None,
         indices: Any = None,
-        method: str = "lowrank",
+        method: Method = "lowrank",
     ) -> RewardResult:
         """Subset-replace rewards of ``groups`` (G, K, d) against the current pool version.
 
@@ -213,8 +213,8 @@ class RewardEngine:
         fast path, exact fallback per group) or ``exact``.
         """
         started = time.perf_counter()
-        if method not in _METHODS:
-            raise ValueError(f"method must be one of {', '.join(_METHODS)}; got {method!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         ys = as_float64(groups, self._device, "groups")
         check_groups(ys, self.d)
         count, size = ys.shape[0], ys.shape[1]
@@ -242,7 +242,9 @@ class RewardEngine:
         rewards_np = rewards.cpu().numpy()
         centred = rewards_np - rewards_np.mean()
         advantages = centred / (rewards_np.std() + ADVANTAGE_EPSILON)
-        used = np.where(certified.cpu().numpy(), "lowrank", "exact")
+        used: tuple[Method, ...] = tuple(
+            "lowrank" if flag else "exact" for flag in certified.cpu().tolist()
+        )
         return RewardResult(
             fds=state.base_fd - rewards_np,
             rewards=rewards_np,
@@ -251,7 +253,7 @@ class RewardEngine:
             seed=used_seed,
             mode=mode,
             method=method,
-            methods_used=tuple(str(name) for name in used),
+            methods_used=used,
             error_estimates=errors.cpu().numpy(),
             version=state.version,
             base_fd=state.base_fd,

@@ -8,24 +8,23 @@ the groups themselves (common random numbers), which is what group-normalised ad
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ReplacementMode", "choose_rows"]
+from .choices import MODES, Mode
 
-ReplacementMode = Literal["shared", "independent", "indices"]
-_MODES = ("shared", "independent", "indices")
+__all__ = ["choose_rows"]
 
 
 def choose_rows(
-    mode: str, groups: int, group_size: int, pool_size: int, seed: int | None, indices: Any
+    mode: Mode, groups: int, group_size: int, pool_size: int, seed: int | None, indices: Any
 ) -> tuple[np.ndarray, int | None]:
     """Rows to replace, (groups, group_size) int64, and the seed used (drawn when ``None``;
     ``None`` for ``indices``). Draws come from numpy's PCG64 on the host, so a seed gives the
     same rows on every device and replica."""
-    if mode not in _MODES:
-        raise ValueError(f"mode must be one of {', '.join(_MODES)}; got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     if group_size > pool_size:
         raise ValueError(
             f"groups of K={group_size} cannot replace rows of a pool of N={pool_size}: "

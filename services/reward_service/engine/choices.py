@@ -1,0 +1,19 @@
+"""The choices a reward request makes, declared once: the service's schemas and routes type their
+parameters with these, and the engine checks untyped callers against the same values."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+__all__ = ["METHODS", "MODES", "Method", "Mode"]
+
+Mode = Literal["shared", "independent", "indices"]
+"""Which pool rows a group replaces: one random set for all groups of a request (``shared``,
+common random numbers), one per group (``independent``), or the caller's (``indices``)."""
+
+Method = Literal["lowrank", "exact"]
+"""How ``tr sqrt`` of the modified pool is computed: certified quadrature with exact fallback per
+group (``lowrank``), or one ``eigvalsh`` per group (``exact``)."""
+
+MODES: tuple[Mode, ...] = get_args(Mode)
+METHODS: tuple[Method, ...] = get_args(Method)
