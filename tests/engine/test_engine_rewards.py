@@ -8,7 +8,7 @@ import pytest
 import torch
 from engine_data import features, recomputed_fds, spectrum_basis, target_of
 
-from reward_service.engine import ADVANTAGE_EPSILON, RewardEngine
+from reward_service.engine import ADVANTAGE_EPSILON, RewardEngine, frechet_distance, gaussian_of
 
 
 def _setup(seed: int = 0, d: int = 24, n: int = 200, condition: float = 1e3):
@@ -59,6 +59,25 @@ def test_base_fd_is_the_pool_fd() -> None:
     *_, pool, engine = _setup()
     assert engine.base_fd == pytest.approx(engine.fd(pool), rel=1e-10)
     assert engine.d == 24 and engine.n == 200 and engine.version == 0
+
+
+def test_every_fd_is_the_same_clamped_formula() -> None:
+    # A target fitted to the pool itself: every FD is zero in exact arithmetic, and each path
+    # (the module function, the pool's base FD, engine.fd, exact rewards) clamps the round-off
+    # the same way instead of returning tiny negative distances.
+    rng, basis, *_ = _setup()
+    pool = features(rng, 200, basis, 3.0)
+    mu, sigma = (t.numpy() for t in gaussian_of(torch.as_tensor(pool)))
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    values = [frechet_distance(mu, sigma, mu, sigma), engine.base_fd, engine.fd(pool)]
+    rows = np.array([[0, 1, 2]])
+    exact = engine.rewards(pool[rows], mode="indices", indices=rows, method="exact")
+    values.append(float(exact.fds[0]))
+    assert all(0.0 <= value < 1e-9 for value in values), values
+    assert engine.fd(pool[:50]) == pytest.approx(
+        frechet_distance(*(t.numpy() for t in gaussian_of(torch.as_tensor(pool[:50]))), mu, sigma),
+        rel=1e-12,
+    )
 
 
 def test_shared_mode_replaces_the_same_rows_in_every_group() -> None:

@@ -17,6 +17,7 @@ import torch
 __all__ = [
     "as_float64",
     "frechet_distance",
+    "frechet_from_terms",
     "gaussian_of",
     "resolve_device",
     "symmetric_sqrt",
@@ -80,7 +81,8 @@ def symmetric_sqrt(matrix: torch.Tensor) -> torch.Tensor:
 def trace_sqrt_psd(matrix: torch.Tensor) -> torch.Tensor:
     """``tr sqrt(M)`` for symmetric PSD ``M`` (batched over leading axes): the sum of the square
     roots of the eigenvalues, negative round-off clipped to zero."""
-    return torch.linalg.eigvalsh(symmetrize(matrix)).clamp_min(0.0).sqrt().sum(-1)
+    eigenvalues: torch.Tensor = torch.linalg.eigvalsh(symmetrize(matrix))
+    return eigenvalues.clamp_min(0.0).sqrt().sum(-1)
 
 
 def gaussian_of(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,6 +94,23 @@ def gaussian_of(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, symmetrize(covariance)
 
 
+def frechet_from_terms(
+    mean_term: torch.Tensor | float,
+    trace_a: torch.Tensor | float,
+    trace_b: torch.Tensor | float,
+    cross: torch.Tensor,
+) -> torch.Tensor:
+    """``FD = |mu_a - mu_b|^2 + tr S_a + tr S_b - 2 tr sqrt(A S_a A)`` from its four terms
+    (batched over any leading axes of the tensors), the one place the formula is assembled.
+
+    Clamped at zero: the distance is non-negative in exact arithmetic, and a negative value is the
+    round-off of the cancelling traces when the two Gaussians (nearly) coincide. Rewards are
+    differences computed directly (the low-rank path) or of clamped values (the exact path), so
+    the clamp only ever moves values at round-off level.
+    """
+    return (mean_term + trace_a + trace_b - 2.0 * cross).clamp_min(0.0)
+
+
 def frechet_distance(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any) -> float:
     """Fréchet distance between N(mu_a, sigma_a) and N(mu_b, sigma_b), in float64.
 
@@ -99,7 +118,7 @@ def frechet_distance(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any) -> float:
 
     Inputs may be numpy arrays or tensors of any real dtype; the computation runs in float64 on
     the CPU. Singular covariances are fine: negative round-off eigenvalues are clipped, so the
-    result is real and finite. The value is clamped at zero, which it is in exact arithmetic.
+    result is real and finite; the value is clamped at zero (see :func:`frechet_from_terms`).
     """
     device = torch.device("cpu")
     mu_a_t, mu_b_t = as_float64(mu_a, device, "mu_a"), as_float64(mu_b, device, "mu_b")
@@ -122,5 +141,4 @@ def frechet_distance(mu_a: Any, sigma_a: Any, mu_b: Any, sigma_b: Any) -> float:
     root_b = symmetric_sqrt(sigma_b_t)
     mean_term = (mu_a_t - mu_b_t).square().sum()
     cross = trace_sqrt_psd(root_b @ symmetrize(sigma_a_t) @ root_b)
-    value = mean_term + sigma_a_t.trace() + sigma_b_t.trace() - 2.0 * cross
-    return max(float(value), 0.0)
+    return float(frechet_from_terms(mean_term, sigma_a_t.trace(), sigma_b_t.trace(), cross))

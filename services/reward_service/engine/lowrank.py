@@ -142,7 +142,9 @@ def _grams(
         block = weights @ _pair_products(shared_rows, shared_rows, symmetric=True)
         grams[:, :, a_first, a_second] += block
         cross = weights @ _pair_products(shared_rows, own_rows, symmetric=False)
-        grams[:, :, :shared_rank, shared_rank:] += cross.unflatten(-1, (shared_rank, own_rank))
+        grams[:, :, :shared_rank, shared_rank:] += cross.reshape(
+            *cross.shape[:-1], shared_rank, own_rank
+        )
         grams[:, :, b_first, b_second] += weights @ _pair_products(own_rows, own_rows, True)
     # Mirror the upper triangles (written above) into the lower ones.
     upper = torch.triu(grams)
@@ -166,7 +168,7 @@ def _spectrum_above(gram_at_minus_lo: torch.Tensor, weights: torch.Tensor) -> to
     By Haynsworth's inertia additivity on ``[[M - lo, W], [W^T, -C^-1]]``, the number of
     eigenvalues of ``M' - lo`` below zero is ``pos(C^-1 + W^T (M - lo)^-1 W) - pos(C^-1)``: one
     more shift and an r x r eigenvalue count, instead of the d x d eigenproblem."""
-    inertia = torch.linalg.eigvalsh(torch.diag(1.0 / weights) + gram_at_minus_lo)
+    inertia: torch.Tensor = torch.linalg.eigvalsh(torch.diag(1.0 / weights) + gram_at_minus_lo)
     return (inertia > 0).sum(-1) == (weights > 0).sum()
 
 

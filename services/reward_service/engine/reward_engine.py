@@ -32,7 +32,15 @@ import numpy as np
 import torch
 
 from .choices import METHODS, Method, Mode
-from .linalg import as_float64, resolve_device, symmetric_sqrt, symmetrize, trace_sqrt_psd
+from .linalg import (
+    as_float64,
+    frechet_from_terms,
+    gaussian_of,
+    resolve_device,
+    symmetric_sqrt,
+    symmetrize,
+    trace_sqrt_psd,
+)
 from .lowrank import LowRankUpdate, QuadratureSettings, trace_sqrt_change
 from .selection import choose_rows
 from .validation import check_features, check_groups
@@ -180,9 +188,10 @@ class RewardEngine:
         spectrum_matrix = symmetrize(root @ covariance @ root)
         eigenvalues, eigenvectors = torch.linalg.eigh(spectrum_matrix)
         trace_cov = float(covariance.trace())
-        mean_term = float((mean - self._target_mean).square().sum())
-        cross = float(eigenvalues.clamp_min(0.0).sqrt().sum())
-        base_fd = mean_term + trace_cov + self._target_trace - 2.0 * cross
+        cross = eigenvalues.clamp_min(0.0).sqrt().sum()
+        base_fd = float(
+            frechet_from_terms(self._mean_term(mean), trace_cov, self._target_trace, cross)
+        )
         return _Version(
             version=version,
             n=n,
@@ -298,9 +307,9 @@ class RewardEngine:
                 - state.n * shift[part].unsqueeze(2) * shift[part].unsqueeze(1)
             ) / (state.n - 1)
             cross.append(trace_sqrt_psd(state.spectrum_matrix + update))
-        mean_term = (state.mean - self._target_mean).square().sum() + terms.mean_change
+        mean_term = self._mean_term(state.mean) + terms.mean_change
         trace_term = state.trace_cov + terms.trace_change
-        fds = mean_term + trace_term + self._target_trace - 2.0 * torch.cat(cross)
+        fds = frechet_from_terms(mean_term, trace_term, self._target_trace, torch.cat(cross))
         return state.base_fd - fds
 
     # ----------------------------------------------------------------- commits
@@ -331,13 +340,15 @@ class RewardEngine:
         """Fréchet distance of the Gaussian fitted to ``features`` (n >= 2 rows) to the target."""
         xs = as_float64(features, self._device, "features")
         check_features(xs, self.d, min_rows=2)
-        mean = xs.mean(0)
-        centred = xs - mean
-        covariance = symmetrize(centred.T @ centred / (xs.shape[0] - 1))
+        mean, covariance = gaussian_of(xs)
         root = self._target_root
         cross = trace_sqrt_psd(root @ covariance @ root)
-        mean_term = (mean - self._target_mean).square().sum()
-        return float(mean_term + covariance.trace() + self._target_trace - 2.0 * cross)
+        trace = covariance.trace()
+        return float(frechet_from_terms(self._mean_term(mean), trace, self._target_trace, cross))
+
+    def _mean_term(self, mean: torch.Tensor) -> torch.Tensor:
+        """``|mu - mu_r|^2``, the FD's mean term."""
+        return (mean - self._target_mean).square().sum()
 
     # ----------------------------------------------------------------- state
     def statistics(self) -> tuple[np.ndarray, np.ndarray, int]:
