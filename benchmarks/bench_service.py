@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.processes import ServiceProcess
+from reward_service.launch import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"
@@ -53,12 +53,14 @@ def running_service(max_body_bytes: int) -> Iterator[str]:
     goes to a temporary file whose tail is shown when it fails to start."""
     with tempfile.TemporaryDirectory() as folder:
         service = ServiceProcess(
-            "",
             Path(folder) / "service.log",
-            DISTREWARD_ADMIN_TOKENS=TOKEN,
-            DISTREWARD_MAX_BODY_BYTES=str(max_body_bytes),
-            DISTREWARD_MAX_GROUP_SIZE="4096",
-            DISTREWARD_LOG_LEVEL="warning",
+            {
+                "DISTREWARD_REDIS_URL": "",
+                "DISTREWARD_ADMIN_TOKENS": TOKEN,
+                "DISTREWARD_MAX_BODY_BYTES": str(max_body_bytes),
+                "DISTREWARD_MAX_GROUP_SIZE": "4096",
+                "DISTREWARD_LOG_LEVEL": "warning",
+            },
         )
         try:
             service.wait_ready(timeout=120)
@@ -211,12 +213,17 @@ def _table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def workload_arguments(parser: argparse.ArgumentParser) -> None:
+    """The reference and request sizes both service benchmarks take (README's figures)."""
     parser.add_argument("--d", type=int, default=2048)
     parser.add_argument("--pool", type=int, default=50_000)
     parser.add_argument("--groups", type=int, default=16)
     parser.add_argument("--group-size", type=int, default=64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    workload_arguments(parser)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--requests", type=int, default=3, help="per client")
     parser.add_argument("--repeats", type=int, default=3, help="overhead requests per format")

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import secrets
 import tempfile
 import time
 from collections import Counter
@@ -29,11 +30,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from benchmarks.processes import ADMIN_TOKEN, TRAINER_TOKEN, RedisServer, ServiceProcess
+from benchmarks.bench_service import workload_arguments
 from benchmarks.stored_check import read_stored_state
+from reward_service.launch import RedisServer, ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 NAME = "load"
+TRAINER_TOKEN = secrets.token_urlsafe(24)  # this run's tokens: nothing outside it needs them
+ADMIN_TOKEN = secrets.token_urlsafe(24)
 NPY_HEADERS = {"Content-Type": "application/x-npy"}
 
 
@@ -206,6 +210,9 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start Redis and the service processes, load them, stop everything."""
     env = {
+        "DISTREWARD_REDIS_URL": "",  # set per run below
+        "DISTREWARD_TOKENS": TRAINER_TOKEN,
+        "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
         "DISTREWARD_MAX_BODY_BYTES": str(1 << 30),
         "DISTREWARD_MAX_GROUP_SIZE": str(max(args.group_size, 64)),
         "DISTREWARD_REDIS_TIMEOUT_SECONDS": "30",  # pool chunks of tens of MB at d = 2048
@@ -216,7 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         redis = RedisServer(directory)
         redis.start()
         stack.callback(redis.stop)
-        procs = [ServiceProcess(redis.url, directory / f"service-{i}.log", **env)
+        env["DISTREWARD_REDIS_URL"] = redis.url
+        procs = [ServiceProcess(directory / f"service-{i}.log", env)
                  for i in range(args.processes)]
         for proc in procs:
             stack.callback(proc.stop)
@@ -248,10 +256,7 @@ def _summary(result: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--d", type=int, default=2048)
-    parser.add_argument("--pool", type=int, default=50_000)
-    parser.add_argument("--groups", type=int, default=16)
-    parser.add_argument("--group-size", type=int, default=64)
+    workload_arguments(parser)
     parser.add_argument("--trainers", type=int, default=8)
     parser.add_argument("--committers", type=int, default=2)
     parser.add_argument("--commit-rows", type=int, default=64)

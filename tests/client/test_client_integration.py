@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import reward_client as rc
-from benchmarks import processes
+from reward_service import launch
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("reward_service") is None
@@ -35,19 +35,20 @@ ADMIN = "admin-token-integration-0123"
 D = 8
 
 
-class ServiceProcess(processes.ServiceProcess):
+class ServiceProcess(launch.ServiceProcess):
     """The shared service process (started at once) with this module's tokens, the embedded
     store and the CPU engine; ready once the client's own probe (``/readyz``) says so."""
 
     def __init__(self, log: Path) -> None:
         super().__init__(
-            "",
             log,
-            DISTREWARD_HOST="127.0.0.1",
-            DISTREWARD_TOKENS=TRAINER,
-            DISTREWARD_ADMIN_TOKENS=ADMIN,
-            DISTREWARD_DEVICE="cpu",
-            DISTREWARD_LOG_LEVEL="warning",
+            {
+                "DISTREWARD_REDIS_URL": "",
+                "DISTREWARD_TOKENS": TRAINER,
+                "DISTREWARD_ADMIN_TOKENS": ADMIN,
+                "DISTREWARD_DEVICE": "cpu",
+                "DISTREWARD_LOG_LEVEL": "warning",
+            },
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:

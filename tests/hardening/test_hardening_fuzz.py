@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service_support import ADMIN_TOKEN, TRAINER_TOKEN, D, N, ServiceProcess, npy
+from service_support import ADMIN_TOKEN, TRAINER_TOKEN, D, N, ServiceProcess, npy, service_process
 
 REFERENCE = "fuzz"
 CHECKS = (
@@ -43,7 +43,7 @@ STATUSES: collections.Counter[int] = collections.Counter()
 @pytest.fixture(scope="module")
 def fuzz_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     """One service (memory store) holding a reference that the fuzzer's requests can hit."""
-    service = ServiceProcess("", tmp_path_factory.mktemp("fuzz") / "service.log")
+    service = service_process("", tmp_path_factory.mktemp("fuzz") / "service.log")
     try:
         service.wait_ready()
         rng = np.random.default_rng(7)

@@ -1,6 +1,11 @@
-"""Local processes for tests and benchmarks: a real ``redis-server`` on a free loopback port
-and ``python -m reward_service`` subprocesses. Loopback only; each process is stopped by the
-object that started it."""
+"""Local processes on loopback: ``python -m reward_service`` as a child process, and a
+``redis-server`` for it to share. The digits demo starts its service with this module; tests and
+benchmarks start services and Redis with it too, so that there is one way to find a free port,
+wait for readiness and stop a child.
+
+Import-light on purpose (standard library and httpx only): importing it pulls in neither FastAPI
+nor torch, and the children it starts run in their own interpreters.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +15,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
 
-__all__ = [
-    "ADMIN_TOKEN",
-    "TRAINER_TOKEN",
-    "RedisServer",
-    "ServiceProcess",
-    "free_port",
-    "stop_process",
-]
-
-TRAINER_TOKEN = "trainer-token-for-tests-0001"
-ADMIN_TOKEN = "admin-token-for-tests-000001"
-REPO = Path(__file__).resolve().parents[1]
+__all__ = ["RedisServer", "ServiceProcess", "free_port", "stop_process"]
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -54,8 +50,8 @@ def _answers(port: int, probe: bytes, expect: bytes) -> bool:
 
 
 class RedisServer:
-    """One ``redis-server``; ``persistent`` keeps an append-only file (fsync always) so that a
-    stop/start on the same port loses nothing acknowledged."""
+    """One ``redis-server`` on a free loopback port; ``persistent`` keeps an append-only file
+    (fsync always) so that a stop/start on the same port loses nothing acknowledged."""
 
     def __init__(self, directory: Path, *, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
@@ -89,7 +85,8 @@ class RedisServer:
             time.sleep(0.05)
 
     def flushall(self) -> None:
-        assert _answers(self.port, b"FLUSHALL\r\n", b"+OK"), "FLUSHALL failed"
+        if not _answers(self.port, b"FLUSHALL\r\n", b"+OK"):
+            raise RuntimeError(f"FLUSHALL on redis-server port {self.port} failed")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -107,23 +104,22 @@ class RedisServer:
 
 
 class ServiceProcess:
-    """``python -m reward_service`` as a subprocess on a free port, started at once; its output
-    goes to ``log_path``. After :meth:`stop` or :meth:`kill`, :meth:`start` starts it again on
-    the same port, appending to the log."""
+    """``python -m reward_service`` on a free loopback port, started at once, configured by
+    ``env`` (``DISTREWARD_*`` settings, over this process's environment); its output goes to
+    ``log_path``. After :meth:`stop` or :meth:`kill`, :meth:`start` starts it again on the same
+    port, appending to the log."""
 
-    def __init__(self, redis_url: str, log_path: Path, **env: str) -> None:
+    def __init__(self, log_path: Path, env: Mapping[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
-            "DISTREWARD_REDIS_URL": redis_url,
+            "DISTREWARD_HOST": "127.0.0.1",
+            **(env or {}),
             "DISTREWARD_PORT": str(self.port),
-            "DISTREWARD_TOKENS": TRAINER_TOKEN,
-            "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
-            "DISTREWARD_REDIS_TIMEOUT_SECONDS": "1",
-            **env,
         }
         self.log_path = log_path
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         self.process = self._spawn("wb")
 
     def _spawn(self, mode: str) -> subprocess.Popen[bytes]:
@@ -131,7 +127,6 @@ class ServiceProcess:
             return subprocess.Popen(
                 [sys.executable, "-m", "reward_service"],
                 env=self.env,
-                cwd=REPO,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -140,7 +135,9 @@ class ServiceProcess:
         """Start the service again (same port and settings) once the last one has exited."""
         self.process = self._spawn("ab")
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 60.0, probe: str = "/healthz") -> None:
+        """Poll ``probe`` until it answers 200 (``/healthz``: started; ``/readyz``: the store
+        answers too); fail fast, with the log's tail, when the child exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -148,7 +145,7 @@ class ServiceProcess:
                     f"service exited with {self.process.returncode}:\n{self.log_tail()}"
                 )
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + probe, timeout=1).status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -1,19 +1,23 @@
-"""Helpers shared by the service and hardening tests: settings, ``.npy`` bodies and a small API
-client with one method per route in either wire format; the Redis and service processes come
-from :mod:`benchmarks.processes` (the load benchmark starts the same ones)."""
+"""Helpers of the service and hardening tests (importable from every test folder: ``tests/`` is on
+the import path through its conftest): settings, ``.npy`` bodies, service processes with the test
+tokens, and a small API client with one method per route in either wire format. The processes
+themselves come from :mod:`reward_service.launch`, which the demo and the benchmarks use too."""
 
 from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
-from benchmarks.processes import ADMIN_TOKEN, TRAINER_TOKEN, RedisServer, ServiceProcess, free_port
+from reward_service.app import create_app
+from reward_service.launch import RedisServer, ServiceProcess, free_port
 from reward_service.settings import Settings
+from reward_service.store import Store
 
 __all__ = [
     "ADMIN_TOKEN",
@@ -28,8 +32,12 @@ __all__ = [
     "free_port",
     "make_settings",
     "npy",
+    "service_process",
+    "serving",
 ]
 
+TRAINER_TOKEN = "trainer-token-for-tests-0001"
+ADMIN_TOKEN = "admin-token-for-tests-000001"
 D = 8
 N = 64
 
@@ -44,6 +52,20 @@ def make_settings(**overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def service_process(redis_url: str, log_path: Path, **env: str) -> ServiceProcess:
+    """A service child with the test tokens on ``redis_url`` ("": its own memory store)."""
+    return ServiceProcess(
+        log_path,
+        {
+            "DISTREWARD_REDIS_URL": redis_url,
+            "DISTREWARD_TOKENS": TRAINER_TOKEN,
+            "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
+            "DISTREWARD_REDIS_TIMEOUT_SECONDS": "1",
+            **env,
+        },
+    )
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -141,6 +163,17 @@ class ApiAt(Api):
         self, method: str, path: str, *args, **kwargs
     ) -> httpx.Response:
         return await super().send(method, self.base_url + path, *args, **kwargs)
+
+
+@asynccontextmanager
+async def serving(settings: Settings, store: Store | None = None) -> AsyncIterator[Api]:
+    """An in-process app (lifespan driven explicitly, as a replica starting up) and its API
+    helper; ``store`` shares a store object with another app (memory store: one "cluster")."""
+    app = create_app(settings, store)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            yield Api(client)
 
 
 @asynccontextmanager
