@@ -57,7 +57,8 @@ class RewardClient(BaseRewardClient):
                     time.sleep(step.seconds)
                     reply = None
         except StopIteration as done:
-            return done.value
+            result: T = done.value  # the operation's return value (untyped on StopIteration)
+            return result
         finally:
             op.close()
 
@@ -191,7 +192,8 @@ class AsyncRewardClient(BaseRewardClient):
                     await asyncio.sleep(step.seconds)
                     reply = None
         except StopIteration as done:
-            return done.value
+            result: T = done.value  # the operation's return value (untyped on StopIteration)
+            return result
         finally:
             op.close()
 

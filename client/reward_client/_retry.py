@@ -123,7 +123,7 @@ def backoff_delay(
     trainers that failed together do not come back together. A ``Retry-After`` is a floor,
     spread by up to one ``backoff`` for the same reason. Capped at ``max_backoff``.
     """
-    step = backoff * 2 ** (attempt - 1)
+    step = backoff * 2.0 ** (attempt - 1)
     delay = step / 2 + rng.uniform(0, step / 2)
     if isinstance(error, ServiceUnavailable) and error.retry_after is not None:
         delay = max(delay, error.retry_after + rng.uniform(0, backoff))

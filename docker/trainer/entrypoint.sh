@@ -5,4 +5,4 @@
 set -eu
 name=$(hostname)
 seed=$(printf '%s' "$name" | cksum | cut -d ' ' -f 1)
-exec python -m reward_client.train --seed "$seed" --out "/app/out/runs/$name" --no-progress "$@"
+exec python -m reward_client.grpo.train --seed "$seed" --out "/app/out/runs/$name" --no-progress "$@"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reward_client.sde import sample_sde
+from reward_client.training.sde import sample_sde
 
 from . import data
 from .config import DemoConfig

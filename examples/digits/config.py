@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reward_client.worker import WorkerConfig
+from reward_client.grpo.worker import WorkerConfig
 
 from .pretrain import ClassifierConfig, FlowConfig
 

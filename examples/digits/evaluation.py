@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from reward_client import RewardClient
-from reward_client.sde import sample_ode
+from reward_client.training.sde import sample_ode
 
 from .data import SHAPE
 from .metrics import class_entropy, coverage

@@ -3,7 +3,7 @@
 The digits flow model saves raw snapshots along its training (:func:`.pretrain.train_flow`,
 ``<cache>/flow-*/snapshots/iter*.pt``). This demo learns merge weights of those snapshots with
 distribution-wise rewards from the reward service and deterministic ODE sampling
-(:class:`reward_client.merge_trainer.MergeTrainer`), then compares the learned merge with the
+(:class:`reward_client.merging.trainer.MergeTrainer`), then compares the learned merge with the
 baselines under one evaluation: FID (the service's ``fd`` of CNN features) of ``eval_size`` ODE
 samples from noise seed ``eval_seed + seed``, a set no training step, pool or selection touches.
 
@@ -31,10 +31,10 @@ import numpy as np
 from torch import nn
 
 from reward_client import RewardClient
-from reward_client.merge import Snapshots, merge_into
-from reward_client.merge_policy import PolicyConfig
-from reward_client.merge_trainer import MergeConfig, MergeTrainer
-from reward_client.sources import ServiceRewards
+from reward_client.merging.merge import Snapshots, merge_into
+from reward_client.merging.policy import PolicyConfig
+from reward_client.merging.trainer import MergeConfig, MergeTrainer
+from reward_client.training.sources import ServiceRewards
 
 from .base import Base, load_base
 from .config import DemoConfig

@@ -1,4 +1,4 @@
-"""``--setup examples.digits.merge_setup:build`` for ``python -m reward_client.merge_cli``.
+"""``--setup examples.digits.merge_setup:build`` for ``python -m reward_client.merging.train``.
 
 Learns merge weights of the digits flow's snapshots (``<cache>/flow-*/snapshots/iter*.pt``, read
 from disk at every merge) in the feature space of the demo's CNN; both come from the demo's
@@ -8,8 +8,8 @@ with the real-digit target and a pool (the merge demo's references live as long 
 
 from __future__ import annotations
 
-from reward_client.merge import Snapshots
-from reward_client.merge_trainer import MergeSetup
+from reward_client.merging.merge import Snapshots
+from reward_client.merging.trainer import MergeSetup
 
 from .base import load_base
 from .config import DemoConfig

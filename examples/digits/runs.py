@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from reward_client import RewardClient
-from reward_client.sources import PerSampleRewards, RewardSource, ServiceRewards
-from reward_client.worker import TrainerWorker
+from reward_client.grpo.worker import TrainerWorker
+from reward_client.training.sources import PerSampleRewards, RewardSource, ServiceRewards
 
 from .base import Base, load_base
 from .config import DemoConfig

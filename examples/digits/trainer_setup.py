@@ -1,4 +1,4 @@
-"""``--setup examples.digits.trainer_setup:build`` for ``python -m reward_client.train``.
+"""``--setup examples.digits.trainer_setup:build`` for ``python -m reward_client.grpo.train``.
 
 Fine-tunes the demo's base flow model in the feature space of its CNN (both from the demo's
 cache, trained on first use). The reference named on the command line must exist on the
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from reward_client.worker import TrainSetup
+from reward_client.grpo.worker import TrainSetup
 
 from .base import load_base
 from .config import DemoConfig

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reward_client.merge import Snapshots
-from reward_client.merge_trainer import MergeSetup
-from reward_client.sources import Scores, normalise
+from reward_client.merging.merge import Snapshots
+from reward_client.merging.trainer import MergeSetup
+from reward_client.training.sources import Scores, normalise
 
 DIM = 4
 
@@ -60,7 +60,7 @@ class MeanTargetReward:
 
 
 def build() -> MergeSetup:
-    """``--setup merge_toy:build`` for ``python -m reward_client.merge_cli``."""
+    """``--setup merge_toy:build`` for ``python -m reward_client.merging.train``."""
     return MergeSetup(
         model=LinearVelocity(), snapshots=Snapshots(checkpoints()), featurize=nn.Identity(),
         sample_shape=(DIM,),

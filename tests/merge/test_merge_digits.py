@@ -11,7 +11,7 @@ import torch
 from examples.digits.merge_demo import baseline_weights, snapshot_iterations
 from examples.digits.merge_report import BASELINES, acceptance
 from examples.digits.report import spread
-from reward_client.merge import Snapshots
+from reward_client.merging.merge import Snapshots
 
 
 def test_baseline_weights_closed_forms() -> None:

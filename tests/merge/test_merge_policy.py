@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from reward_client.merge_policy import CoefficientPolicy, Kind, PolicyConfig, helmert, policy_step
-from reward_client.sources import normalise
+from reward_client.merging.policy import CoefficientPolicy, Kind, PolicyConfig, helmert, policy_step
+from reward_client.training.sources import normalise
 
 
 def test_helmert_basis_is_orthonormal_and_sums_to_zero() -> None:

@@ -15,11 +15,11 @@ from merge_toy import DIM, LinearVelocity, checkpoints
 from torch import nn
 
 from examples.digits.service import Endpoint
-from reward_client.merge import Snapshots
-from reward_client.merge_policy import PolicyConfig
-from reward_client.merge_trainer import MergeConfig, MergeTrainer
-from reward_client.sde import sample_ode
-from reward_client.sources import ServiceRewards
+from reward_client.merging.merge import Snapshots
+from reward_client.merging.policy import PolicyConfig
+from reward_client.merging.trainer import MergeConfig, MergeTrainer
+from reward_client.training.sde import sample_ode
+from reward_client.training.sources import ServiceRewards
 
 pytestmark = pytest.mark.slow
 
@@ -67,7 +67,7 @@ def test_merge_cli_trains_saves_and_resumes(service: Endpoint, tmp_path: Path) -
 
     def cli(steps: int) -> None:
         command = [
-            sys.executable, "-m", "reward_client.merge_cli", "--setup", "merge_toy:build",
+            sys.executable, "-m", "reward_client.merging.train", "--setup", "merge_toy:build",
             "--url", service.url, "--reference", "merge-cli", "--out", str(tmp_path),
             "--steps", str(steps), "--candidates", str(CANDIDATES), "--group-size", str(SIZE),
             "--ode-steps", "4", "--kind", "simplex", "--threads", "1", "--no-progress",

@@ -8,9 +8,9 @@ import torch
 from merge_toy import DIM, LinearVelocity, MeanTargetReward, checkpoints
 from torch import nn
 
-from reward_client.merge import Snapshots
-from reward_client.merge_policy import PolicyConfig
-from reward_client.merge_trainer import MergeConfig, MergeTrainer
+from reward_client.merging.merge import Snapshots
+from reward_client.merging.policy import PolicyConfig
+from reward_client.merging.trainer import MergeConfig, MergeTrainer
 
 
 def _trainer(steps: int, source: MeanTargetReward, **policy: object) -> MergeTrainer:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from merge_toy import LinearVelocity, checkpoints
 
-from reward_client.merge import Snapshots, merge_into, merged
+from reward_client.merging.merge import Snapshots, merge_into, merged
 
 
 def _states(count: int = 4) -> list[dict[str, torch.Tensor]]:

@@ -6,8 +6,9 @@ import pytest
 import torch
 from toy import AffineVelocity
 
-from reward_client.grpo import GRPOConfig, policy_update, ppo_clip_loss
-from reward_client.sde import SDEConfig, sample_sde, step_log_prob
+from reward_client.grpo.update import GRPOConfig, policy_update
+from reward_client.training.ppo import ppo_clip_loss
+from reward_client.training.sde import SDEConfig, sample_sde, step_log_prob
 
 
 def _grad(ratio: float, advantage: float, clip: float = 0.2) -> tuple[float, float]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from toy import AffineVelocity, GaussianVelocity
 
-from reward_client.sde import (
+from reward_client.training.sde import (
     SDEConfig,
     gaussian_log_prob,
     sample_ode,

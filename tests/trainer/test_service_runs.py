@@ -15,9 +15,9 @@ from torch import nn
 from toy import AffineVelocity
 
 from examples.digits.service import Endpoint
-from reward_client.sde import SDEConfig, sample_sde
-from reward_client.sources import ServiceRewards
-from reward_client.worker import TrainerWorker, WorkerConfig
+from reward_client.grpo.worker import TrainerWorker, WorkerConfig
+from reward_client.training.sde import SDEConfig, sample_sde
+from reward_client.training.sources import ServiceRewards
 
 pytestmark = pytest.mark.slow
 
@@ -95,7 +95,7 @@ def test_torchrun_ranks_train_with_ddp(service: Endpoint, tmp_path: Path) -> Non
     }
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--standalone", "-m", "reward_client.train",
+        "--standalone", "-m", "reward_client.grpo.train",
         "--setup", "toy:build", "--url", service.url, "--reference", "toy-ddp",
         "--steps", str(STEPS), "--groups", str(GROUPS), "--group-size", str(SIZE),
         "--sde-steps", "4", "--lr", "1e-2", "--out", str(tmp_path), "--threads", "1",

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from reward_client.sources import PerSampleRewards, ServiceRewards, normalise
+from reward_client.training.sources import PerSampleRewards, ServiceRewards, normalise
 
 
 class FakeClient:

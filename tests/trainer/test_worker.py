@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from toy import AffineVelocity, MeanReward
 
-from reward_client.sde import SDEConfig
-from reward_client.worker import TrainerWorker, WorkerConfig
+from reward_client.grpo.worker import TrainerWorker, TrainSetup, WorkerConfig
+from reward_client.training.sde import SDEConfig
 
 
 def _config(out: Path | None, steps: int, **overrides: object) -> WorkerConfig:
@@ -93,10 +93,13 @@ def test_training_raises_the_reward() -> None:
 
 
 def test_setup_specs_are_checked() -> None:
-    from reward_client.train import load_setup
+    from reward_client.merging.trainer import MergeSetup
+    from reward_client.training.cli import load_setup
 
-    assert load_setup("toy:build").sample_shape == (4,)
+    assert load_setup("toy:build", TrainSetup).sample_shape == (4,)
     with pytest.raises(ValueError, match="module:function"):
-        load_setup("toy.build")
+        load_setup("toy.build", TrainSetup)
     with pytest.raises(TypeError, match="expected TrainSetup"):
-        load_setup("toy:MeanReward")
+        load_setup("toy:MeanReward", TrainSetup)
+    with pytest.raises(TypeError, match="returned TrainSetup, expected MergeSetup"):
+        load_setup("toy:build", MergeSetup)

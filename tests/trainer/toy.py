@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from reward_client.sources import Scores
-from reward_client.worker import TrainSetup
+from reward_client.grpo.worker import TrainSetup
+from reward_client.training.sources import Scores
 
 
 class GaussianVelocity(nn.Module):
@@ -68,5 +68,5 @@ class MeanReward:
 
 
 def build() -> TrainSetup:
-    """Setup for ``python -m reward_client.train --setup toy:build``: a 4-d affine flow."""
+    """Setup for ``python -m reward_client.grpo.train --setup toy:build``: a 4-d affine flow."""
     return TrainSetup(policy=AffineVelocity(4), featurize=nn.Identity(), sample_shape=(4,))

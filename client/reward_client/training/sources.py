@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from ._client import RewardClient
-from ._types import Mode
+from .._client import RewardClient
+from .._types import Mode
 
 __all__ = ["PerSampleRewards", "RewardSource", "Scores", "ServiceRewards", "normalise"]
 
@@ -56,7 +56,8 @@ class RewardSource(Protocol):
 def normalise(rewards: np.ndarray) -> np.ndarray:
     """Advantages ``(r - mean r) / (std r + 1e-8)`` over all entries (std with ddof 0)."""
     r = np.asarray(rewards, dtype=np.float64)
-    return (r - r.mean()) / (r.std() + 1e-8)
+    advantages: np.ndarray = (r - r.mean()) / (r.std() + 1e-8)
+    return advantages
 
 
 @dataclass

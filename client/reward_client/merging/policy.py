@@ -11,7 +11,7 @@ The policy draws parameters ``z ~ N(m, diag(s^2))`` and maps them to the weights
   an isotropic Gaussian on ``z`` is an isotropic Gaussian on ``w`` within that plane.
 
 Its log-density is ``log pi(z) = -sum_j [(z_j - m_j)^2 / (2 s_j^2) + log s_j + log(2 pi) / 2]``.
-The update is PPO-clip (:func:`reward_client.grpo.ppo_clip_loss`) on group-normalised
+The update is PPO-clip (:func:`reward_client.training.ppo.ppo_step`) on group-normalised
 advantages ``A_g`` of the G sampled vectors: with ``epochs = 1`` the ratio is 1 at the only
 step, and the gradient ``-mean_g A_g grad log pi(z_g)`` is exactly REINFORCE; more epochs reuse
 the samples GRPO-style, the clip keeping the policy near the one that drew them.
@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .grpo import UpdateStats, ppo_clip_loss
+from ..training.ppo import UpdateStats, ppo_step
 
 __all__ = ["CoefficientPolicy", "Kind", "PolicyConfig", "helmert", "policy_step"]
 
@@ -183,18 +183,8 @@ def policy_step(
     advantages = advantages.to(torch.float64)
     with torch.no_grad():
         old = policy.log_prob(params)
-    losses, clip_fractions, kls = [], [], []
-    for _ in range(config.epochs):
-        log_prob = policy.log_prob(params)
-        loss, clip_fraction = ppo_clip_loss(log_prob, old, advantages, config.clip)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.detach())
-        clip_fractions.append(clip_fraction)
-        kls.append((old - log_prob.detach()).mean())  # k1 estimate of KL(old || new)
-    return UpdateStats(
-        loss=float(torch.stack(losses).mean()),
-        clip_fraction=float(torch.stack(clip_fractions).mean()),
-        approx_kl=float(torch.stack(kls).mean()),
-    )
+    steps = [
+        ppo_step(optimizer, policy.log_prob(params), old, advantages, config.clip)
+        for _ in range(config.epochs)
+    ]
+    return UpdateStats.mean(steps)

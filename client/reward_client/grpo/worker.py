@@ -1,0 +1,125 @@
+"""The GRPO trainer worker: sample → features → rewards → advantages → policy update → commit.
+
+One :meth:`TrainerWorker.update` (stepped by :meth:`~reward_client.training.loop.Trainer.run`,
+which also evaluates, logs, checkpoints and resumes):
+
+1. draw G·K noises and integrate the SDE sampler (:mod:`reward_client.training.sde`), keeping
+   the trajectory and each transition's log-probability;
+2. map the samples to features (a frozen network, no gradients);
+3. ask the reward source for rewards and advantages of the (G, K, d) groups;
+4. run the PPO-clip update (:mod:`.update`) on the stored trajectory;
+5. every ``commit_every`` steps, commit the first ``commit_groups`` groups (an unbiased draw
+   from the policy) so the source's pool tracks the policy.
+
+All randomness of step ``n`` on rank ``r`` comes from a generator seeded by ``(seed, r, n)``, so a
+run resumed from a checkpoint repeats the steps an uninterrupted run would take (given a
+deterministic reward source). Under ``torchrun`` the policy is wrapped in DDP and every rank
+scores its own groups; rank 0 evaluates, logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..training import distributed
+from ..training.loop import Evaluator, Featurizer, Record, RunConfig, Trainer
+from ..training.sde import SDEConfig, sample_sde
+from ..training.sources import RewardSource
+from .update import GRPOConfig, policy_update
+
+__all__ = ["TrainSetup", "TrainerWorker", "WorkerConfig"]
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """What a training job brings to a worker: the policy, the feature map, one sample's shape."""
+
+    policy: nn.Module
+    featurize: Featurizer
+    sample_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WorkerConfig(RunConfig):
+    """Settings of a GRPO run (per rank); the loop's settings are :class:`RunConfig`'s.
+
+    Attributes:
+        groups, group_size: G groups of K samples per step.
+        lr: Adam learning rate.
+        commit_groups: groups committed each time.
+        sde: the sampler's discretisation and noise.
+        grpo: the policy update's settings.
+    """
+
+    groups: int = 16
+    group_size: int = 32
+    lr: float = 3e-5
+    commit_groups: int = 1
+    sde: SDEConfig = field(default_factory=SDEConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+
+
+class TrainerWorker(Trainer[WorkerConfig]):
+    """Fine-tunes a velocity model ``policy(x, t)`` with rewards from ``source``.
+
+    The policy must be a deterministic function (no dropout, no batch statistics): the update
+    compares its log-probabilities with those recorded while sampling.
+
+    Args:
+        policy: the flow model being trained (unwrapped; DDP wrapping happens here).
+        featurize: frozen feature map applied to generated samples.
+        sample_shape: shape of one sample, e.g. ``(1, 8, 8)``.
+        source: the reward provider.
+        config: run settings.
+        evaluate: optional evaluation callback, logged with ``"kind": "eval"``.
+    """
+
+    def __init__(
+        self,
+        policy: nn.Module,
+        featurize: Featurizer,
+        sample_shape: tuple[int, ...],
+        source: RewardSource,
+        config: WorkerConfig,
+        evaluate: Evaluator | None = None,
+    ) -> None:
+        super().__init__(
+            policy=policy,
+            optimizer=torch.optim.Adam(policy.parameters(), lr=config.lr),
+            source=source,
+            featurize=featurize,
+            sample_shape=sample_shape,
+            config=config,
+            evaluate=evaluate,
+        )
+        self.rank = distributed.rank()
+        self._train_module = distributed.wrap(policy)
+
+    def update(self) -> Record:
+        """One sample → score → update (→ commit) step; returns its metrics."""
+        cfg = self.config
+        seed = self.step_seed(self.rank)
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((cfg.groups * cfg.group_size, *self.sample_shape), generator=generator)
+        trajectory = sample_sde(self.policy, noise, cfg.sde, generator)
+        with torch.no_grad():
+            features = self.featurize(trajectory.samples).float().cpu().numpy()
+        features = features.reshape(cfg.groups, cfg.group_size, -1)
+        scores = self.source.score(features, seed)
+        advantages = torch.as_tensor(scores.advantages.reshape(-1), dtype=torch.float32)
+        stats = policy_update(
+            self._train_module, self.optimizer, trajectory, advantages, cfg.sde, cfg.grpo, generator
+        )
+        if self.commit_due:
+            self.source.commit(features[: cfg.commit_groups].reshape(-1, features.shape[-1]))
+        return {
+            "reward_mean": float(scores.rewards.mean()),
+            "reward_std": float(scores.rewards.std()),
+            "loss": stats.loss,
+            "clip_fraction": stats.clip_fraction,
+            "approx_kl": stats.approx_kl,
+            **scores.info,
+        }
