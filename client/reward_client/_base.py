@@ -2,11 +2,14 @@
 
 `BaseRewardClient` builds the requests of the contract (docs/API.md), encodes the arrays,
 applies the retry policy of `_retry` and decodes the answers, as operations in the
-vocabulary of `_protocol`; the two subclasses in `_client` only drive them.
+vocabulary of `_protocol`; the two subclasses in `_client` only drive them. Operation
+``_op_<name>`` is the public method ``<name>`` of both clients: its signature and docstring
+are the method's.
 """
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 import re
@@ -14,7 +17,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -29,7 +32,7 @@ from ._protocol import Call, Op, Sleep
 from ._retry import backoff_delay, error_for_reply, failure_kind
 from ._types import CommitResult, FDResult, Method, Mode, Readiness, ReferenceInfo, RewardBatch
 
-__all__ = ["BaseRewardClient"]
+__all__ = ["BaseRewardClient", "TransportT"]
 
 logger = logging.getLogger("reward_client")
 
@@ -44,7 +47,10 @@ class _MaybeApplied(TransportError):
     it decides how to recover; resending the same request is not an option."""
 
 
-class BaseRewardClient:
+TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+
+
+class BaseRewardClient(abc.ABC, Generic[TransportT]):
     """Settings, request building, retries and decoding for both clients.
 
     Args:
@@ -52,6 +58,8 @@ class BaseRewardClient:
         token: Overrides ``config.token``.
         config: All settings; by default `ClientConfig.from_env` (``DISTREWARD_URL``,
             ``DISTREWARD_TOKEN``).
+        transport: Sends the requests instead of the network (``httpx.MockTransport``,
+            ``httpx.ASGITransport``, ...).
     """
 
     def __init__(
@@ -60,6 +68,7 @@ class BaseRewardClient:
         *,
         token: str | None = None,
         config: ClientConfig | None = None,
+        transport: TransportT | None = None,
     ) -> None:
         config = config if config is not None else ClientConfig.from_env()
         if base_url is not None:
@@ -68,6 +77,11 @@ class BaseRewardClient:
             config = replace(config, token=token)
         self.config = config
         self._random = random.Random()
+        self._open(transport)
+
+    @abc.abstractmethod
+    def _open(self, transport: TransportT | None) -> None:
+        """Create the httpx client the subclass sends with."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.base_url!r})"
@@ -192,39 +206,6 @@ class BaseRewardClient:
             return Call("PUT", path, content=content, headers={"Content-Type": NPZ})
         return Call("PUT", path, json={"mu": mu64.tolist(), "sigma": sigma64.tolist()})
 
-    def _rewards_call(
-        self,
-        name: str,
-        groups: ArrayLike,
-        mode: Mode | None,
-        seed: int | None,
-        indices: ArrayLike | None,
-        method: Method | None,
-        version: int | None,
-    ) -> Call:
-        array = self._features(groups, 3, "groups")
-        version = self.config.version if version is None else version
-        rows: npt.NDArray[np.int64] | None = None
-        binary = self.config.binary
-        if indices is not None:
-            rows = as_numpy(indices, ndim=(1, 2), name="indices").astype(np.int64)
-            mode = "indices" if mode is None else mode
-            # The query string carries one row set shared by all groups: collapse identical
-            # rows to it, and send truly per-group rows as JSON.
-            if rows.ndim == 2 and (rows == rows[:1]).all():
-                rows = rows[0]
-            binary = binary and rows.ndim == 1
-        params = {"mode": mode, "seed": seed, "method": method, "version": version, "indices": rows}
-        return self._array_call(
-            "POST",
-            _reference_path(name) + "/rewards",
-            array,
-            field="groups",
-            params=params,
-            binary=binary,
-            version_pinned=version is not None,
-        )
-
     def _commit_call(self, name: str, features: ArrayLike, key: str) -> Call:
         if not 1 <= len(key) <= 128:
             raise ValueError("idempotency_key must have 1 to 128 characters")
@@ -251,30 +232,39 @@ class BaseRewardClient:
         return body
 
     def _op_info(self, name: str) -> Op[ReferenceInfo]:
+        """A reference's d, pool size n, pool version and base FD."""
         body = yield from self._json(self._exchange(Call("GET", _reference_path(name))))
         return decode.reference_info(body)
 
-    def _op_list(self) -> Op[list[ReferenceInfo]]:
+    def _op_list_references(self) -> Op[list[ReferenceInfo]]:
+        """Every reference the service holds."""
         body = yield from self._json(self._exchange(Call("GET", "/v1/references")))
         return decode.reference_list(body)
 
     def _op_delete(self, name: str) -> Op[None]:
+        """Delete a reference. Admin. (A delete retried after its answer was lost raises
+        `NotFound`: the first attempt did the work.)"""
         yield from self._exchange(Call("DELETE", _reference_path(name)))
 
     def _op_put_target(
         self,
         name: str,
-        mu: ArrayLike | None,
-        sigma: ArrayLike | None,
-        features: ArrayLike | None,
+        mu: ArrayLike | None = None,
+        sigma: ArrayLike | None = None,
+        features: ArrayLike | None = None,
     ) -> Op[ReferenceInfo]:
+        """Set the target: statistics ``mu`` (d,) and ``sigma`` (d, d) (sent in float64), or
+        raw ``features`` (n, d) for the service to fit. Creates the reference. Admin."""
         call = self._target_call(name, mu, sigma, features)
         body = yield from self._json(self._exchange(call))
         return decode.reference_info(body)
 
     def _op_put_pool(
-        self, name: str, features: ArrayLike, chunk_rows: int | None
+        self, name: str, features: ArrayLike, chunk_rows: int | None = None
     ) -> Op[ReferenceInfo]:
+        """Replace the pool with ``features`` (N, d) and publish it (a new version). Uploaded
+        in chunks of ``chunk_rows`` rows (by default about ``config.chunk_bytes`` each);
+        an interrupted upload starts over rather than risk staging a chunk twice. Admin."""
         array = self._features(features, 2, "features")
         if chunk_rows is None:
             chunk_rows = max(1, self.config.chunk_bytes // max(1, array.shape[1] * array.itemsize))
@@ -328,23 +318,62 @@ class BaseRewardClient:
         self,
         name: str,
         groups: ArrayLike,
-        mode: Mode | None,
-        seed: int | None,
-        indices: ArrayLike | None,
-        method: Method | None,
-        version: int | None,
+        *,
+        mode: Mode | None = None,
+        seed: int | None = None,
+        indices: ArrayLike | None = None,
+        method: Method | None = None,
+        version: int | None = None,
     ) -> Op[RewardBatch]:
-        call = self._rewards_call(name, groups, mode, seed, indices, method, version)
+        """Distribution-wise rewards of ``groups`` (G, K, d): ``base_fd - FD`` after each group
+        replaces K pool rows.
+
+        Args:
+            mode: ``shared`` (service default: every group replaces the same rows),
+                ``independent``, or ``indices`` (implied by ``indices``).
+            seed: Makes the replaced rows reproducible; the service draws and echoes one if None.
+            indices: Rows to replace: (K,) for all groups, or (G, K) per group (sent as JSON).
+            method: ``lowrank`` (service default) or ``exact``.
+            version: Pool version to pin (overrides ``config.version``); a different version on
+                the service raises `VersionMismatch`.
+        """
+        array = self._features(groups, 3, "groups")
+        version = self.config.version if version is None else version
+        rows: npt.NDArray[np.int64] | None = None
+        binary = self.config.binary
+        if indices is not None:
+            rows = as_numpy(indices, ndim=(1, 2), name="indices").astype(np.int64)
+            mode = "indices" if mode is None else mode
+            # The query string carries one row set shared by all groups: collapse identical
+            # rows to it, and send truly per-group rows as JSON.
+            if rows.ndim == 2 and (rows == rows[:1]).all():
+                rows = rows[0]
+            binary = binary and rows.ndim == 1
+        params = {"mode": mode, "seed": seed, "method": method, "version": version, "indices": rows}
+        call = self._array_call(
+            "POST",
+            _reference_path(name) + "/rewards",
+            array,
+            field="groups",
+            params=params,
+            binary=binary,
+            version_pinned=version is not None,
+        )
         body = yield from self._json(self._exchange(call))
         return decode.reward_batch(body)
 
-    def _op_commit(self, name: str, features: ArrayLike, key: str | None) -> Op[CommitResult]:
+    def _op_commit(
+        self, name: str, features: ArrayLike, idempotency_key: str | None = None
+    ) -> Op[CommitResult]:
+        """Roll the pool: ``features`` (K, d) replace its oldest rows. The idempotency key (a
+        fresh uuid4 when None) is reused on every retry, so the commit applies once."""
         # One key for every retry of this commit: the service applies a key once.
-        key = uuid.uuid4().hex if key is None else key
+        key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         body = yield from self._json(self._exchange(self._commit_call(name, features, key)))
         return decode.commit_result(body, key)
 
     def _op_fd(self, name: str, features: ArrayLike) -> Op[FDResult]:
+        """Fréchet distance of ``features`` (n >= 2, d) to the reference's target."""
         call = self._array_call(
             "POST",
             _reference_path(name) + "/fd",
@@ -357,10 +386,13 @@ class BaseRewardClient:
     # -- probes: one attempt, never raise for an unreachable service, for polling loops ----
 
     def _op_health(self) -> Op[bool]:
+        """Whether the service process answers (``/healthz``). One try; never raises."""
         reply = yield Call("GET", "/healthz")
         return isinstance(reply, httpx.Response) and reply.status_code == 200
 
     def _op_ready(self) -> Op[Readiness]:
+        """Whether the service can serve (``/readyz``: store reachable). One try; never raises
+        for an unreachable service (``ready`` is then false)."""
         reply = yield Call("GET", "/readyz")
         if not isinstance(reply, httpx.Response):
             return Readiness(ready=False, store=None, references=None)
@@ -370,7 +402,8 @@ class BaseRewardClient:
             body = {}
         return decode.readiness(reply.status_code == 200, body if isinstance(body, dict) else {})
 
-    def _op_wait_ready(self, timeout: float, interval: float) -> Op[Readiness]:
+    def _op_wait_ready(self, timeout: float = 30.0, interval: float = 0.1) -> Op[Readiness]:
+        """Poll ``/readyz`` until ready; `RequestTimeout` after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while True:
             state = yield from self._op_ready()

@@ -1,32 +1,69 @@
 """`RewardClient` (blocking) and `AsyncRewardClient` (asyncio): the I/O half.
 
-Each public method hands one operation of `BaseRewardClient` to the class's driver, which
-sends the `Call`s it yields and sleeps the `Sleep`s; that driver is the only code the two
-classes do not share. Pass ``transport=`` (``httpx.MockTransport``, ``httpx.ASGITransport``,
-...) to talk to something other than the network.
+Every public method is an operation of `BaseRewardClient` (``_op_<name>``: the signature and
+docstring are written there, once) handed to the class's driver, which sends the `Call`s it
+yields and sleeps the `Sleep`s. The drivers and the httpx client they send with are the only
+code the two classes do not share. Pass ``transport=`` (``httpx.MockTransport``,
+``httpx.ASGITransport``, ...) to talk to something other than the network.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import time
+from collections.abc import Callable, Coroutine
+from contextlib import closing
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import httpx
 
 from ._base import BaseRewardClient
-from ._config import ClientConfig
-from ._encoding import ArrayLike
-from ._protocol import Call, Op, Reply
-from ._types import CommitResult, FDResult, Method, Mode, Readiness, ReferenceInfo, RewardBatch
+from ._protocol import Call, Done, Op, Reply, Sleep, advance
 
 __all__ = ["AsyncRewardClient", "RewardClient"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+Operation = Callable[Concatenate[BaseRewardClient[Any], P], Op[T]]
 
 
-class RewardClient(BaseRewardClient):
+def _public(method: Callable[..., Any], op: Callable[..., Any]) -> None:
+    """Name ``method`` after its operation (``_op_rewards`` -> ``rewards``), with its docstring
+    and signature, for ``help()`` and editors."""
+    functools.update_wrapper(method, op)
+    method.__name__ = method.__qualname__ = op.__name__.removeprefix("_op_")
+    # The operation returns ``Op[T]``; the method returns T (or, awaited, resolves to it).
+    signature = inspect.signature(op)
+    returns = str(signature.return_annotation).removeprefix("Op[").removesuffix("]")
+    vars(method)["__signature__"] = signature.replace(return_annotation=returns)
+
+
+def _blocking(op: Operation[P, T]) -> Callable[Concatenate[RewardClient, P], T]:
+    """The method of `RewardClient` that runs ``op`` to completion."""
+
+    def method(self: RewardClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._run(op(self, *args, **kwargs))
+
+    _public(method, op)
+    return method
+
+
+def _awaitable(
+    op: Operation[P, T],
+) -> Callable[Concatenate[AsyncRewardClient, P], Coroutine[Any, Any, T]]:
+    """The coroutine method of `AsyncRewardClient` that runs ``op`` to completion."""
+
+    async def method(self: AsyncRewardClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._run(op(self, *args, **kwargs))
+
+    _public(method, op)
+    return method
+
+
+class RewardClient(BaseRewardClient[httpx.BaseTransport]):
     """Blocking client of the distreward service; threads may share one.
 
     >>> with RewardClient("http://reward:8000", token=token) as client:  # doctest: +SKIP
@@ -34,39 +71,28 @@ class RewardClient(BaseRewardClient):
     ...     advantages = batch.advantages
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        config: ClientConfig | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, token=token, config=config)
+    def _open(self, transport: httpx.BaseTransport | None) -> None:
         self._http = httpx.Client(transport=transport, **self._http_options())
 
     def _run(self, op: Op[T]) -> T:
         """Drive ``op``: send what it asks, sleep what it asks, return what it returns."""
-        reply: Reply = None
-        try:
-            while True:
-                step = op.send(reply)
-                if isinstance(step, Call):
-                    reply = self._send(step)
-                else:
-                    time.sleep(step.seconds)
-                    reply = None
-        except StopIteration as done:
-            result: T = done.value  # the operation's return value (untyped on StopIteration)
-            return result
-        finally:
-            op.close()
+        with closing(op):
+            step = advance(op, None)
+            while not isinstance(step, Done):
+                reply = self._send(step) if isinstance(step, Call) else self._wait(step)
+                step = advance(op, reply)
+            return step.value
 
     def _send(self, call: Call) -> httpx.Response | httpx.RequestError:
         try:
             return self._http.send(call.build(self._http))
         except httpx.RequestError as exc:  # judged (and translated) by the operation
             return exc
+
+    @staticmethod
+    def _wait(sleep: Sleep) -> Reply:
+        time.sleep(sleep.seconds)
+        return None
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -83,119 +109,37 @@ class RewardClient(BaseRewardClient):
     ) -> None:
         self.close()
 
-    def health(self) -> bool:
-        """Whether the service process answers (``/healthz``). One try; never raises."""
-        return self._run(self._op_health())
-
-    def ready(self) -> Readiness:
-        """Whether the service can serve (``/readyz``: store reachable). One try; never raises
-        for an unreachable service (``ready`` is then false)."""
-        return self._run(self._op_ready())
-
-    def wait_ready(self, timeout: float = 30.0, interval: float = 0.1) -> Readiness:
-        """Poll ``/readyz`` until ready; `RequestTimeout` after ``timeout`` seconds."""
-        return self._run(self._op_wait_ready(timeout, interval))
-
-    def info(self, name: str) -> ReferenceInfo:
-        """A reference's d, pool size n, pool version and base FD."""
-        return self._run(self._op_info(name))
-
-    def list_references(self) -> list[ReferenceInfo]:
-        """Every reference the service holds."""
-        return self._run(self._op_list())
-
-    def put_target(
-        self,
-        name: str,
-        mu: ArrayLike | None = None,
-        sigma: ArrayLike | None = None,
-        features: ArrayLike | None = None,
-    ) -> ReferenceInfo:
-        """Set the target: statistics ``mu`` (d,) and ``sigma`` (d, d) (sent in float64), or
-        raw ``features`` (n, d) for the service to fit. Creates the reference. Admin."""
-        return self._run(self._op_put_target(name, mu, sigma, features))
-
-    def put_pool(
-        self, name: str, features: ArrayLike, chunk_rows: int | None = None
-    ) -> ReferenceInfo:
-        """Replace the pool with ``features`` (N, d) and publish it (a new version). Uploaded
-        in chunks of ``chunk_rows`` rows (by default about ``config.chunk_bytes`` each);
-        an interrupted upload starts over rather than risk staging a chunk twice. Admin."""
-        return self._run(self._op_put_pool(name, features, chunk_rows))
-
-    def delete(self, name: str) -> None:
-        """Delete a reference. Admin. (A delete retried after its answer was lost raises
-        `NotFound`: the first attempt did the work.)"""
-        self._run(self._op_delete(name))
-
-    def rewards(
-        self,
-        name: str,
-        groups: ArrayLike,
-        *,
-        mode: Mode | None = None,
-        seed: int | None = None,
-        indices: ArrayLike | None = None,
-        method: Method | None = None,
-        version: int | None = None,
-    ) -> RewardBatch:
-        """Distribution-wise rewards of ``groups`` (G, K, d): ``base_fd - FD`` after each group
-        replaces K pool rows.
-
-        Args:
-            mode: ``shared`` (service default: every group replaces the same rows),
-                ``independent``, or ``indices`` (implied by ``indices``).
-            seed: Makes the replaced rows reproducible; the service draws and echoes one if None.
-            indices: Rows to replace: (K,) for all groups, or (G, K) per group (sent as JSON).
-            method: ``lowrank`` (service default) or ``exact``.
-            version: Pool version to pin (overrides ``config.version``); a different version on
-                the service raises `VersionMismatch`.
-        """
-        return self._run(self._op_rewards(name, groups, mode, seed, indices, method, version))
-
-    def commit(
-        self, name: str, features: ArrayLike, idempotency_key: str | None = None
-    ) -> CommitResult:
-        """Roll the pool: ``features`` (K, d) replace its oldest rows. The idempotency key (a
-        fresh uuid4 when None) is reused on every retry, so the commit applies once."""
-        return self._run(self._op_commit(name, features, idempotency_key))
-
-    def fd(self, name: str, features: ArrayLike) -> FDResult:
-        """Fréchet distance of ``features`` (n >= 2, d) to the reference's target."""
-        return self._run(self._op_fd(name, features))
+    health = _blocking(BaseRewardClient._op_health)
+    ready = _blocking(BaseRewardClient._op_ready)
+    wait_ready = _blocking(BaseRewardClient._op_wait_ready)
+    info = _blocking(BaseRewardClient._op_info)
+    list_references = _blocking(BaseRewardClient._op_list_references)
+    put_target = _blocking(BaseRewardClient._op_put_target)
+    put_pool = _blocking(BaseRewardClient._op_put_pool)
+    delete = _blocking(BaseRewardClient._op_delete)
+    rewards = _blocking(BaseRewardClient._op_rewards)
+    commit = _blocking(BaseRewardClient._op_commit)
+    fd = _blocking(BaseRewardClient._op_fd)
 
 
-class AsyncRewardClient(BaseRewardClient):
+class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
     """asyncio client of the distreward service; the same methods as `RewardClient`,
     awaited. Many requests may be in flight at once on one client."""
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        token: str | None = None,
-        config: ClientConfig | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(base_url, token=token, config=config)
+    def _open(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(transport=transport, **self._http_options())
 
     async def _run(self, op: Op[T]) -> T:
         """Drive ``op``: send what it asks, sleep what it asks, return what it returns."""
-        reply: Reply = None
-        try:
-            while True:
-                step = op.send(reply)
+        with closing(op):
+            step = advance(op, None)
+            while not isinstance(step, Done):
                 if isinstance(step, Call):
-                    reply = await self._send(step)
+                    step = advance(op, await self._send(step))
                 else:
                     await asyncio.sleep(step.seconds)
-                    reply = None
-        except StopIteration as done:
-            result: T = done.value  # the operation's return value (untyped on StopIteration)
-            return result
-        finally:
-            op.close()
+                    step = advance(op, None)
+            return step.value
 
     async def _send(self, call: Call) -> httpx.Response | httpx.RequestError:
         try:
@@ -218,66 +162,14 @@ class AsyncRewardClient(BaseRewardClient):
     ) -> None:
         await self.aclose()
 
-    async def health(self) -> bool:
-        """See `RewardClient.health`."""
-        return await self._run(self._op_health())
-
-    async def ready(self) -> Readiness:
-        """See `RewardClient.ready`."""
-        return await self._run(self._op_ready())
-
-    async def wait_ready(self, timeout: float = 30.0, interval: float = 0.1) -> Readiness:
-        """See `RewardClient.wait_ready`."""
-        return await self._run(self._op_wait_ready(timeout, interval))
-
-    async def info(self, name: str) -> ReferenceInfo:
-        """See `RewardClient.info`."""
-        return await self._run(self._op_info(name))
-
-    async def list_references(self) -> list[ReferenceInfo]:
-        """See `RewardClient.list_references`."""
-        return await self._run(self._op_list())
-
-    async def put_target(
-        self,
-        name: str,
-        mu: ArrayLike | None = None,
-        sigma: ArrayLike | None = None,
-        features: ArrayLike | None = None,
-    ) -> ReferenceInfo:
-        """See `RewardClient.put_target`."""
-        return await self._run(self._op_put_target(name, mu, sigma, features))
-
-    async def put_pool(
-        self, name: str, features: ArrayLike, chunk_rows: int | None = None
-    ) -> ReferenceInfo:
-        """See `RewardClient.put_pool`."""
-        return await self._run(self._op_put_pool(name, features, chunk_rows))
-
-    async def delete(self, name: str) -> None:
-        """See `RewardClient.delete`."""
-        await self._run(self._op_delete(name))
-
-    async def rewards(
-        self,
-        name: str,
-        groups: ArrayLike,
-        *,
-        mode: Mode | None = None,
-        seed: int | None = None,
-        indices: ArrayLike | None = None,
-        method: Method | None = None,
-        version: int | None = None,
-    ) -> RewardBatch:
-        """See `RewardClient.rewards`."""
-        return await self._run(self._op_rewards(name, groups, mode, seed, indices, method, version))
-
-    async def commit(
-        self, name: str, features: ArrayLike, idempotency_key: str | None = None
-    ) -> CommitResult:
-        """See `RewardClient.commit`."""
-        return await self._run(self._op_commit(name, features, idempotency_key))
-
-    async def fd(self, name: str, features: ArrayLike) -> FDResult:
-        """See `RewardClient.fd`."""
-        return await self._run(self._op_fd(name, features))
+    health = _awaitable(BaseRewardClient._op_health)
+    ready = _awaitable(BaseRewardClient._op_ready)
+    wait_ready = _awaitable(BaseRewardClient._op_wait_ready)
+    info = _awaitable(BaseRewardClient._op_info)
+    list_references = _awaitable(BaseRewardClient._op_list_references)
+    put_target = _awaitable(BaseRewardClient._op_put_target)
+    put_pool = _awaitable(BaseRewardClient._op_put_pool)
+    delete = _awaitable(BaseRewardClient._op_delete)
+    rewards = _awaitable(BaseRewardClient._op_rewards)
+    commit = _awaitable(BaseRewardClient._op_commit)
+    fd = _awaitable(BaseRewardClient._op_fd)

@@ -5,18 +5,18 @@ touching a socket (the "sans-I/O" style of h11): it yields a `Call` when it need
 sent and a `Sleep` when it wants to wait, is sent back each Call's outcome (an
 `httpx.Response`, or the `httpx.RequestError` that stopped it; None after a Sleep), and
 returns the decoded result. `RewardClient` drives these generators with blocking calls,
-`AsyncRewardClient` with ``await``.
+`AsyncRewardClient` with ``await``, both through `advance`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 
-__all__ = ["Call", "Op", "Reply", "Sleep"]
+__all__ = ["Call", "Done", "Op", "Reply", "Sleep", "advance"]
 
 T = TypeVar("T")
 
@@ -58,3 +58,19 @@ class Sleep:
 
 Reply = httpx.Response | httpx.RequestError | None
 Op = Generator[Call | Sleep, Reply, T]
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """What an operation returned."""
+
+    value: T
+
+
+def advance(op: Op[T], reply: Reply) -> Call | Sleep | Done[T]:
+    """Send ``reply`` into ``op`` (None to start it): its next request or wait, or its result."""
+    try:
+        return op.send(reply)
+    except StopIteration as stop:
+        result: T = stop.value  # the generator's return value (untyped on StopIteration)
+        return Done(result)

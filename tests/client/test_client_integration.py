@@ -116,9 +116,11 @@ def test_round_trip(service: ServiceProcess) -> None:
             again = as_json.rewards("roundtrip", groups.astype(np.float32), seed=3)
         np.testing.assert_allclose(again.rewards, batch.rewards, rtol=1e-9, atol=1e-12)
 
-        commit = trainer.commit("roundtrip", rng.normal(size=(5, D)), idempotency_key="rt-1")
+        # A retry sends the same rows with the same key: applied once.
+        rows = rng.normal(size=(5, D))
+        commit = trainer.commit("roundtrip", rows, idempotency_key="rt-1")
         assert commit.version == info.version + 1 and not commit.replayed
-        replay = trainer.commit("roundtrip", rng.normal(size=(5, D)), idempotency_key="rt-1")
+        replay = trainer.commit("roundtrip", rows, idempotency_key="rt-1")
         assert replay.replayed and replay.version == commit.version
 
         with pytest.raises(rc.VersionMismatch):
