@@ -1,45 +1,72 @@
-"""Settings of the digits demo, in one dataclass the command line fills in."""
+"""Settings of the digits jobs: what both share (:class:`JobConfig`) and the GRPO demo's own
+(:class:`DemoConfig`), which the command line fills in."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from reward_client.grpo.worker import WorkerConfig
 
 from .pretrain import ClassifierConfig, FlowConfig
 
-__all__ = ["KINDS", "DemoConfig"]
+__all__ = ["KINDS", "DemoConfig", "JobConfig", "job_parser", "job_settings"]
 
 KINDS = ("distribution", "per_sample")
 """The two rewards compared: distribution-wise (the service) and per-sample (CNN confidence)."""
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    """Everything a demo run depends on.
+class JobConfig:
+    """What every digits job (the GRPO demo, the merge demo) is set by.
 
     Attributes:
-        out: results, plots and per-run logs.
+        out: results, plots, per-run logs and the service log.
         cache: trained base networks, keyed by a hash of their settings.
-        seeds: one fine-tuning run per seed and reward kind.
-        jobs: runs in parallel (processes); the cores are split between them.
-        pool_size: generated features in the service's initial pool.
+        seeds: one run per seed (and per reward kind or learned merge).
+        pool_size: generated features in each run's initial pool.
         eval_size: ODE samples (fixed noises from ``eval_seed``) in every evaluation.
         pool_seed, eval_seed: noise seeds of the pool and of the evaluation set.
-        grid: samples shown per panel of the image grid (a square number).
-        resume: continue interrupted runs from their checkpoints instead of starting over.
-        worker: fine-tuning settings (its ``seed`` and ``out_dir`` are set per run).
     """
 
     out: Path = Path("out/demo")
     cache: Path = Path("out/cache")
     seeds: tuple[int, ...] = (0, 1, 2)
-    jobs: int = 2
     pool_size: int = 2000
     eval_size: int = 2000
     pool_seed: int = 1_000_003
     eval_seed: int = 2_000_003
+
+
+def job_parser(prog: str, description: str | None, default: JobConfig) -> argparse.ArgumentParser:
+    """A parser with the options of :class:`JobConfig` that a command line changes."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--out", type=Path, default=default.out)
+    parser.add_argument("--cache", type=Path, default=default.cache)
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(default.seeds))
+    return parser
+
+
+def job_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`JobConfig` fields :func:`job_parser`'s options set."""
+    return {"out": args.out, "cache": args.cache, "seeds": tuple(args.seeds)}
+
+
+@dataclass(frozen=True)
+class DemoConfig(JobConfig):
+    """Everything a demo run depends on, beyond :class:`JobConfig`.
+
+    Attributes:
+        jobs: runs in parallel (processes); the cores are split between them.
+        grid: samples shown per panel of the image grid (a square number).
+        resume: continue interrupted runs from their checkpoints instead of starting over.
+        classifier, flow: the base networks' training settings.
+        worker: fine-tuning settings (its ``seed`` and ``out_dir`` are set per run).
+    """
+
+    jobs: int = 2
     grid: int = 100
     resume: bool = False
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)

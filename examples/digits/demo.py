@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .base import base_flow, feature_cnn, load_base
-from .config import KINDS, DemoConfig
-from .evaluation import Evaluator, fixed_noise
+from .config import KINDS, DemoConfig, job_parser, job_settings
 from .report import plot_curves, plot_grid, write_results
-from .runs import SAMPLES, run_dir, run_one, upload_reference
+from .runs import SAMPLES, evaluator_for, run_dir, run_one, upload_reference
 from .service import reward_service
 
 __all__ = ["main", "parse_args", "run_demo"]
@@ -31,12 +28,9 @@ log = logging.getLogger("examples.digits")
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
     """Command-line settings over the defaults of :class:`DemoConfig`."""
     default = DemoConfig()
-    parser = argparse.ArgumentParser(
-        prog="python -m examples.digits", description="Distribution-wise rewards on the digits."
+    parser = job_parser(
+        "python -m examples.digits", "Distribution-wise rewards on the digits.", default
     )
-    parser.add_argument("--out", type=Path, default=default.out)
-    parser.add_argument("--cache", type=Path, default=default.cache)
-    parser.add_argument("--seeds", type=int, nargs="+", default=list(default.seeds))
     parser.add_argument("--steps", type=int, default=default.worker.steps)
     parser.add_argument("--jobs", type=int, default=default.jobs, help="runs in parallel")
     parser.add_argument("--lr", type=float, default=default.worker.lr, help="Adam step size")
@@ -47,13 +41,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         default.worker, steps=args.steps, lr=args.lr, eval_every=args.eval_every
     )
     return dataclasses.replace(
-        default,
-        out=args.out,
-        cache=args.cache,
-        seeds=tuple(args.seeds),
-        jobs=args.jobs,
-        resume=args.resume,
-        worker=worker,
+        default, **job_settings(args), jobs=args.jobs, resume=args.resume, worker=worker
     )
 
 
@@ -94,14 +82,7 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         base = load_base(config)
         log.info("base networks ready (%.1f s)", time.perf_counter() - start)
         upload_reference(client, "digits-base", base, base.pool(config))
-        evaluator = Evaluator(
-            cnn=base.cnn,
-            real_features=base.real_features,
-            noise=fixed_noise(config.eval_size, config.eval_seed),
-            steps=config.worker.sde.steps,
-            client=client,
-            reference="digits-base",
-        )
+        evaluator = evaluator_for(config, base, client, "digits-base")
         base_metrics = evaluator(base.flow)
         log.info("base: %s", base_metrics)
         futures = [

@@ -18,7 +18,6 @@ and ``<out>/merge.png``.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import re
@@ -37,7 +36,7 @@ from reward_client.merging.trainer import MergeConfig, MergeTrainer
 from reward_client.training.sources import ServiceRewards
 
 from .base import Base, load_base
-from .config import DemoConfig
+from .config import DemoConfig, JobConfig, job_parser, job_settings
 from .data import SHAPE
 from .evaluation import Evaluator, fixed_noise
 from .merge_report import plot_merge, write_merge_results
@@ -52,17 +51,14 @@ log = logging.getLogger("examples.digits.merge")
 
 
 @dataclass(frozen=True)
-class MergeDemoConfig:
-    """Everything a merge-demo run depends on.
+class MergeDemoConfig(JobConfig):
+    """Everything a merge-demo run depends on, beyond :class:`JobConfig` (whose ``out`` gets
+    ``results.json``, the plot and the service log, whose ``cache`` holds the snapshots too).
 
     Attributes:
-        out: ``results.json``, the plot and the service log.
-        cache: the base networks and snapshots (trained there on first use).
-        seeds: one merge run, and one evaluation noise set, per seed.
-        pool_size: rows of each run's initial pool (ODE samples of the initial merge).
-        eval_size: ODE samples per FID.
-        pool_seed, select_seed, eval_seed: noise seeds of the pool, of the selection set (best
-            single snapshot, the FD-over-steps curve) and of the evaluation (plus the run seed).
+        select_seed: noise seed of the selection set (best single snapshot, the FD-over-steps
+            curve); the pool (``pool_size`` ODE samples of the initial merge) is drawn from
+            ``pool_seed`` and each seed's evaluation from ``eval_seed`` plus the run seed.
         trainer: merge-run settings (its ``seed`` and ``policy`` are set per run).
         policies: one learned merge per policy, reported as ``learned_<kind>``; the first is
             the demo's learned merge. Their settings were chosen on validation runs (seeds 100
@@ -70,12 +66,9 @@ class MergeDemoConfig:
     """
 
     out: Path = Path("out/demo-merge")
-    cache: Path = Path("out/cache")
-    seeds: tuple[int, ...] = (0, 1, 2)
-    pool_size: int = 512
-    eval_size: int = 2000
-    pool_seed: int = 3_000_017
     select_seed: int = 4_000_037
+    pool_size: int = 512
+    pool_seed: int = 3_000_017
     eval_seed: int = 5_000_011
     trainer: MergeConfig = field(default_factory=lambda: MergeConfig(progress=False))
     policies: tuple[PolicyConfig, ...] = (
@@ -141,10 +134,8 @@ def _model(config: MergeDemoConfig) -> nn.Module:
 
 def _evaluator(config: MergeDemoConfig, base: Base, client: RewardClient, seed: int) -> Evaluator:
     """FID of ODE samples from the fixed noise set ``seed``, against the real-digit target."""
-    return Evaluator(
-        cnn=base.cnn, real_features=base.real_features, noise=fixed_noise(config.eval_size, seed),
-        steps=config.trainer.ode_steps, client=client, reference=TARGET,
-    )  # fmt: skip
+    noise = fixed_noise(config.eval_size, seed)
+    return Evaluator(base.cnn, base.real_features, noise, config.trainer.ode_steps, client, TARGET)
 
 
 def learn(
@@ -225,10 +216,7 @@ def parse_args(argv: list[str] | None = None) -> MergeDemoConfig:
     """Command-line settings over the defaults of :class:`MergeDemoConfig`."""
     default = MergeDemoConfig()
     t = default.trainer
-    p = argparse.ArgumentParser(prog="python -m examples.digits.merge_demo", description=__doc__)
-    p.add_argument("--out", type=Path, default=default.out)
-    p.add_argument("--cache", type=Path, default=default.cache)
-    p.add_argument("--seeds", type=int, nargs="+", default=list(default.seeds))
+    p = job_parser("python -m examples.digits.merge_demo", __doc__, default)
     p.add_argument("--steps", type=int, default=t.steps)
     p.add_argument("--pool-size", type=int, default=default.pool_size)
     p.add_argument("--group-size", type=int, default=t.group_size)
@@ -251,13 +239,7 @@ def parse_args(argv: list[str] | None = None) -> MergeDemoConfig:
         commit_every=args.commit_every,
     )
     return dataclasses.replace(
-        default,
-        out=args.out,
-        cache=args.cache,
-        seeds=tuple(args.seeds),
-        pool_size=args.pool_size,
-        trainer=trainer,
-        policies=policies,
+        default, **job_settings(args), pool_size=args.pool_size, trainer=trainer, policies=policies
     )
 
 

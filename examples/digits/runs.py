@@ -29,7 +29,14 @@ from .evaluation import Evaluator, fixed_noise
 from .models import FeatureCNN
 from .service import Endpoint
 
-__all__ = ["SAMPLES", "confidence_reward", "run_dir", "run_one", "upload_reference"]
+__all__ = [
+    "SAMPLES",
+    "confidence_reward",
+    "evaluator_for",
+    "run_dir",
+    "run_one",
+    "upload_reference",
+]
 
 SAMPLES = "samples.npy"
 
@@ -56,6 +63,16 @@ def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
     return PerSampleRewards(reward)
 
 
+def evaluator_for(
+    config: DemoConfig, base: Base, client: RewardClient, reference: str
+) -> Evaluator:
+    """The demo's evaluation: ``eval_size`` ODE samples (the sampler's steps) from noise
+    ``eval_seed``, FID against ``reference``'s target."""
+    noise = fixed_noise(config.eval_size, config.eval_seed)
+    steps = config.worker.sde.steps
+    return Evaluator(base.cnn, base.real_features, noise, steps, client, reference)
+
+
 def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dict[str, Any]:
     """Fine-tune a copy of the base flow with reward ``kind``; returns the run's history."""
     start = time.perf_counter()
@@ -72,14 +89,7 @@ def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dic
             if kind == "distribution"
             else confidence_reward(base.cnn)
         )
-        evaluator = Evaluator(
-            cnn=base.cnn,
-            real_features=base.real_features,
-            noise=fixed_noise(config.eval_size, config.eval_seed),
-            steps=config.worker.sde.steps,
-            client=client,
-            reference=reference,
-        )
+        evaluator = evaluator_for(config, base, client, reference)
         worker_config = dataclasses.replace(config.worker, seed=seed, out_dir=out)
         worker = TrainerWorker(policy, base.cnn.features, SHAPE, source, worker_config, evaluator)
         history = worker.run()
