@@ -2,8 +2,10 @@
 
 Every replica reaches the same state the same way: load the base (pool, cursor, version), then
 apply the log in order. ``sync`` is cheap when nothing changed (one metadata read); otherwise it
-applies the missing entries under a lock, each new version's O(d^3) precompute running in a
-worker thread while requests keep using the engine they already hold.
+applies the missing entries under a lock. A commit entry is applied at once (statistics and a
+certified base FD from the built precompute, milliseconds); the new version's O(d^3) precompute
+is built by one background rebuild at a time, which coalesces every commit that arrived
+meanwhile, so rebuilds are bounded by rebuild time, not by the commit rate.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Replica:
         self._state: HeldState | None = None
         self._log_id = "0-0"
         self._base_fds: OrderedDict[int, float] = OrderedDict()
+        self._rebuilding: asyncio.Task[None] | None = None
+        self._retired_rebuilds = 0  # precomputes built by engines this replica no longer holds
 
     @property
     def state(self) -> HeldState:
@@ -73,6 +77,20 @@ class Replica:
     @property
     def loaded(self) -> bool:
         return self._state is not None
+
+    @property
+    def rebuilds(self) -> int:
+        """Version precomputes this replica has built (in the background or, where a commit
+        could not be certified, on the spot)."""
+        engine = self._state.engine if self._state is not None else None
+        return self._retired_rebuilds + (engine.rebuilds if engine is not None else 0)
+
+    async def close(self) -> None:
+        """Stop the background rebuild (a build already running in its thread finishes)."""
+        task, self._rebuilding = self._rebuilding, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def base_fd_at(self, version: int) -> float | None:
         """The base FD this replica computed at ``version`` (None when not kept)."""
@@ -107,6 +125,7 @@ class Replica:
             held = self.state
             if self._is_newer(meta, held.meta):
                 self._state = HeldState(meta, held.target, held.engine)
+            self._schedule_rebuild()
         return self.state
 
     async def snapshot(self) -> Base | None:
@@ -116,15 +135,18 @@ class Replica:
             engine = self.state.engine
             if engine is None:
                 return None
-            pool, state, (total, gram, n) = await asyncio.to_thread(
-                lambda: (_compact(engine.pool()), engine.state_dict(), engine.statistics())
-            )
+            state = await asyncio.to_thread(engine.state_dict)
+            pool = state["pool"]
+            # The store keeps raw sums; the engine's, about their shift, are converted here.
+            shift, total, n = state["shift"], state["sum"], pool.shape[0]
+            cross = np.outer(shift, total)
+            raw_gram = state["gram"] + cross + cross.T + n * np.outer(shift, shift)
             return Base(
                 version=int(state["version"]),
-                pool=pool,
+                pool=_compact(pool),
                 cursor=int(state["cursor"]),
                 log_id=self._log_id,
-                statistics=Statistics(total, gram, int(n)),
+                statistics=Statistics(total + n * shift, raw_gram, int(n)),
             )
 
     @staticmethod
@@ -136,6 +158,33 @@ class Replica:
     def _is_current(held: HeldState, meta: ReferenceMeta) -> bool:
         return held.meta.incarnation == meta.incarnation and held.version >= meta.version
 
+    def _schedule_rebuild(self) -> None:
+        """Start the background rebuild when the engine held has pending commits and none runs."""
+        engine = self._state.engine if self._state is not None else None
+        running = self._rebuilding is not None and not self._rebuilding.done()
+        if engine is not None and engine.pending_rows and not running:
+            self._rebuilding = asyncio.get_running_loop().create_task(self._rebuild_loop())
+
+    async def _rebuild_loop(self) -> None:
+        """Build the head's precompute until nothing is pending: each pass coalesces every
+        commit applied while the previous one ran."""
+        while self._state is not None and self._state.engine is not None:
+            engine = self._state.engine
+            if not engine.pending_rows:
+                return
+            try:
+                await asyncio.to_thread(engine.rebuild)
+            except Exception:  # a background task: log, keep serving the head as it is
+                log.exception("rebuild of %s failed", self.name)
+                return
+
+    def _hold(self, state: HeldState) -> None:
+        """Hold ``state``, keeping the count of rebuilds of the engine it replaces."""
+        old = self._state.engine if self._state is not None else None
+        if old is not None and old is not state.engine:
+            self._retired_rebuilds += old.rebuilds
+        self._state = state
+
     async def _reload(self) -> None:
         """Load target and base from scratch, then replay the log after the base."""
         meta = await self._store.read_meta(self.name)
@@ -144,12 +193,12 @@ class Replica:
         target = await self._store.read_target(self.name)
         self._base_fds.clear()
         if meta.n == 0:
-            self._state = HeldState(meta, target, None)
+            self._hold(HeldState(meta, target, None))
             self._log_id = "0-0"
             return
         base = await self._store.read_base(self.name)
         engine = await asyncio.to_thread(self._build, target, base)
-        self._state = HeldState(meta, target, engine)
+        self._hold(HeldState(meta, target, engine))
         self._log_id = base.log_id
         self._remember(engine)
         await self._replay()
@@ -178,11 +227,11 @@ class Replica:
                 return
             if entry.kind == "commit":
                 assert entry.features is not None
-                await asyncio.to_thread(engine.commit, _owned(entry.features))
+                await asyncio.to_thread(engine.append, _owned(entry.features))
             else:  # "target": same pool, new target statistics.
                 target = await self._store.read_target(self.name)
                 engine = await asyncio.to_thread(self._retarget, engine, target, entry.version)
-                self._state = HeldState(self.state.meta, target, engine)
+                self._hold(HeldState(self.state.meta, target, engine))
             self._log_id = entry.log_id
             self._remember(engine)
 

@@ -156,10 +156,11 @@ def test_commits_roll_the_oldest_rows_and_keep_statistics_exact() -> None:
         cursor = (cursor + size) % 50
     assert engine.version == 40 and engine.cursor == cursor
     np.testing.assert_array_equal(engine.pool(), expected_pool)
-    total, gram, n = engine.statistics()
-    assert n == 50
-    np.testing.assert_allclose(total, expected_pool.sum(0), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(gram, expected_pool.T @ expected_pool, rtol=1e-9, atol=1e-9)
+    statistics = engine.statistics()
+    centred = expected_pool - statistics.shift
+    assert statistics.n == 50
+    np.testing.assert_allclose(statistics.total, centred.sum(0), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(statistics.gram, centred.T @ centred, rtol=1e-9, atol=1e-9)
     assert engine.base_fd == pytest.approx(engine.fd(expected_pool), rel=1e-9)
 
 
@@ -191,7 +192,7 @@ def test_state_dict_round_trip_gives_identical_rewards() -> None:
         engine.rewards(groups, seed=1).rewards, clone.rewards(groups, seed=1).rewards
     )
     state = engine.state_dict()
-    del state["sum"], state["gram"]
+    del state["shift"], state["sum"], state["gram"]
     recomputed = RewardEngine.from_state_dict(state, device="cpu")
     assert recomputed.base_fd == pytest.approx(engine.base_fd, rel=1e-10)
 

@@ -6,12 +6,22 @@ Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU other
 from .choices import Method, Mode
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
-from .reward_engine import ADVANTAGE_EPSILON, RewardEngine, RewardResult
+from .reward_engine import (
+    ADVANTAGE_EPSILON,
+    Committed,
+    PoolStatistics,
+    RewardEngine,
+    RewardResult,
+)
+from .validation import MAX_FEATURE_MAGNITUDE
 
 __all__ = [
     "ADVANTAGE_EPSILON",
+    "MAX_FEATURE_MAGNITUDE",
+    "Committed",
     "Method",
     "Mode",
+    "PoolStatistics",
     "QuadratureSettings",
     "RewardEngine",
     "RewardResult",

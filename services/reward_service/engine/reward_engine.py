@@ -1,30 +1,32 @@
-"""Subset-replace rewards against a Fréchet target, exact and low-rank, in float64.
+"""Subset-replace rewards against a Fréchet target, and a pool that commits at the speed of
+rewards, in float64.
 
-A pool of N generated features has sufficient statistics ``s = sum x`` and ``G = sum x x^T``. A
-group ``Y`` (K x d) replacing rows ``I`` moves the pool's Fréchet distance to the target from
-``FD_0`` to ``FD_I(Y)``; the group's reward is ``FD_0 - FD_I(Y)``. With rows centred at the
-current pool mean ``mu`` (``x~ = x - mu``, ``y~ = y - mu``) and ``delta = mu' - mu =
-(sum y~ - sum x~) / N``, the new covariance is
+A pool of N generated features moves the Fréchet distance to the target from ``FD_0`` to
+``FD_I(Y)`` when a group ``Y`` (K x d) replaces rows ``I``; the group's reward is
+``FD_0 - FD_I(Y)``. :mod:`.replacement` computes it from a *built* version's precompute (``M =
+A S A = Q diag(lam) Q^T``, ``B = Q^T A``, one O(d^3) eigendecomposition), exactly (one
+``eigvalsh`` per group) or by certified low-rank quadrature (O(n d r^2)) with exact fallback.
 
-    S' = S + U C U^T,   U = [X~_I^T, Y~^T, delta],   C = diag(-1_K, +1_K, -N) / (N - 1)
+Versions. A commit writes its rows into the ring and makes a new *head* version at once: its
+base FD comes from the last built precompute, with the net change since it ("remove the built
+rows at the touched positions, add the current ones", rank ``2P + 1``) as one low-rank update,
+certified like a reward; where that is not possible (rank beyond the limit, an uncertified
+result, or a change that cancels most of the pool's scatter) the head is built on the spot.
+Rewards for the head fold the same pending change into each group's update (rank ``2(P + K) +
+1``). :meth:`RewardEngine.rebuild` builds one precompute for the head however many commits it is
+ahead (coalescing), beside the one being served, and swaps it in. Every result names the version
+it was computed for.
 
-(centring keeps large feature means from cancelling in ``G``). The mean and trace terms of the
-FD change in closed form; ``tr sqrt(A S' A)``, ``A = S_r^{1/2}``, is the hard part:
-
-* ``exact``: ``M' = A S A + (A U) C (A U)^T`` and one float64 ``eigvalsh`` per group, O(d^3).
-* ``lowrank``: the change of ``tr sqrt`` by certified quadrature in ``M``'s eigenbasis
-  (:mod:`.lowrank`), O(n d r^2) per group with ``r = 2K + 1``; groups it cannot certify are
-  recomputed exactly, and ``methods_used`` says which.
-
-Each pool version's precompute (``M = A S A = Q diag(lam) Q^T`` and ``B = Q^T A``, an O(d^3)
-eigendecomposition) is immutable. A commit builds the next one while the current one keeps
-serving, then swaps it in under a short lock, so a reward request sees one consistent version.
+Statistics are kept about a shift with a rounding-error bound (:mod:`.statistics`): a build
+updates them by the net change, or recomputes them from the rows when the bound says they have
+lost digits, so whatever passed through the ring the base FD stays that of the rows held.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,31 +34,29 @@ import numpy as np
 import torch
 
 from .choices import METHODS, Method, Mode
-from .linalg import (
-    as_float64,
-    frechet_from_terms,
-    gaussian_of,
-    resolve_device,
-    symmetric_sqrt,
-    symmetrize,
-    trace_sqrt_psd,
-)
-from .lowrank import LowRankUpdate, QuadratureSettings, trace_sqrt_change
+from .linalg import as_float64, frechet_from_terms, gaussian_of, resolve_device, trace_sqrt_psd
+from .lowrank import QuadratureSettings
+from .replacement import Replacement, exact_rewards, lowrank_rewards
 from .selection import choose_rows
+from .statistics import ShiftedSums
 from .validation import check_features, check_groups
+from .versions import Built, Changes, Head, TargetTerms
 
-__all__ = ["ADVANTAGE_EPSILON", "RewardEngine", "RewardResult"]
+__all__ = ["ADVANTAGE_EPSILON", "Committed", "PoolStatistics", "RewardEngine", "RewardResult"]
 
 ADVANTAGE_EPSILON = 1e-8
 """Added to the standard deviation in ``(r - mean) / (std + eps)``: equal rewards give zero
 advantages instead of 0/0."""
 
-_EXACT_BLOCK_BYTES = 256 * 2**20
+STATISTICS_RTOL = 1e-12
+"""Statistics whose rounding-error bound exceeds this fraction of the covariance (or of a
+standard deviation, for the mean) are recomputed from the rows at the next build; well inside
+the 1e-9 relative agreement with a from-scratch recompute that the engine promises."""
 
 
 @dataclass(frozen=True)
 class RewardResult:
-    """Rewards of the G groups of one request, all from pool version ``version``.
+    """Rewards of the G groups of one request, all for pool version ``version``.
 
     ``rewards = base_fd - fds``; ``advantages`` are the rewards normalised over the request
     (ddof 0, :data:`ADVANTAGE_EPSILON`); ``indices`` are the pool rows each group replaced;
@@ -80,26 +80,39 @@ class RewardResult:
 
 
 @dataclass(frozen=True)
-class _Version:
-    """One pool version: statistics and the precompute the reward paths share."""
+class Committed:
+    """A commit's answer: the version it made and that version's base FD. ``method``:
+    ``lowrank`` (certified from the last built precompute, ``error_estimate`` its estimated
+    absolute error) or ``exact`` (the version was built, error 0). ``pending_rows``: rows changed
+    since the last built version, which the next :meth:`RewardEngine.rebuild` folds in."""
 
     version: int
-    n: int
-    total: torch.Tensor  # sum x, (d,)
-    gram: torch.Tensor  # sum x x^T, (d, d)
-    mean: torch.Tensor
-    trace_cov: float
-    spectrum_matrix: torch.Tensor  # M = A S A
-    eigenvalues: torch.Tensor  # of M, ascending, unclipped
-    projector: torch.Tensor  # B = Q^T A
     base_fd: float
+    method: Method
+    error_estimate: float
+    pending_rows: int
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """Sufficient statistics of a pool, float64: ``total = sum (x - shift)`` (d,), ``gram =
+    sum (x - shift)(x - shift)^T`` (d, d) over ``n`` rows. The shift (the pool mean when they
+    were last computed from the rows) keeps their digits far from the origin."""
+
+    shift: np.ndarray
+    total: np.ndarray
+    gram: np.ndarray
+    n: int
 
 
 class RewardEngine:
-    """Holds a target, a pool and its statistics; computes subset-replace rewards and rolls the
-    pool. Thread-safe: rewards run concurrently with each other and with one commit at a time.
+    """Holds a target, a pool and its versions; computes subset-replace rewards and rolls the
+    pool. Thread-safe: rewards run concurrently with each other, with commits (one at a time)
+    and with one rebuild at a time.
 
     ``device``: ``None`` picks CUDA when available, else CPU. All reward arithmetic is float64.
+    ``statistics``: ``(shift, sum, gram)`` as :meth:`state_dict` gives them, trusted as
+    computed from ``pool_features`` (computed from the rows when ``None``).
     """
 
     def __init__(
@@ -112,7 +125,7 @@ class RewardEngine:
         quadrature: QuadratureSettings | None = None,
         *,
         cursor: int = 0,
-        statistics: tuple[Any, Any] | None = None,
+        statistics: tuple[Any, Any, Any] | None = None,
     ) -> None:
         self._device = resolve_device(device)
         mu = as_float64(target_mu, self._device, "target_mu")
@@ -130,25 +143,32 @@ class RewardEngine:
         if not 0 <= cursor < pool.shape[0]:
             raise ValueError(f"cursor must lie in [0, {pool.shape[0]}); got {cursor}")
         self._settings = quadrature or QuadratureSettings()
-        self._target_mean = mu
-        self._target_sigma = symmetrize(sigma)
-        self._target_trace = float(self._target_sigma.trace())
-        self._target_root = symmetric_sqrt(self._target_sigma)
+        self._target = TargetTerms.of(mu, sigma)
         self._pool = pool.clone()
         self._cursor = cursor
         if statistics is None:
-            total, gram = self._pool.sum(0), self._pool.T @ self._pool
+            sums = ShiftedSums.of_rows(self._pool)
         else:
-            total = as_float64(statistics[0], self._device, "sum")
-            gram = as_float64(statistics[1], self._device, "gram")
-            if tuple(total.shape) != (d,) or tuple(gram.shape) != (d, d):
-                raise ValueError("statistics must be (sum (d,), gram (d, d))")
-        self._current = self._build_version(version, self._pool.shape[0], total, gram)
-        # The swap lock guards the pool rows, the cursor and the current version together and is
-        # held only for gathers and pointer swaps; the commit lock serialises commits, whose slow
-        # precompute runs outside the swap lock.
+            shift, total, gram = (
+                as_float64(value, self._device, name)
+                for value, name in zip(statistics, ("shift", "sum", "gram"), strict=True)
+            )
+            if tuple(shift.shape) != (d,) or tuple(total.shape) != (d,):
+                raise ValueError(f"statistics must be (shift (d,), sum (d,), gram (d, d)), d={d}")
+            if tuple(gram.shape) != (d, d):
+                raise ValueError(f"statistics must be (shift (d,), sum (d,), gram (d, d)), d={d}")
+            sums = ShiftedSums(shift, total, gram, self._pool.shape[0])
+        self._head = Head.at(Built.build(version, sums, self._target))
+        # Lock order: rebuild, then commit, then swap. The swap lock guards the pool rows, the
+        # cursor and the head together and is held only for gathers and pointer swaps; the
+        # commit lock serialises commits; the rebuild lock lets one build run at a time, its
+        # O(d^3) part outside the other two.
         self._swap_lock = threading.Lock()
         self._commit_lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()
+        # While a rebuild runs: the rows changed since the head it builds.
+        self._later: Changes | None = None
+        self._rebuilds = 0
 
     # ----------------------------------------------------------------- properties
     @property
@@ -157,53 +177,46 @@ class RewardEngine:
 
     @property
     def d(self) -> int:
-        return int(self._target_mean.shape[0])
+        return int(self._target.mean.shape[0])
 
     @property
     def n(self) -> int:
-        return self._current.n
+        return self._head.built.n
 
     @property
     def version(self) -> int:
-        return self._current.version
+        """The newest version (the head), which rewards and commits work on."""
+        return self._head.version
+
+    @property
+    def built_version(self) -> int:
+        """The version whose precompute is built; at most :attr:`version`."""
+        return self._head.built.version
+
+    @property
+    def pending_rows(self) -> int:
+        """Pool rows changed since the built version (0 when the head is built)."""
+        return self._head.changes.rows
+
+    @property
+    def rebuilds(self) -> int:
+        """Precomputes built since construction (by :meth:`rebuild` or by a commit)."""
+        return self._rebuilds
 
     @property
     def base_fd(self) -> float:
-        """FD of the current pool to the target."""
-        return self._current.base_fd
+        """FD of the head pool to the target."""
+        return self._head.base_fd
 
     @property
     def cursor(self) -> int:
         """The next pool row a commit replaces (ring order: oldest first)."""
         return self._cursor
 
-    # ----------------------------------------------------------------- precompute
-    def _build_version(
-        self, version: int, n: int, total: torch.Tensor, gram: torch.Tensor
-    ) -> _Version:
-        gram = symmetrize(gram)
-        mean = total / n
-        covariance = symmetrize((gram - n * torch.outer(mean, mean)) / (n - 1))
-        root = self._target_root
-        spectrum_matrix = symmetrize(root @ covariance @ root)
-        eigenvalues, eigenvectors = torch.linalg.eigh(spectrum_matrix)
-        trace_cov = float(covariance.trace())
-        cross = eigenvalues.clamp_min(0.0).sqrt().sum()
-        base_fd = float(
-            frechet_from_terms(self._mean_term(mean), trace_cov, self._target_trace, cross)
-        )
-        return _Version(
-            version=version,
-            n=n,
-            total=total,
-            gram=gram,
-            mean=mean,
-            trace_cov=trace_cov,
-            spectrum_matrix=spectrum_matrix,
-            eigenvalues=eigenvalues,
-            projector=eigenvectors.T @ root,
-            base_fd=base_fd,
-        )
+    def _fits(self, rows: int) -> bool:
+        """Whether an update replacing ``rows`` rows (rank ``2 rows + 1``) goes to the low-rank
+        path: above ``max_rank_fraction * d`` an eigendecomposition is cheaper."""
+        return 2 * rows + 1 <= self._settings.max_rank_fraction * self.d
 
     # ----------------------------------------------------------------- rewards
     def rewards(
@@ -214,12 +227,15 @@ class RewardEngine:
         indices: Any = None,
         method: Method = "lowrank",
     ) -> RewardResult:
-        """Subset-replace rewards of ``groups`` (G, K, d) against the current pool version.
+        """Subset-replace rewards of ``groups`` (G, K, d) against the head pool version.
 
         ``mode``: ``shared`` (one random row set for all groups), ``independent`` (one per
         group) or ``indices`` (the caller's rows, (K,) or (G, K)). ``seed`` makes the draw
         reproducible and is echoed (drawn when ``None``). ``method``: ``lowrank`` (certified
-        fast path, exact fallback per group) or ``exact``.
+        fast path, exact fallback per group) or ``exact``. While the head is ahead of the
+        built version, the pending commits are folded into every group's update; when they
+        would push the update beyond the low-rank limit, or cannot be folded in without losing
+        digits, the call builds the head first (or waits for the build in flight).
         """
         started = time.perf_counter()
         if method not in METHODS:
@@ -227,18 +243,25 @@ class RewardEngine:
         ys = as_float64(groups, self._device, "groups")
         check_groups(ys, self.d)
         count, size = ys.shape[0], ys.shape[1]
-        with self._swap_lock:
-            state = self._current
-            rows, used_seed = choose_rows(mode, count, size, state.n, seed, indices)
-            distinct = rows[:1] if mode == "shared" else rows
-            xs = self._pool[torch.as_tensor(distinct, device=self._device)]
-        terms = _GroupTerms.of(state, xs, ys, self._target_mean)
+        head, rows, used_seed, terms = self._group_terms(ys, mode, seed, indices)
+        pending = head.changes.rows
+        if pending and (
+            (method == "lowrank" and self._fits(size) and not self._fits(pending + size))
+            or not bool(terms.trusted.all())
+        ):
+            self.rebuild()
+            head, rows, used_seed, terms = self._group_terms(ys, mode, used_seed, indices)
+        built = head.built
+        # Rewards relative to the built version, less the head's own change from it.
+        offset = built.base_fd - head.base_fd
         errors = torch.full((count,), torch.nan, dtype=torch.float64, device=self._device)
-        if method == "lowrank" and 2 * size + 1 <= self._settings.max_rank_fraction * self.d:
-            rewards, errors = self._lowrank_rewards(state, terms)
+        if method == "lowrank" and self._fits(head.changes.rows + size):
+            rewards, errors = lowrank_rewards(built, terms, self._settings)
+            rewards = rewards - offset
+            errors = errors + head.base_error
             tolerance = torch.clamp(
                 self._settings.reward_rtol * rewards.abs(),
-                min=self._settings.reward_atol * max(1.0, abs(state.base_fd)),
+                min=self._settings.reward_atol * max(1.0, abs(head.base_fd)),
             )
             certified = torch.isfinite(errors) & (errors <= tolerance)
         else:
@@ -246,7 +269,8 @@ class RewardEngine:
             certified = torch.zeros(count, dtype=torch.bool, device=self._device)
         fallback = torch.nonzero(~certified).flatten()
         if fallback.numel():
-            rewards[fallback] = self._exact_rewards(state, terms.select(fallback))
+            chosen = terms.select(fallback)
+            rewards[fallback] = exact_rewards(built, chosen, self._target) - offset
             errors[fallback] = torch.nan
         rewards_np = rewards.cpu().numpy()
         centred = rewards_np - rewards_np.mean()
@@ -255,7 +279,7 @@ class RewardEngine:
             "lowrank" if flag else "exact" for flag in certified.cpu().tolist()
         )
         return RewardResult(
-            fds=state.base_fd - rewards_np,
+            fds=head.base_fd - rewards_np,
             rewards=rewards_np,
             advantages=advantages,
             indices=np.array(rows),
@@ -264,76 +288,166 @@ class RewardEngine:
             method=method,
             methods_used=used,
             error_estimates=errors.cpu().numpy(),
-            version=state.version,
-            base_fd=state.base_fd,
+            version=head.version,
+            base_fd=head.base_fd,
             compute_seconds=time.perf_counter() - started,
         )
 
-    def _lowrank_rewards(
-        self, state: _Version, terms: _GroupTerms
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rewards by quadrature and their estimated absolute errors."""
-        size = terms.ys.shape[1]
-        projector_t = state.projector.T
-        weight = 1.0 / (state.n - 1)
-        unit = torch.ones(size, dtype=torch.float64, device=self._device)
-        update = LowRankUpdate(
-            shared=(terms.xs @ projector_t).transpose(1, 2),
-            own=torch.cat(
-                [terms.ys @ projector_t, (terms.delta @ projector_t).unsqueeze(1)], dim=1
-            ).transpose(1, 2),
-            shared_weights=-weight * unit,
-            own_weights=torch.cat([weight * unit, -state.n * weight * unit[:1]]),
-        )
-        change = trace_sqrt_change(state.eigenvalues, update, self._settings)
-        rewards = 2.0 * change.change - terms.mean_change - terms.trace_change
-        return rewards, 2.0 * change.error_estimate
-
-    def _exact_rewards(self, state: _Version, terms: _GroupTerms) -> torch.Tensor:
-        """Rewards from the updated statistics and one ``eigvalsh`` of ``M'`` per group."""
-        count = terms.ys.shape[0]
-        root = self._target_root
-        removed = terms.xs @ root  # (1 or G, K, d): rows of (A X~^T)^T
-        added = terms.ys @ root
-        shift = terms.delta @ root
-        removed_gram = removed.transpose(1, 2) @ removed
-        block = max(1, _EXACT_BLOCK_BYTES // (self.d * self.d * 8))
-        cross = []
-        for start in range(0, count, block):
-            part = slice(start, start + block)
-            update = (
-                added[part].transpose(1, 2) @ added[part]
-                - (removed_gram if removed_gram.shape[0] == 1 else removed_gram[part])
-                - state.n * shift[part].unsqueeze(2) * shift[part].unsqueeze(1)
-            ) / (state.n - 1)
-            cross.append(trace_sqrt_psd(state.spectrum_matrix + update))
-        mean_term = self._mean_term(state.mean) + terms.mean_change
-        trace_term = state.trace_cov + terms.trace_change
-        fds = frechet_from_terms(mean_term, trace_term, self._target_trace, torch.cat(cross))
-        return state.base_fd - fds
+    def _group_terms(
+        self, ys: torch.Tensor, mode: Mode, seed: int | None, indices: Any
+    ) -> tuple[Head, np.ndarray, int | None, Replacement]:
+        """The head, the rows replaced, the seed used and each group's replacement relative to
+        the built version: remove the built rows at the pending positions and the head's rows
+        at ``I``, add the head's rows at the pending positions and the group."""
+        count, size = ys.shape[0], ys.shape[1]
+        with self._swap_lock:
+            head = self._head
+            rows, used_seed = choose_rows(mode, count, size, head.built.n, seed, indices)
+            distinct = rows[:1] if mode == "shared" else rows
+            replaced = self._pool[torch.as_tensor(distinct, device=self._device)]
+            current = self._pool[head.changes.positions]
+        originals = head.changes.originals.expand(replaced.shape[0], -1, -1)
+        removed = torch.cat([originals, replaced], dim=1)
+        added = torch.cat([current.expand(count, -1, -1), ys], dim=1)
+        return head, rows, used_seed, Replacement.of(head.built, removed, added, self._target)
 
     # ----------------------------------------------------------------- commits
-    def commit(self, features: Any) -> int:
-        """Roll the pool: ``features`` (K, d) replace the K oldest rows (ring order). Statistics
-        are updated in O(K d^2); the new version's precompute is built while the current one
-        keeps serving, then swapped in. Returns the new version."""
+    def append(self, features: Any) -> Committed:
+        """Roll the pool: ``features`` (K, d) replace the K oldest rows (ring order), making a
+        new head version at once. Its base FD comes certified from the built precompute
+        (O(n d P^2) for P pending rows); where it cannot, the version is built here (O(d^3)).
+        Rewards serve the new version immediately; :meth:`rebuild` folds it into a precompute.
+        """
         ys = as_float64(features, self._device, "features")
         check_features(ys, self.d, min_rows=1)
+        if not self._fits(self._head.changes.rows + ys.shape[0]) and self._rebuild_lock.locked():
+            # Too far ahead for the low-rank path: let the build in flight land first rather
+            # than build the same version twice.
+            with self._rebuild_lock:
+                pass
         with self._commit_lock:
-            state = self._current
-            size = ys.shape[0]
-            if size > state.n:
-                raise ValueError(f"a commit of {size} rows exceeds the pool of N={state.n}")
-            rows = (self._cursor + torch.arange(size, device=self._device)) % state.n
-            old = self._pool[rows]
-            total = state.total - old.sum(0) + ys.sum(0)
-            gram = state.gram - old.T @ old + ys.T @ ys
-            successor = self._build_version(state.version + 1, state.n, total, gram)
+            head = self._head
+            size, n = ys.shape[0], head.built.n
+            if size > n:
+                raise ValueError(f"a commit of {size} rows exceeds the pool of N={n}")
+            positions = (self._cursor + torch.arange(size, device=self._device)) % n
+            before = self._pool[positions]
+            changes, slots = head.changes.then(positions, before)
+            current = self._pool[changes.positions]
+            current[slots] = ys
+            successor = self._certified_head(head, changes, current)
+            if successor is None:
+                successor = self._built_head(head, changes, current)
+                self._rebuilds += 1
             with self._swap_lock:
-                self._pool[rows] = ys
-                self._cursor = (self._cursor + size) % state.n
-                self._current = successor
-            return successor.version
+                self._pool[positions] = ys
+                self._cursor = (self._cursor + size) % n
+                self._head = successor
+                if self._later is not None:
+                    self._later = self._later.then(positions, before)[0]
+        certified = successor.built.version != successor.version
+        return Committed(
+            version=successor.version,
+            base_fd=successor.base_fd,
+            method="lowrank" if certified else "exact",
+            error_estimate=successor.base_error,
+            pending_rows=successor.changes.rows,
+        )
+
+    def commit(self, features: Any) -> int:
+        """:meth:`append` and :meth:`rebuild`: returns the new version once it is built."""
+        version = self.append(features).version
+        self.rebuild()
+        return version
+
+    def _certified_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head | None:
+        """The next head with its base FD by the low-rank path from ``head.built``; None when
+        that cannot be certified."""
+        built = head.built
+        if not self._fits(changes.rows):
+            return None
+        terms = Replacement.of(built, changes.originals[None], current[None], self._target)
+        rewards, errors = lowrank_rewards(built, terms, self._settings)
+        reward, error = float(rewards[0]), float(errors[0])
+        base_fd = built.base_fd - reward
+        tolerance = max(
+            self._settings.reward_rtol * abs(reward),
+            self._settings.reward_atol * max(1.0, abs(base_fd)),
+        )
+        if not error <= tolerance:  # NaN too
+            return None
+        return Head(head.version + 1, built, changes, base_fd, error)
+
+    def _built_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head:
+        """The next head, built here from its own statistics (under the commit lock)."""
+
+        def rows() -> torch.Tensor:
+            pool = self._pool.clone()
+            pool[changes.positions] = current
+            return pool
+
+        return Head.at(self._build(head.version + 1, head.built.sums, changes, current, rows))
+
+    def _build(
+        self,
+        version: int,
+        sums: ShiftedSums,
+        changes: Changes,
+        current: torch.Tensor,
+        rows: Callable[[], torch.Tensor],
+    ) -> Built:
+        """Statistics of ``version`` (``sums`` with ``changes`` applied, or recomputed from
+        ``rows()`` when the update would leave them with lost digits) and its precompute."""
+        updated = sums.replaced(changes.originals, current)
+        if updated.stale(STATISTICS_RTOL):
+            updated = ShiftedSums.of_rows(rows())
+        return Built.build(version, updated, self._target)
+
+    def rebuild(self) -> int:
+        """Build the precompute of the head, however many commits it is ahead of the built
+        version, and swap it in; commits and rewards go on meanwhile (those that arrive are
+        pending relative to it). One rebuild runs at a time; returns the version built (the
+        head's when nothing was pending)."""
+        with self._rebuild_lock:
+            with self._commit_lock:
+                head = self._head
+                if not head.changes.rows:
+                    return head.version
+                current = self._pool[head.changes.positions]
+                self._later = Changes.none(self.d, self._device)
+            try:
+                built = self._build(
+                    head.version, head.built.sums, head.changes, current, self._rows_of_head
+                )
+            except BaseException:
+                with self._commit_lock:
+                    self._later = None
+                raise
+            with self._commit_lock:
+                later, self._later = self._later, None
+                self._rebuilds += 1
+                newest = self._head
+                if newest.built.version >= built.version:
+                    return newest.built.version  # a commit built a newer version meanwhile
+                assert later is not None
+                if later.rows:
+                    successor = Head(
+                        newest.version, built, later, newest.base_fd, newest.base_error
+                    )
+                else:
+                    successor = Head.at(built)
+                with self._swap_lock:
+                    self._head = successor
+            return built.version
+
+    def _rows_of_head(self) -> torch.Tensor:
+        """During a rebuild: the pool rows of the head it builds (the current rows with the
+        ones changed since put back)."""
+        with self._commit_lock:
+            rows = self._pool.clone()
+            if self._later is not None:
+                rows[self._later.positions] = self._later.originals
+            return rows
 
     # ----------------------------------------------------------------- evaluation
     def fd(self, features: Any) -> float:
@@ -341,20 +455,38 @@ class RewardEngine:
         xs = as_float64(features, self._device, "features")
         check_features(xs, self.d, min_rows=2)
         mean, covariance = gaussian_of(xs)
-        root = self._target_root
+        root = self._target.root
         cross = trace_sqrt_psd(root @ covariance @ root)
         trace = covariance.trace()
-        return float(frechet_from_terms(self._mean_term(mean), trace, self._target_trace, cross))
-
-    def _mean_term(self, mean: torch.Tensor) -> torch.Tensor:
-        """``|mu - mu_r|^2``, the FD's mean term."""
-        return (mean - self._target_mean).square().sum()
+        target = self._target
+        return float(frechet_from_terms(target.mean_term(mean), trace, target.trace, cross))
 
     # ----------------------------------------------------------------- state
-    def statistics(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """Copies of ``(sum x, sum x x^T, N)`` of the current version, float64."""
-        state = self._current
-        return state.total.cpu().numpy().copy(), state.gram.cpu().numpy().copy(), state.n
+    def _snapshot(self) -> tuple[Head, torch.Tensor, int]:
+        """The head, a copy of its pool rows and the cursor, taken together."""
+        with self._swap_lock:
+            return self._head, self._pool.clone(), self._cursor
+
+    @staticmethod
+    def _sums_of(head: Head, pool: torch.Tensor) -> ShiftedSums:
+        """The head's statistics: the built ones with the pending change applied, or from the
+        rows when that would lose digits."""
+        changes = head.changes
+        if not changes.rows:
+            return head.built.sums
+        sums = head.built.sums.replaced(changes.originals, pool[changes.positions])
+        return ShiftedSums.of_rows(pool) if sums.stale(STATISTICS_RTOL) else sums
+
+    def statistics(self) -> PoolStatistics:
+        """The head's sufficient statistics about their shift, float64 numpy copies."""
+        head, pool, _ = self._snapshot()
+        sums = self._sums_of(head, pool)
+        return PoolStatistics(
+            shift=sums.shift.cpu().numpy().copy(),
+            total=sums.total.cpu().numpy().copy(),
+            gram=sums.gram.cpu().numpy().copy(),
+            n=sums.n,
+        )
 
     def pool(self) -> np.ndarray:
         """A float64 copy of the pool rows, in storage order."""
@@ -362,19 +494,21 @@ class RewardEngine:
             return self._pool.cpu().numpy().copy()
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to rebuild this engine: target, pool, ring cursor, version, and the
-        sufficient statistics (which spare an O(N d^2) recompute on load)."""
-        with self._swap_lock:
-            state = self._current
-            return {
-                "target_mu": self._target_mean.cpu().numpy().copy(),
-                "target_sigma": self._target_sigma.cpu().numpy().copy(),
-                "pool": self._pool.cpu().numpy().copy(),
-                "cursor": self._cursor,
-                "version": state.version,
-                "sum": state.total.cpu().numpy().copy(),
-                "gram": state.gram.cpu().numpy().copy(),
-            }
+        """Everything needed to rebuild this engine at its head: target, pool, ring cursor,
+        version, and the sufficient statistics about their shift (which spare an O(N d^2)
+        recompute on load)."""
+        head, pool, cursor = self._snapshot()
+        sums = self._sums_of(head, pool)
+        return {
+            "target_mu": self._target.mean.cpu().numpy().copy(),
+            "target_sigma": self._target.sigma.cpu().numpy().copy(),
+            "pool": pool.cpu().numpy(),
+            "cursor": cursor,
+            "version": head.version,
+            "shift": sums.shift.cpu().numpy().copy(),
+            "sum": sums.total.cpu().numpy().copy(),
+            "gram": sums.gram.cpu().numpy().copy(),
+        }
 
     @classmethod
     def from_state_dict(
@@ -383,8 +517,13 @@ class RewardEngine:
         device: str | torch.device | None = None,
         quadrature: QuadratureSettings | None = None,
     ) -> RewardEngine:
-        """Rebuild an engine from :meth:`state_dict` output (``sum``/``gram`` optional)."""
-        statistics = (state["sum"], state["gram"]) if "sum" in state and "gram" in state else None
+        """Rebuild an engine from :meth:`state_dict` output. ``shift``/``sum``/``gram`` are
+        optional; without a shift (raw sums, which lose digits far from the origin) the
+        statistics are recomputed from the pool."""
+        keys = ("shift", "sum", "gram")
+        statistics = None
+        if all(key in state for key in keys):
+            statistics = (state["shift"], state["sum"], state["gram"])
         return cls(
             state["target_mu"],
             state["target_sigma"],
@@ -394,41 +533,4 @@ class RewardEngine:
             quadrature=quadrature,
             cursor=int(state.get("cursor", 0)),
             statistics=statistics,
-        )
-
-
-@dataclass(frozen=True)
-class _GroupTerms:
-    """Per-group quantities both reward paths use: centred replaced and new rows, the mean shift
-    and the closed-form changes of the FD's mean and trace terms."""
-
-    xs: torch.Tensor  # (1 or G, K, d), centred at the pool mean
-    ys: torch.Tensor  # (G, K, d), centred
-    delta: torch.Tensor  # (G, d) = mu' - mu
-    mean_change: torch.Tensor  # |mu' - mu_r|^2 - |mu - mu_r|^2
-    trace_change: torch.Tensor  # tr S' - tr S
-
-    @classmethod
-    def of(
-        cls, state: _Version, xs: torch.Tensor, ys: torch.Tensor, target_mean: torch.Tensor
-    ) -> _GroupTerms:
-        n = state.n
-        xs = xs - state.mean
-        ys = ys - state.mean
-        delta = (ys.sum(1) - xs.sum(1)) / n
-        mean_change = (delta * (2.0 * (state.mean - target_mean) + delta)).sum(-1)
-        trace_change = (
-            ys.square().sum((1, 2)) - xs.square().sum((1, 2)) - n * delta.square().sum(-1)
-        ) / (n - 1)
-        return cls(xs, ys, delta, mean_change, trace_change)
-
-    def select(self, chosen: torch.Tensor) -> _GroupTerms:
-        """The terms of the groups ``chosen`` (indices)."""
-        xs = self.xs if self.xs.shape[0] == 1 else self.xs[chosen]
-        return _GroupTerms(
-            xs,
-            self.ys[chosen],
-            self.delta[chosen],
-            self.mean_change[chosen],
-            self.trace_change[chosen],
         )
