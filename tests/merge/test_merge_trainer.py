@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import torch
 from merge_toy import DIM, LinearVelocity, MeanTargetReward, checkpoints
@@ -66,3 +68,26 @@ def test_evaluation_sees_the_mean_merge_at_start_cadence_and_end() -> None:
     for record, bias in zip(evals, seen, strict=True):
         expected = sum(w * i for i, w in enumerate(record["weights"]))
         torch.testing.assert_close(bias, torch.full((DIM,), expected, dtype=torch.float32))
+
+
+def test_the_log_checkpoint_and_weights_are_written_as_it_goes_and_resumed(tmp_path: Path) -> None:
+    """The run loop the GRPO worker uses: metrics.jsonl grows a line a step, checkpoint.pt and
+    weights.json follow every step, and a rerun with more steps resumes where it stopped."""
+    straight = _trainer(4, MeanTargetReward(5.0))
+    straight.run()
+
+    first = _trainer(2, MeanTargetReward(5.0))
+    first.config = dataclasses.replace(first.config, out_dir=tmp_path)
+    first.run()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2]
+    assert json.loads((tmp_path / "weights.json").read_text())["step"] == 2
+
+    resumed = _trainer(4, MeanTargetReward(5.0))
+    resumed.config = dataclasses.replace(resumed.config, out_dir=tmp_path)
+    resumed.run()
+    torch.testing.assert_close(resumed.policy.mean_weights(), straight.policy.mean_weights())
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4]
+    weights = json.loads((tmp_path / "weights.json").read_text())
+    assert weights == {"step": 4, "weights": straight.policy.mean_weights().tolist()}
