@@ -10,10 +10,15 @@ the log of ``det(M' + t^2) / det(M + t^2)`` by Sylvester's identity. No inverse 
 ``P`` is formed, so nearly parallel or repeated columns (duplicate rows, a group equal to the
 rows it replaces) are harmless; the Woodbury form ``(C^-1 + W^T D^-1 W)^-1`` is not.
 
-The columns of ``W`` split into a part shared by all groups of a request (the replaced rows, in
-``shared`` mode) and a part of each group's own; ``P``'s shared block is computed once per node.
-Per group and node the cost is one d x r x r product: O(n d r^2) against O(d^3) for an
-eigendecomposition.
+The columns of ``W`` split into a part ``a`` shared by all groups of a request (the replaced rows
+in ``shared`` mode, and the rows of commits not yet built) and a part ``b`` of each group's own.
+``P``'s shared block is computed, and ``I + C_a P_aa`` factored, once per node; each group then
+needs only its Schur complement,
+
+    det(I + C P) = det(I + C_a P_aa) det(I + C_b (P_bb - P_ba (I + C_a P_aa)^-1 C_a P_ab)),
+
+so per group and node the cost is O(d a b + a^2 b + b^3) instead of O(d r^2 + r^3): pending
+commits folded into a request's groups are paid for once per request, not once per group.
 
 Certification. The quadrature's rate ``rho^n`` holds when every eigenvalue of ``M`` and ``M'``
 lies in the interval ``[lo, hi]`` the nodes were built for. ``hi`` is a Weyl bound; ``lo`` is a
@@ -113,10 +118,37 @@ def _pair_products(left: torch.Tensor, right: torch.Tensor, symmetric: bool) -> 
     return (left.unsqueeze(3) * right.unsqueeze(2)).flatten(2)
 
 
+@dataclass(frozen=True)
+class _Blocks:
+    """``P(s) = W^T (diag(lam) + s)^-1 W`` per shift, by blocks: shared (1 or G, S, a, a),
+    cross (G, S, a, b), own (G, S, b, b)."""
+
+    shared: torch.Tensor
+    cross: torch.Tensor
+    own: torch.Tensor
+
+    def last(self) -> torch.Tensor:
+        """The full (G, r, r) matrix at the last shift."""
+        groups = self.own.shape[0]
+        shared = self.shared[:, -1].expand(groups, -1, -1)
+        cross = self.cross[:, -1]
+        top = torch.cat([shared, cross], dim=2)
+        bottom = torch.cat([cross.transpose(1, 2), self.own[:, -1]], dim=2)
+        return torch.cat([top, bottom], dim=1)
+
+    def without_last(self) -> _Blocks:
+        return _Blocks(self.shared[:, :-1], self.cross[:, :-1], self.own[:, :-1])
+
+
+def _mirrored(upper: torch.Tensor) -> torch.Tensor:
+    """A symmetric matrix from its upper triangle (the lower one holds zeros)."""
+    return upper + torch.triu(upper, diagonal=1).transpose(-1, -2)
+
+
 def _grams(
     eigenvalues: torch.Tensor, update: LowRankUpdate, shifts: torch.Tensor, memory_bytes: int
-) -> torch.Tensor:
-    """``P(s) = W^T (diag(lam) + s)^-1 W`` for every group and shift: (G, S, r, r).
+) -> _Blocks:
+    """``P(s)`` for every group and shift, by blocks.
 
     Every entry ``P_ij(s) = sum_k w_ki w_kj / (lam_k + s)`` is linear in the pair product
     ``w_i * w_j``, so all shifts come from one GEMM ``F @ Z`` of the (S, d) matrix
@@ -126,11 +158,16 @@ def _grams(
     shared, own = update.shared, update.own
     groups, d, own_rank = own.shape
     shared_rank = shared.shape[2]
-    rank = shared_rank + own_rank
+    count = shifts.shape[0]
     resolvent = 1.0 / (eigenvalues.unsqueeze(0) + shifts.unsqueeze(1))  # (S, d)
-    grams = torch.zeros(groups, shifts.shape[0], rank, rank, dtype=own.dtype, device=own.device)
+    dtype, device = own.dtype, own.device
+    shared_block = torch.zeros(
+        shared.shape[0], count, shared_rank, shared_rank, dtype=dtype, device=device
+    )
+    cross = torch.zeros(groups, count, shared_rank * own_rank, dtype=dtype, device=device)
+    own_block = torch.zeros(groups, count, own_rank, own_rank, dtype=dtype, device=device)
     a_first, a_second = torch.triu_indices(shared_rank, shared_rank, device=own.device)
-    b_first, b_second = torch.triu_indices(own_rank, own_rank, device=own.device) + shared_rank
+    b_first, b_second = torch.triu_indices(own_rank, own_rank, device=own.device)
     pairs = shared_rank * (shared_rank + 1) // 2 + shared_rank * own_rank
     pairs += own_rank * (own_rank + 1) // 2
     rows = max(1, min(d, memory_bytes // max(1, groups * pairs * own.element_size())))
@@ -138,27 +175,49 @@ def _grams(
         part = slice(start, start + rows)
         weights = resolvent[:, part]
         shared_rows, own_rows = shared[:, part], own[:, part]
-        # One shared row set broadcasts its block over the groups.
+        # One shared row set gives one shared block, broadcast over the groups later.
         block = weights @ _pair_products(shared_rows, shared_rows, symmetric=True)
-        grams[:, :, a_first, a_second] += block
-        cross = weights @ _pair_products(shared_rows, own_rows, symmetric=False)
-        grams[:, :, :shared_rank, shared_rank:] += cross.reshape(
-            *cross.shape[:-1], shared_rank, own_rank
-        )
-        grams[:, :, b_first, b_second] += weights @ _pair_products(own_rows, own_rows, True)
-    # Mirror the upper triangles (written above) into the lower ones.
-    upper = torch.triu(grams)
-    return upper + torch.triu(grams, diagonal=1).transpose(-1, -2)
+        shared_block[:, :, a_first, a_second] += block
+        cross += weights @ _pair_products(shared_rows, own_rows, symmetric=False)
+        own_block[:, :, b_first, b_second] += weights @ _pair_products(own_rows, own_rows, True)
+    return _Blocks(
+        _mirrored(shared_block),
+        cross.reshape(groups, count, shared_rank, own_rank),
+        _mirrored(own_block),
+    )
 
 
-def _log_det_terms(grams: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``log det(I + C P)`` for every group and node: (G, n). NaN where the determinant comes
-    out non-positive."""
-    identity = torch.eye(weights.shape[0], dtype=weights.dtype, device=weights.device)
-    sign, log_abs = torch.linalg.slogdet(identity + weights.unsqueeze(-1) * grams)
-    # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0: a non-positive value is round-off on a
-    # numerically singular problem, flagged rather than clipped.
-    return torch.where(sign > 0, log_abs, torch.nan)
+def _log_det_terms(
+    blocks: _Blocks, shared_weights: torch.Tensor, own_weights: torch.Tensor
+) -> torch.Tensor:
+    """``log det(I + C P)`` for every group and node, (G, n), by the Schur complement of the
+    shared block. NaN where a determinant comes out non-positive."""
+    dtype, device = own_weights.dtype, own_weights.device
+    groups = blocks.own.shape[0]
+    leading = torch.eye(shared_weights.shape[0], dtype=dtype, device=device) + (
+        shared_weights.unsqueeze(-1) * blocks.shared
+    )
+    factors, pivots = torch.linalg.lu_factor(leading)
+    # det = prod diag(U) times the sign of the row permutation (LAPACK pivots are 1-based).
+    diagonal = factors.diagonal(dim1=-2, dim2=-1)
+    order = torch.arange(1, pivots.shape[-1] + 1, dtype=pivots.dtype, device=pivots.device)
+    swaps = (pivots != order).sum(-1)
+    lead_sign = torch.sign(diagonal).prod(-1) * (1 - 2 * (swaps % 2))
+    lead_log = diagonal.abs().log().sum(-1)
+    solved = torch.linalg.lu_solve(
+        factors.expand(groups, -1, -1, -1),
+        pivots.expand(groups, -1, -1),
+        shared_weights.unsqueeze(-1) * blocks.cross,
+    )
+    complement = blocks.own - blocks.cross.transpose(-1, -2) @ solved
+    identity = torch.eye(own_weights.shape[0], dtype=dtype, device=device)
+    schur = identity + own_weights.unsqueeze(-1) * complement
+    sign, log_abs = torch.linalg.slogdet(schur)
+    # det(I + C P) = det(M' + t^2) / det(M + t^2) > 0, and so is the shared block's, a ratio of
+    # two such determinants: a non-positive value is round-off on a numerically singular
+    # problem, flagged rather than clipped.
+    valid = (sign > 0) & (lead_sign > 0)
+    return torch.where(valid, log_abs + lead_log, torch.nan)
 
 
 def _spectrum_above(gram_at_minus_lo: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -187,6 +246,7 @@ def trace_sqrt_change(
     # Above, Weyl: the updated spectrum lies below lam_max + sum_j max(c_j, 0) |w_j|^2.
     # Below, the margin, verified per group by the inertia count.
     added = (update.own.square().sum(1) * update.own_weights.clamp_min(0.0)).sum(-1)
+    added = added + (update.shared.square().sum(1) * update.shared_weights.clamp_min(0.0)).sum(-1)
     hi = lam_max + float(added.max())
     lo = settings.spectrum_margin * lam_min
     needed = nodes_needed(hi / lo, settings.target_error)
@@ -200,11 +260,12 @@ def trace_sqrt_change(
     chunk = max(1, settings.memory_bytes // per_group)
     terms, above = [], []
     for start in range(0, groups, chunk):
-        grams = _grams(
-            eigenvalues, update.part(slice(start, start + chunk)), shifts, settings.memory_bytes
+        part = update.part(slice(start, start + chunk))
+        blocks = _grams(eigenvalues, part, shifts, settings.memory_bytes)
+        terms.append(
+            _log_det_terms(blocks.without_last(), update.shared_weights, update.own_weights)
         )
-        terms.append(_log_det_terms(grams[:, :-1], weights))
-        above.append(_spectrum_above(grams[:, -1], weights))
+        above.append(_spectrum_above(blocks.last(), weights))
     log_dets = torch.cat(terms)
     fine = log_dets[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
     coarse = log_dets[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi

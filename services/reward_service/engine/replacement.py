@@ -44,8 +44,9 @@ class Replacement:
     """Per group: centred removed and added rows, the mean shift and the closed-form changes of
     the FD's mean and trace terms, and how much of the trace cancels."""
 
-    xs: torch.Tensor  # (1 or G, m, d), centred at the built mean
-    ys: torch.Tensor  # (G, m, d), centred
+    xs: torch.Tensor  # (1 or G, m, d) removed, centred at the built mean
+    zs: torch.Tensor  # (1, p, d) added to every group (pending commits), centred
+    ys: torch.Tensor  # (G, m - p, d) added, each group's own, centred
     delta: torch.Tensor  # (G, d) = mu' - mu
     mean_change: torch.Tensor  # |mu' - mu_r|^2 - |mu - mu_r|^2
     trace_change: torch.Tensor  # tr S' - tr S
@@ -53,14 +54,23 @@ class Replacement:
 
     @classmethod
     def of(
-        cls, built: Built, removed: torch.Tensor, added: torch.Tensor, target: TargetTerms
+        cls,
+        built: Built,
+        removed: torch.Tensor,
+        common: torch.Tensor,
+        added: torch.Tensor,
+        target: TargetTerms,
     ) -> Replacement:
+        """Groups that remove ``removed`` (1 or G, m, d) and add ``common`` (p, d) and
+        ``added`` (G, m - p, d)."""
         n = built.n
         xs = removed - built.mean
+        zs = (common - built.mean).unsqueeze(0)
         ys = added - built.mean
-        delta = (ys.sum(1) - xs.sum(1)) / n
+        delta = (zs.sum(1) + ys.sum(1) - xs.sum(1)) / n
         mean_change = (delta * (2.0 * (built.mean - target.mean) + delta)).sum(-1)
-        gone, new = xs.square().sum((1, 2)), ys.square().sum((1, 2))
+        gone = xs.square().sum((1, 2))
+        new = zs.square().sum() + ys.square().sum((1, 2))
         shift = n * delta.square().sum(-1)
         trace_change = (new - gone - shift) / (n - 1)
         moved = (new + gone + shift) / (n - 1)
@@ -68,7 +78,7 @@ class Replacement:
         cancellation = torch.where(
             remaining > 0, (built.trace_cov + moved) / remaining.clamp_min(1e-300), torch.inf
         )
-        return cls(xs, ys, delta, mean_change, trace_change, cancellation)
+        return cls(xs, zs, ys, delta, mean_change, trace_change, cancellation)
 
     @property
     def trusted(self) -> torch.Tensor:
@@ -80,6 +90,7 @@ class Replacement:
         xs = self.xs if self.xs.shape[0] == 1 else self.xs[chosen]
         return Replacement(
             xs,
+            self.zs,
             self.ys[chosen],
             self.delta[chosen],
             self.mean_change[chosen],
@@ -93,17 +104,27 @@ def lowrank_rewards(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rewards relative to ``built`` by quadrature, and their estimated absolute errors (NaN
     where none exists, including updates that cancel too much to be trusted)."""
-    size = terms.ys.shape[1]
     projector_t = built.projector.T
     weight = 1.0 / (built.n - 1)
-    unit = torch.ones(size, dtype=torch.float64, device=projector_t.device)
+    removed = terms.xs @ projector_t
+    common = (terms.zs @ projector_t).expand(removed.shape[0], -1, -1)
+
+    def constant(value: float, count: int) -> torch.Tensor:
+        return torch.full((count,), value, dtype=torch.float64, device=projector_t.device)
+
+    # Removed rows and the pending commits' rows are common to the groups (or to each group's
+    # own row set); each group adds its own rows and the mean shift.
     update = LowRankUpdate(
-        shared=(terms.xs @ projector_t).transpose(1, 2),
+        shared=torch.cat([removed, common], dim=1).transpose(1, 2),
         own=torch.cat(
             [terms.ys @ projector_t, (terms.delta @ projector_t).unsqueeze(1)], dim=1
         ).transpose(1, 2),
-        shared_weights=-weight * unit,
-        own_weights=torch.cat([weight * unit, -built.n * weight * unit[:1]]),
+        shared_weights=torch.cat(
+            [constant(-weight, removed.shape[1]), constant(weight, common.shape[1])]
+        ),
+        own_weights=torch.cat(
+            [constant(weight, terms.ys.shape[1]), constant(-1.0, 1) * built.n * weight]
+        ),
     )
     change = trace_sqrt_change(built.eigenvalues, update, settings)
     rewards = 2.0 * change.change - terms.mean_change - terms.trace_change
@@ -117,9 +138,11 @@ def exact_rewards(built: Built, terms: Replacement, target: TargetTerms) -> torc
     count = terms.ys.shape[0]
     d = built.mean.shape[0]
     removed = terms.xs @ target.root  # (1 or G, m, d): rows of (A X~^T)^T
+    common = terms.zs @ target.root
     added = terms.ys @ target.root
     shift = terms.delta @ target.root
-    removed_gram = removed.transpose(1, 2) @ removed
+    # Rows common to the groups (removed in shared mode, pending commits added) once.
+    removed_gram = removed.transpose(1, 2) @ removed - common.transpose(1, 2) @ common
     block = max(1, _EXACT_BLOCK_BYTES // (d * d * 8))
     cross = []
     for start in range(0, count, block):

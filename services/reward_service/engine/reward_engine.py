@@ -308,8 +308,8 @@ class RewardEngine:
             current = self._pool[head.changes.positions]
         originals = head.changes.originals.expand(replaced.shape[0], -1, -1)
         removed = torch.cat([originals, replaced], dim=1)
-        added = torch.cat([current.expand(count, -1, -1), ys], dim=1)
-        return head, rows, used_seed, Replacement.of(head.built, removed, added, self._target)
+        terms = Replacement.of(head.built, removed, current, ys, self._target)
+        return head, rows, used_seed, terms
 
     # ----------------------------------------------------------------- commits
     def append(self, features: Any) -> Committed:
@@ -366,7 +366,8 @@ class RewardEngine:
         built = head.built
         if not self._fits(changes.rows):
             return None
-        terms = Replacement.of(built, changes.originals[None], current[None], self._target)
+        nothing = current[:0].unsqueeze(0)  # the head adds no rows beyond the pending ones
+        terms = Replacement.of(built, changes.originals[None], current, nothing, self._target)
         rewards, errors = lowrank_rewards(built, terms, self._settings)
         reward, error = float(rewards[0]), float(errors[0])
         base_fd = built.base_fd - reward
