@@ -61,7 +61,10 @@ def fid_weights(tmp_path_factory: pytest.TempPathFactory) -> Weights:
     net.Mixed_6e = fid.FIDInceptionC(768, channels_7x7=192)
     net.Mixed_7b = fid.FIDInceptionE_1(1280)
     net.Mixed_7c = fid.FIDInceptionE_2(2048)
-    _calibrate_batch_norm(net, torch.rand(4, 3, 299, 299) * 2 - 1)
+    # Inputs like the tests' images: small pictures upsampled to 299 (pytorch-fid's resize).
+    small = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    upsampled = torch.nn.functional.interpolate(small, size=(299, 299), mode="bilinear")
+    _calibrate_batch_norm(net, upsampled * 2 - 1)
     path = tmp_path_factory.mktemp("fid") / "random-inception.pth"
     torch.save(net.state_dict(), path)
     return Weights(path, sha256_file(path))

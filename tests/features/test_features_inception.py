@@ -39,51 +39,43 @@ def _write_pngs(folder: Path, count: int, size: int, seed: int) -> np.ndarray:
     return np.stack(pixels)
 
 
-def test_features_equal_pytorch_fid_inception(fid_weights: Weights, pytorch_fid_home: Path) -> None:
-    pixels = _write_pngs(Path(pytorch_fid_home).parent / "images", 4, 40, seed=1)
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2)
-    reference = InceptionV3([3]).eval()  # loads the test's file from TORCH_HOME
-    with torch.no_grad():
-        expected = reference(images.float() / 255)[0].flatten(1)
-
-    extract = inception_extractor(fid_weights.path, expected_sha256=fid_weights.sha256)
-    features = extract(images)
-
-    assert features.dtype == torch.float32
-    assert features.shape == (4, 2048)
-    assert expected.std(0).mean() > 0.05  # the random network tells the images apart
-    torch.testing.assert_close(features, expected, rtol=0, atol=1e-5)
-    # Same from a numpy batch and from grey images (PIL's convert("RGB") repeats the channel).
-    torch.testing.assert_close(extract(images.numpy()), expected, rtol=0, atol=1e-5)
-    grey = images[:2, :1]
-    torch.testing.assert_close(extract(grey), extract(grey.expand(-1, 3, -1, -1)), rtol=0, atol=0)
-
-
-def test_pool3_stats_from_a_folder_equal_pytorch_fids(
+def test_pool3_features_and_stats_of_a_png_folder_equal_pytorch_fids(
     fid_weights: Weights, pytorch_fid_home: Path, tmp_path: Path
 ) -> None:
+    """pytorch-fid's own pipeline (PIL decoding, ToTensor, its InceptionV3 loaded from the test's
+    file) against the build_reference command on the same folder: per-image features and the
+    statistics."""
     folder = tmp_path / "pngs"
-    _write_pngs(folder, 8, 32, seed=2)
-    mu_ref, sigma_ref = fid_score.calculate_activation_statistics(
-        sorted(folder.glob("*.png")),
-        InceptionV3([3]).eval(),
-        batch_size=8,
-        dims=2048,
-        num_workers=0,
+    pixels = _write_pngs(folder, 5, 32, seed=2)
+    expected = fid_score.get_activations(
+        sorted(folder.glob("*.png")), InceptionV3([3]).eval(), batch_size=5, num_workers=0
     )
     status = build_reference(
         [str(folder), str(tmp_path / "out"), "--weights", str(fid_weights.path),
-         "--sha256", fid_weights.sha256, "--device", "cpu", "--quiet", "--batch-size", "8"]
+         "--sha256", fid_weights.sha256, "--device", "cpu", "--quiet", "--batch-size", "5"]
     )  # fmt: skip
     assert status == 0
-    stats = load_stats(tmp_path / "out" / "stats.npz")
 
+    features = np.load(tmp_path / "out" / "pool.npy")
+    assert features.dtype == np.float32
+    assert features.shape == (5, 2048)
+    assert expected.std(axis=0).mean() > 0.05  # the random network tells the images apart
+    np.testing.assert_allclose(features, expected, rtol=0, atol=1e-5)
+    stats = load_stats(tmp_path / "out" / "stats.npz")
     prefix = f"fid-inception-v3/pool3@sha256:{fid_weights.sha256[:16]}/"
     assert stats.feature_space.startswith(prefix)
-    # 8 images in 2048 dimensions: sigma has rank 7, so compare entries (an FD between
-    # rank-deficient covariances is dominated by sqrtm's rounding, not by the statistics).
-    np.testing.assert_allclose(stats.mu, mu_ref, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(stats.sigma, sigma_ref, rtol=0, atol=1e-6)
+    # pytorch-fid's calculate_activation_statistics is np.mean / np.cov of these activations.
+    # 5 images in 2048 dimensions give sigma rank 4, so compare entries: an FD between
+    # rank-deficient covariances measures sqrtm's rounding, not the statistics.
+    np.testing.assert_allclose(stats.mu, expected.mean(axis=0), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(stats.sigma, np.cov(expected, rowvar=False), rtol=0, atol=1e-6)
+
+    # Grey images are read as PIL's convert("RGB") reads them: the channel repeated; numpy
+    # batches are taken as they are.
+    extract = inception_extractor(fid_weights.path, expected_sha256=fid_weights.sha256)
+    grey = pixels[:1, :, :, :1].transpose(0, 3, 1, 2)
+    rgb = torch.from_numpy(grey).expand(-1, 3, -1, -1)
+    torch.testing.assert_close(extract(grey), extract(rgb), rtol=0, atol=0)
 
 
 # pytorch-fid passes scipy's sqrtm the deprecated ``disp`` argument.
@@ -91,10 +83,12 @@ def test_pool3_stats_from_a_folder_equal_pytorch_fids(
 def test_stats_command_matches_save_fid_stats_to_1e_10_in_fd(
     fid_weights: Weights, pytorch_fid_home: Path, tmp_path: Path
 ) -> None:
-    """64-dimensional block-0 features of 96 images: full-rank covariances, so the Fréchet
-    distance between the two sets of statistics is meaningful down to 1e-10."""
+    """64-dimensional block-0 features of 80 images (full-rank covariances): the statistics
+    agree to rounding, and pytorch-fid's FD between them is its FD of its own statistics with
+    themselves to 1e-10. (That FD is not 0: sqrtm's rounding on a covariance of condition ~1e6
+    leaves ~1e-10, a floor no implementation can go under.)"""
     folder = tmp_path / "pngs"
-    _write_pngs(folder, 96, 24, seed=3)
+    _write_pngs(folder, 80, 24, seed=3)
     theirs = tmp_path / "pytorch-fid.npz"
     fid_score.save_fid_stats([str(folder), str(theirs)], 50, "cpu", 64, num_workers=0)
     status = build_reference(
@@ -108,10 +102,13 @@ def test_stats_command_matches_save_fid_stats_to_1e_10_in_fd(
         mu_ref, sigma_ref = ref["mu"], ref["sigma"]
     assert ours.feature_space.startswith("fid-inception-v3/maxpool1@sha256:")
     assert np.linalg.eigvalsh(sigma_ref).min() > 0  # full rank: the FD below is well defined
+    np.testing.assert_allclose(ours.mu, mu_ref, rtol=1e-13, atol=0)
+    np.testing.assert_allclose(ours.sigma, sigma_ref, rtol=0, atol=1e-13 * np.abs(sigma_ref).max())
     fd = fid_score.calculate_frechet_distance(ours.mu, ours.sigma, mu_ref, sigma_ref)
+    floor = fid_score.calculate_frechet_distance(mu_ref, sigma_ref, mu_ref, sigma_ref)
     scale = fid_score.calculate_frechet_distance(ours.mu, ours.sigma, 0 * mu_ref, sigma_ref / 2)
     assert scale > 1.0  # a distance the comparison could have failed on
-    assert abs(fd) < 1e-10
+    assert abs(fd - floor) < 1e-10
     # pytorch-fid reads our file (the extra feature_space member is ignored).
     mu, _ = fid_score.compute_statistics_of_path(
         str(tmp_path / "out" / "stats.npz"), None, 50, 64, "cpu"

@@ -19,6 +19,7 @@ Importing this package needs numpy only; the names that need torch load on first
     ├── WeightsError              a weights file that cannot be used
     │   ├── WeightsNotFound         no file at the path (the message names the official URL)
     │   └── WeightsHashMismatch     SHA-256 differs from the expected one (ditto)
+    ├── ImageError                images of the wrong dtype or shape, or NaN (a ValueError too)
     └── FeatureSpaceMismatch      features of two feature spaces met (e.g. resuming shards)
 """
 
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     FeatureError,
     FeatureSpaceMismatch,
+    ImageError,
     WeightsError,
     WeightsHashMismatch,
     WeightsNotFound,
@@ -79,6 +81,7 @@ __all__ = [
     "FeatureExtractor",
     "FeatureSpace",
     "FeatureSpaceMismatch",
+    "ImageError",
     "ImageSource",
     "ReferenceStats",
     "StatsAccumulator",

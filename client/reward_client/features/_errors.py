@@ -7,6 +7,7 @@ from pathlib import Path
 __all__ = [
     "FeatureError",
     "FeatureSpaceMismatch",
+    "ImageError",
     "WeightsError",
     "WeightsHashMismatch",
     "WeightsNotFound",
@@ -46,6 +47,10 @@ class WeightsHashMismatch(WeightsError):
         super().__init__(
             f"{what} weights at {path} have SHA-256 {actual}, expected {expected}{where}"
         )
+
+
+class ImageError(FeatureError, ValueError):
+    """Images an extractor cannot take as they are (dtype, shape, NaN)."""
 
 
 class FeatureSpaceMismatch(FeatureError):

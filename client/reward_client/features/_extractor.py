@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._errors import FeatureError, WeightsHashMismatch
+from ._errors import FeatureError, ImageError, WeightsHashMismatch
 from ._space import FeatureSpace
 
 __all__ = [
@@ -86,7 +86,7 @@ def rgb_uint8(images: torch.Tensor) -> torch.Tensor:
     PNG and the same array passed directly give the same features.
     """
     if images.dtype != torch.uint8:
-        raise FeatureError(
+        raise ImageError(
             f"images must be uint8 (got {images.dtype}): quantise generated images first, e.g. "
             "with reward_client.features.quantize, exactly as saving them to PNG would"
         )
@@ -107,7 +107,7 @@ def quantize(images: torch.Tensor, low: float = -1.0, high: float = 1.0) -> torc
     if high <= low:
         raise ValueError(f"need low < high, got [{low}, {high}]")
     if not torch.isfinite(images).all():
-        raise FeatureError("images contain NaN or Inf")
+        raise ImageError("images contain NaN or Inf")
     scaled = (images.to(torch.float32) - low) * (255.0 / (high - low)) + 0.5
     return scaled.floor().clamp(0, 255).to(torch.uint8)
 
