@@ -13,8 +13,10 @@ data and the same replaced rows:
 * ``lowrank`` -- the certified quadrature, batched over the groups.
 
 Ratios are against ``naive`` from the same run; errors are max |reward - exact reward|. The run
-also times a commit (statistics update and the O(d^3) precompute of the new version) while reward
-requests keep arriving, and records which version each of them was served from.
+then commits while reward requests keep arriving and a background thread rebuilds whenever a
+commit is pending (as a replica does): it reports each commit's answer latency (the new version
+and its certified base FD) against the duration of one version rebuild (the O(d^3) precompute),
+the rebuilds against the commits, and the reward latency meanwhile.
 Results go to ``benchmarks/results/engine.json``.
 """
 
@@ -89,7 +91,9 @@ def torchmetrics_rewards(
 ) -> np.ndarray:
     """Per group: update the running sums for the replaced rows, then :func:`torchmetrics_fd`."""
     device = engine.device
-    sums, squares, n = engine.statistics()
+    statistics = engine.statistics()
+    sums, squares = statistics.raw_sums()
+    n = statistics.n
     total, gram = torch.as_tensor(sums, device=device), torch.as_tensor(squares, device=device)
     mu_r, sigma_r = (torch.as_tensor(v, device=device) for v in target)
     removed = torch.as_tensor(engine.pool()[rows], device=device)
@@ -176,25 +180,76 @@ def bench_group_size(
     }
 
 
-def commit_while_serving(engine: RewardEngine, batch: np.ndarray, groups: np.ndarray) -> dict:
-    """Commit ``batch`` in a thread while reward requests for ``groups`` keep coming; report the
-    commit's duration and, for the requests served meanwhile, their versions and latencies."""
-    before = engine.version
-    served: list[tuple[int, float]] = []
-    committer = threading.Thread(target=engine.commit, args=(batch,))
-    started = time.perf_counter()
-    committer.start()
-    while committer.is_alive():
-        result = engine.rewards(groups, seed=0)
-        served.append((result.version, result.compute_seconds))
-    committer.join()
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None, "max": None}
+    return {f"p{q}": float(np.percentile(values, q)) for q in (50, 99)} | {"max": max(values)}
+
+
+def commits_while_serving(
+    engine: RewardEngine, root: torch.Tensor, groups: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    """``args.commits`` commits of ``args.commit_rows`` rows, one every ``args.commit_interval``
+    seconds, while one thread keeps asking for rewards of ``groups`` and another rebuilds
+    whenever a commit is pending (coalescing whatever arrived meanwhile)."""
+    stop = threading.Event()
+    rewards: list[tuple[float, int, int]] = []  # seconds, version, built version
+    rebuilds: list[float] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            result = engine.rewards(groups, seed=len(rewards))
+            rewards.append((result.compute_seconds, result.version, engine.built_version))
+
+    def rebuild() -> None:
+        while not stop.is_set():
+            if not engine.pending_rows:
+                stop.wait(0.01)
+                continue
+            seconds = timed(engine.rebuild)[1]
+            rebuilds.append(seconds)
+
+    threads = [threading.Thread(target=serve), threading.Thread(target=rebuild)]
+    for thread in threads:
+        thread.start()
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    commits = []
+    try:
+        for _ in range(args.commits):
+            rows = torch.randn(args.commit_rows, engine.d, generator=generator, dtype=torch.float64)
+            rows = (rows @ root.T * 1.05 + 0.47).numpy()
+            committed, seconds = timed(lambda rows=rows: engine.append(rows))
+            commits.append((seconds, committed))
+            stop.wait(args.commit_interval)
+        while engine.pending_rows:  # the last rebuild lands
+            stop.wait(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    latencies = [seconds for seconds, _ in commits]
+    rebuild_p50 = float(np.median(rebuilds)) if rebuilds else float("nan")
+    exact_fd = engine.fd(engine.pool())
     return {
-        "commit_seconds": time.perf_counter() - started,
-        "version_before": before,
-        "version_after": engine.version,
-        "requests_served_during_commit": len(served),
-        "versions_served_during_commit": sorted({version for version, _ in served}),
-        "max_request_seconds_during_commit": max((sec for _, sec in served), default=0.0),
+        "commits": len(commits),
+        "commit_rows": args.commit_rows,
+        "commit_interval_seconds": args.commit_interval,
+        "commit_answer_seconds": _percentiles(latencies),
+        "commit_methods": {
+            name: sum(c.method == name for _, c in commits) for name in ("lowrank", "exact")
+        },
+        "max_pending_rows_at_commit": max(c.pending_rows for _, c in commits),
+        "max_base_fd_error_estimate": max(c.error_estimate for _, c in commits),
+        "rebuilds": engine.rebuilds,
+        "background_rebuilds": len(rebuilds),
+        "rebuild_seconds": _percentiles(rebuilds),
+        "commit_p50_over_rebuild_p50": float(np.median(latencies)) / rebuild_p50,
+        "reward_requests_during_commits": len(rewards),
+        "reward_request_groups": list(groups.shape[:2]),
+        "reward_seconds_during_commits": _percentiles([r[0] for r in rewards]),
+        "reward_requests_ahead_of_build": sum(version > built for _, version, built in rewards),
+        "final_version": engine.version,
+        "final_base_fd_relative_error_vs_recompute": abs(engine.base_fd - exact_fd) / exact_fd,
     }
 
 
@@ -222,6 +277,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 16])
     parser.add_argument("--naive-groups", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--commits", type=int, default=20)
+    parser.add_argument("--commit-rows", type=int, default=16)
+    parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -244,13 +302,23 @@ def main() -> None:
             for size in args.sizes
         ],
     }
-    serving = commit_while_serving(engine, pool[: args.sizes[0]] * 1.01, pool[None, -16:])
-    report["commit_while_serving"] = serving
+    groups = (
+        torch.randn(4 * 16, args.d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        @ root.T
+        * 1.05
+        + 0.47
+    ).numpy()
+    serving = commits_while_serving(engine, root, groups.reshape(4, 16, -1), args)
+    report["commits_while_serving"] = serving
     print_table(report)
+    answer, rebuild = serving["commit_answer_seconds"], serving["rebuild_seconds"]
     print(
-        f"commit (statistics + O(d^3) precompute): {serving['commit_seconds']:.2f} s; "
-        f"{serving['requests_served_during_commit']} reward requests served meanwhile, from "
-        f"versions {serving['versions_served_during_commit']}"
+        f"commits ({serving['commits']} x {args.commit_rows} rows, rewards in flight): answer "
+        f"p50 {answer['p50']:.3f} s, p99 {answer['p99']:.3f} s; one rebuild p50 "
+        f"{rebuild['p50'] or float('nan'):.2f} s "
+        f"(ratio {serving['commit_p50_over_rebuild_p50']:.3f}); "
+        f"{serving['rebuilds']} rebuilds; reward requests p50 "
+        f"{serving['reward_seconds_during_commits']['p50']:.3f} s meanwhile"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import RewardEngine
+from .engine import PoolStatistics, RewardEngine
 from .errors import NotFound
 from .store.base import Base, ReferenceMeta, Statistics, Store, Target
 
@@ -137,16 +137,15 @@ class Replica:
                 return None
             state = await asyncio.to_thread(engine.state_dict)
             pool = state["pool"]
-            # The store keeps raw sums; the engine's, about their shift, are converted here.
-            shift, total, n = state["shift"], state["sum"], pool.shape[0]
-            cross = np.outer(shift, total)
-            raw_gram = state["gram"] + cross + cross.T + n * np.outer(shift, shift)
+            statistics = PoolStatistics(state["shift"], state["sum"], state["gram"], len(pool))
+            # The store keeps raw sums; the engine's are about their shift.
+            total, gram = statistics.raw_sums()
             return Base(
                 version=int(state["version"]),
                 pool=_compact(pool),
                 cursor=int(state["cursor"]),
                 log_id=self._log_id,
-                statistics=Statistics(total + n * shift, raw_gram, int(n)),
+                statistics=Statistics(total, gram, statistics.n),
             )
 
     @staticmethod

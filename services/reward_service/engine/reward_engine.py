@@ -104,6 +104,13 @@ class PoolStatistics:
     gram: np.ndarray
     n: int
 
+    def raw_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum x, sum x x^T)`` about the origin, for consumers of raw sums (these lose the
+        digits the shift keeps when the pool is far from the origin)."""
+        cross = np.outer(self.shift, self.total)
+        gram = self.gram + cross + cross.T + self.n * np.outer(self.shift, self.shift)
+        return self.total + self.n * self.shift, gram
+
 
 class RewardEngine:
     """Holds a target, a pool and its versions; computes subset-replace rewards and rolls the
