@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -26,9 +26,9 @@ __all__ = [
 ]
 
 #: How the rows ``I`` a group replaces are chosen (shared rows: common random numbers).
-Mode = Literal["shared", "independent", "indices"]
+Mode: TypeAlias = Literal["shared", "independent", "indices"]
 #: How ``FD_I(Y)`` is computed: the low-rank fast path or the exact eigenvalue path.
-Method = Literal["lowrank", "exact"]
+Method: TypeAlias = Literal["lowrank", "exact"]
 
 
 @dataclass(frozen=True)
