@@ -234,8 +234,8 @@ def test_images_to_reference_to_rewards_on_a_real_service(
         open_images(tmp_path / "batch.npz"), extract, tmp_path / "ref", progress=False
     )
     with service.client() as client:
-        info = upload_reference(client, "features-e2e", built)
-        assert (info.d, info.n) == (5, 48)
+        target, pool = upload_reference(client, built, target="features-e2e", pool="features-e2e")
+        assert (target.d, pool.d, pool.n) == (5, 5, 48)
         groups = extract(torch.from_numpy(_pixels(8, seed=6)).permute(0, 3, 1, 2))
         batch = client.rewards("features-e2e", groups.reshape(2, 4, 5))
         client.delete("features-e2e")

@@ -107,18 +107,25 @@ def compute_reference(
 
 
 def upload_reference(
-    client: RewardClient, name: str, built: BuiltReference, *, pool: bool = True
-) -> ReferenceInfo:
-    """Put ``built``'s statistics as the target of reference ``name`` (creating it) and, unless
-    ``pool`` is false, its pool. Admin token needed.
+    client: RewardClient,
+    built: BuiltReference,
+    *,
+    target: str | None = None,
+    pool: str | None = None,
+) -> list[ReferenceInfo]:
+    """Put ``built``'s statistics as the target of reference ``target`` (creating it) and its
+    pool as the pool of reference ``pool``; either may be omitted. Admin token needed.
 
-    The service does not record feature spaces yet; until it does, keep ``stats.npz`` (which
-    names its space) beside the reference.
+    The target comes from the real data and the pool from the model's samples, so the two usually
+    come from two runs. The service does not record feature spaces yet; until it does, keep
+    ``stats.npz`` (which names its space) beside the reference.
     """
-    info = client.put_target(name, mu=built.stats.mu, sigma=built.stats.sigma)
-    if pool:
-        info = client.put_pool(name, np.load(built.pool_path))
-    return info
+    infos = []
+    if target is not None:
+        infos.append(client.put_target(target, mu=built.stats.mu, sigma=built.stats.sigma))
+    if pool is not None:
+        infos.append(client.put_pool(pool, np.load(built.pool_path)))
+    return infos
 
 
 def _features(

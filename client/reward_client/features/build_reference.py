@@ -2,7 +2,7 @@
 
     python -m reward_client.features.build_reference IMAGES OUT \\
         --extractor inception --weights ~/weights/pt_inception-2015-12-05-6726825d.pth \\
-        [--upload NAME]        # DISTREWARD_URL and an admin DISTREWARD_TOKEN from the environment
+        [--upload-target NAME] [--upload-pool NAME]   # DISTREWARD_URL, admin DISTREWARD_TOKEN
 
 IMAGES is a folder (PNG / JPEG / ...), a .zip or tar archive, or an .npz batch (``arr_0``, uint8
 N x H x W x 3). OUT receives ``stats.npz`` (pytorch-fid's format plus ``feature_space``),
@@ -58,8 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=int, default=5000, help="images per resumable shard")
     parser.add_argument("--pool-size", type=int, help="rows of pool.npy (default: every image)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the pool sample")
-    parser.add_argument("--upload", metavar="NAME", help="put target (and pool) on reference NAME")
-    parser.add_argument("--no-pool", action="store_true", help="with --upload: target only")
+    parser.add_argument(
+        "--upload-target", metavar="NAME", help="put stats.npz as the target of reference NAME"
+    )
+    parser.add_argument(
+        "--upload-pool", metavar="NAME", help="put pool.npy as the pool of reference NAME"
+    )
     parser.add_argument("--url", help="service URL (default: DISTREWARD_URL)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
@@ -112,10 +116,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         built.count,
         built.computed,
     )
-    if args.upload:
+    if args.upload_target or args.upload_pool:
         with RewardClient(args.url) as client:
-            info = upload_reference(client, args.upload, built, pool=not args.no_pool)
-        log.info("uploaded reference %s: %s", args.upload, info)
+            for info in upload_reference(
+                client, built, target=args.upload_target, pool=args.upload_pool
+            ):
+                log.info("uploaded to %s: %s", info.name, info)
     return 0
 
 
