@@ -18,6 +18,7 @@ from reward_service.app import create_app
 from reward_service.launch import RedisServer, ServiceProcess, free_port
 from reward_service.settings import Settings
 from reward_service.store import Store
+from reward_service.store.base import CommitRecord
 
 __all__ = [
     "ADMIN_TOKEN",
@@ -32,6 +33,7 @@ __all__ = [
     "free_port",
     "make_settings",
     "npy",
+    "record",
     "service_process",
     "serving",
 ]
@@ -66,6 +68,11 @@ def service_process(redis_url: str, log_path: Path, **env: str) -> ServiceProces
             **env,
         },
     )
+
+
+def record(rows: np.ndarray, key: str, *, now: float = 1.0) -> CommitRecord:
+    """A commit for the store (keys kept 60 s)."""
+    return CommitRecord.of(rows, key, 60, now)
 
 
 def npy(array: np.ndarray) -> bytes:
@@ -116,18 +123,11 @@ class Api:
         """A reference with a target fitted to shifted features and a pool of N rows."""
         real = rng.normal(0.3, 1.0, size=(4 * N, D))
         pool = rng.normal(size=(N, D)).astype(np.float32)
-        if binary:
-            r = await self.send("PUT", f"/v1/references/{name}/target", real)
-        else:
-            r = await self.send("PUT", f"/v1/references/{name}/target", binary=False,
-                                json_fields={"features": real.tolist()})
-        assert r.status_code == 200, r.text
-        if binary:
-            r = await self.send("PUT", f"/v1/references/{name}/pool", pool)
-        else:
-            r = await self.send("PUT", f"/v1/references/{name}/pool", binary=False,
-                                json_fields={"features": pool.tolist()})
-        assert r.status_code == 200, r.text
+        for part, rows in (("target", real), ("pool", pool)):
+            path = f"/v1/references/{name}/{part}"
+            json_fields = None if binary else {"features": rows.tolist()}
+            r = await self.send("PUT", path, rows, binary=binary, json_fields=json_fields)
+            assert r.status_code == 200, r.text
         return r.json()
 
     async def rewards(

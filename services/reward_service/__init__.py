@@ -1,8 +1,28 @@
 """distreward reward service: distribution-wise (subset-replace Fréchet) rewards over HTTP.
 
-The package root stays import-light on purpose: ``reward_service.engine`` is a subpackage and
-must stay importable without FastAPI or Redis. The web application lives in
-``reward_service.app`` (``create_app``), its settings in ``reward_service.settings``.
+Where things live (each module's docstring says more):
+
+* ``app`` — ``create_app(settings)``: the application, assembled in one place;
+  ``__main__`` serves it with uvicorn (``python -m reward_service``).
+* ``settings`` — every setting (``DISTREWARD_*``), one pydantic-settings class.
+* ``api/`` — HTTP only: one router per resource, dependencies, wire formats, error mapping.
+  A new route goes there.
+* ``limits`` — what a request may send (shapes, sizes, value ranges, target statistics),
+  checked on ``.npy`` headers and again on decoded arrays. A new limit goes there.
+* ``service`` — the use cases behind the routes (``ReferenceService``); knows no HTTP.
+* ``replicas`` — what this process holds of every reference, its catch-up, the stale-read
+  policy, store health and the isolation of references that cannot be loaded
+  (``ReplicaSet``); ``replica`` — one reference's held state and its replay of the log.
+* ``store/`` — persistence behind one interface (memory, Redis). A new store goes there.
+* ``engine/`` — the mathematics (float64 Fréchet distances, subset-replace rewards); imports
+  neither FastAPI nor Redis.
+* ``errors`` — the service errors, each mapped to one HTTP status by ``api/errors.py``;
+  ``metrics`` — the Prometheus metrics, labels from bounded sets.
+* ``launch`` — starting ``python -m reward_service`` and ``redis-server`` as local child
+  processes (the demo, tests and benchmarks).
+
+The package root stays import-light on purpose: ``reward_service.engine`` must stay importable
+without FastAPI or Redis, and ``reward_service.launch`` without either or torch.
 """
 
 __all__: list[str] = []

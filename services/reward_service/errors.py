@@ -9,6 +9,7 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceError",
     "Unauthorized",
+    "Unavailable",
     "Unprocessable",
     "UnsupportedMediaType",
 ]
@@ -52,3 +53,12 @@ class Unauthorized(ServiceError):
 
 class Unprocessable(ServiceError):
     """Malformed parameters or JSON that does not match the documented body (422)."""
+
+
+class Unavailable(ServiceError):
+    """The store cannot be reached for something that needs it (writes; a reference never
+    held). The API answers 503 with ``Retry-After``; ``operation`` names what failed."""
+
+    def __init__(self, operation: str, detail: str) -> None:
+        super().__init__(detail)
+        self.operation = operation

@@ -1,12 +1,21 @@
 """Prometheus metrics (prefix ``distreward_``), one registry per app so tests stay isolated.
 
-Labels are bounded: ``endpoint`` is the route template (``/v1/references/{name}/rewards``), never
-the raw path; ``reference`` is a reference name, which only admins can create.
+Labels come from bounded sets, whatever callers send: ``endpoint`` is the route template
+(``/v1/references/{name}/rewards``), never the raw path, and ``method`` one the route serves;
+requests the router refuses (unknown path: 404, a method the route does not serve: 405) are
+counted as ``endpoint="unmatched", method="other"`` and not timed;
+``reference`` is a reference name, which only admins can create, and a deleted reference's
+series are removed with it.
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .engine import Method
 
 __all__ = ["ServiceMetrics"]
 
@@ -55,11 +64,25 @@ class ServiceMetrics:
             "distreward_store_errors", "store operations that failed", ["operation"], registry=r
         )
         self.store_up = Gauge("distreward_store_up", "1 when the store answered last", registry=r)
+        self.unloadable = Gauge(
+            "distreward_reference_unloadable",
+            "1 while a stored reference cannot be loaded (isolated; see the log)",
+            ["reference"],
+            registry=r,
+        )
+        self._per_reference = (
+            self.samples_rewarded, self.groups_rewarded, self.commits, self.pool_version,
+            self.base_fd, self.pool_size, self.unloadable,
+        )
 
     def forget_reference(self, name: str) -> None:
-        """Drop the per-reference series of a deleted reference."""
-        for family in (self.pool_version, self.base_fd, self.pool_size):
-            try:
-                family.remove(name)
-            except KeyError:
-                continue
+        """Drop every series of a deleted reference."""
+        for family in self._per_reference:
+            _remove(family, (name,))
+        for method in get_args(Method):
+            _remove(self.reward_compute, (name, method))
+
+
+def _remove(family: Counter | Gauge | Histogram, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):  # a series never set
+        family.remove(*labels)

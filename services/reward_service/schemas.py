@@ -7,6 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .engine import Method, Mode
+from .store.base import StoreKind
+
 __all__ = [
     "CommitRequest",
     "CommitResponse",
@@ -27,10 +30,6 @@ __all__ = [
     "Timing",
 ]
 
-Mode = Literal["shared", "independent", "indices"]
-Method = Literal["lowrank", "exact"]
-
-
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -45,8 +44,12 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
-    store: Literal["memory", "redis"]
+    store: StoreKind
     references: int
+    unloadable: list[str] = Field(
+        default_factory=list,
+        description="stored references this process cannot load (see its log); others are served",
+    )
 
 
 class ReferenceInfo(BaseModel):

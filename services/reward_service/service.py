@@ -1,6 +1,8 @@
-"""The use cases behind the routes: validate against the reference, talk to the store, run the
-engine in worker threads. Knows no HTTP; raises :mod:`reward_service.errors` and lets
-``StoreUnavailable`` through for writes (the API answers 503 + Retry-After)."""
+"""The use cases behind the routes: check requests against the limits and the reference, write
+through the store, run the engine in worker threads. Knows no HTTP; raises
+:mod:`reward_service.errors`. What this process holds of each reference, and its standing with
+the store, is :class:`~reward_service.replicas.ReplicaSet`'s.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +11,19 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
-from .engine import RewardEngine, RewardResult, frechet_distance, gaussian_of
-from .errors import BadInput, Conflict, NotFound, PayloadTooLarge
+from .engine import Method, Mode, RewardEngine, RewardResult, frechet_distance, gaussian_of
+from .errors import BadInput, Conflict, NotFound, Unavailable
+from .limits import Limits
 from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
+from .replicas import ReplicaSet, View
 from .settings import Settings
-from .store.base import Store, StoreConflict, StoreUnavailable, Target
+from .store.base import CommitRecord, Store, StoreKind, Target
 
 __all__ = ["CommitOutcome", "ReferenceService", "RewardParams", "View"]
 
@@ -28,19 +32,11 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class View:
-    """A reference as served: the held state, and whether the store could confirm it."""
-
-    state: HeldState
-    stale: bool
-
-
-@dataclass(frozen=True)
 class RewardParams:
-    mode: Literal["shared", "independent", "indices"] = "shared"
+    mode: Mode = "shared"
     seed: int | None = None
     indices: np.ndarray | None = None
-    method: Literal["lowrank", "exact"] = "lowrank"
+    method: Method = "lowrank"
     version: int | None = None
 
 
@@ -58,120 +54,56 @@ def _fit(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu.numpy(), sigma.numpy()
 
 
-def _require_width(array: np.ndarray, d: int, what: str) -> None:
-    if array.shape[-1] != d:
-        raise BadInput(f"{what} have d={array.shape[-1]} but the reference has d={d}")
-
-
 class ReferenceService:
+    """The use cases of the API, one method per operation."""
+
     def __init__(self, store: Store, settings: Settings, metrics: ServiceMetrics) -> None:
-        self.store = store
+        self.limits = Limits(settings)
+        self.references = ReplicaSet(store, settings, metrics)
+        self._store = store
         self._settings = settings
         self._metrics = metrics
-        self._device = settings.device or None
-        self._replicas: dict[str, Replica] = {}
         self._compute = asyncio.Semaphore(settings.max_concurrent_compute)
         self._background: set[asyncio.Task[None]] = set()
-        self._store_quiet_until = 0.0  # monotonic time before which reads do not ask the store
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    @property
+    def store_kind(self) -> StoreKind:
+        return self._store.kind
+
     async def start(self) -> None:
-        """Load every stored reference; an unreachable store only delays this to first use."""
-        try:
-            names = await self.store.list_names()
-            self._store_ok()
-            for name in names:
-                await self.view(name)
-        except StoreUnavailable as exc:
-            self._store_failed(exc)
-            log.warning("store unreachable at startup; references load on first use")
+        await self.references.start()
 
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.store.close()
+        await self.references.close()
+        await self._store.close()
 
     async def ready(self) -> int:
-        """Number of references held; raises ``StoreUnavailable`` when the store is down."""
-        try:
-            await self.store.ping()
-            names = await self.store.list_names()
-        except StoreUnavailable as exc:
-            self._store_failed(exc)
-            raise
-        self._store_ok()
-        return len(names)
+        """Number of stored references; raises ``Unavailable`` when the store is down."""
+        return await self.references.ready()
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def view(self, name: str, *, allow_stale: bool = True, wait: bool = True) -> View:
-        """The reference caught up with the store, or as held when the store is unreachable
-        (``stale``); a reference never seen cannot be served stale. ``wait=False``: while a
-        catch-up runs, answer from the version held (see :meth:`Replica.sync`)."""
-        replica = self._replicas.get(name)
-        if replica is None:
-            replica = self._replicas[name] = Replica(name, self.store, self._device)
-        if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
-            # The store failed moments ago: answer from the held version at once instead of
-            # making every read wait for another connection attempt.
-            return View(replica.state, stale=True)
-        try:
-            state = await replica.sync(wait=wait)
-        except NotFound:
-            self._forget(name)
-            raise
-        except StoreUnavailable as exc:
-            if not replica.loaded:
-                self._replicas.pop(name, None)  # never seen: nothing to serve, nothing to keep
-                raise
-            if not allow_stale:
-                raise  # counted by the API's 503 handler
-            self._store_failed(exc)
-            return View(replica.state, stale=True)
-        except StoreConflict as exc:  # changed underneath while loading (deleted, republished)
-            raise Conflict(f"{exc}; retry") from exc
-        self._store_ok()
-        self._observe(name, state)
-        return View(state, stale=False)
+    async def view(self, name: str) -> View:
+        return await self.references.view(name)
 
     def held_width(self, name: str) -> int | None:
-        """The d of a reference this process holds, so a body can be refused by its header
-        before it is read; None when not held (the checks after decoding still run)."""
-        replica = self._replicas.get(name)
-        return replica.state.meta.d if replica is not None and replica.loaded else None
+        return self.references.held_width(name)
 
     async def list_views(self) -> list[View]:
-        try:
-            names = await self.store.list_names()
-        except StoreUnavailable as exc:
-            self._store_failed(exc)
-            names = sorted(name for name, r in self._replicas.items() if r.loaded)
-        views = []
-        for name in names:
-            try:
-                views.append(await self.view(name))
-            except NotFound:  # deleted while listing
-                continue
-        return views
+        return await self.references.list_views()
 
     async def rewards(
         self, name: str, groups: np.ndarray, params: RewardParams
     ) -> tuple[RewardResult, bool]:
         """Engine rewards for (G, K, d) ``groups`` and whether the version held was stale."""
-        view = await self.view(name, wait=params.version is not None)
+        view = await self.references.view(name, wait=params.version is not None)
         engine = self._engine_of(view.state)
-        g, k, _ = groups.shape
-        _require_width(groups, engine.d, "groups")
-        if g > self._settings.max_groups:
-            raise PayloadTooLarge(f"{g} groups exceed the limit of {self._settings.max_groups}")
-        if k > self._settings.max_group_size:
-            raise PayloadTooLarge(
-                f"groups of {k} exceed the limit of {self._settings.max_group_size}"
-            )
-        if k > engine.n:
-            raise BadInput(f"groups of K={k} exceed the pool size N={engine.n}")
+        self.limits.check_array(self.limits.groups, groups, engine.d)
         self._check_pin(params.version, engine.version)
         result = await self._run(
             engine.rewards,
@@ -182,15 +114,16 @@ class ReferenceService:
             method=params.method,
         )
         self._check_pin(params.version, result.version)
+        g, k, _ = groups.shape
         self._metrics.samples_rewarded.labels(name).inc(g * k)
         self._metrics.groups_rewarded.labels(name).inc(g)
         self._metrics.reward_compute.labels(name, params.method).observe(result.compute_seconds)
         return result, view.stale
 
     async def fd(self, name: str, features: np.ndarray) -> tuple[float, View]:
-        view = await self.view(name, wait=False)
+        view = await self.references.view(name, wait=False)
         state = view.state
-        _require_width(features, state.meta.d, "features")
+        self.limits.check_array(Limits.rows("features"), features, state.meta.d)
         if len(features) < 2:
             raise BadInput("fd needs at least 2 feature rows to fit a covariance")
         if state.engine is not None:
@@ -200,70 +133,60 @@ class ReferenceService:
             value = await self._run(lambda x: frechet_distance(*_fit(x), mu, sigma), features)
         return float(value), view
 
-    # -- writes ------------------------------------------------------------------------------
+    # -- writes: every check runs before anything is stored ----------------------------------
 
-    async def put_target(self, name: str, target: Target) -> View:
-        d = len(target.mu)
-        if target.sigma.shape != (d, d):
-            raise BadInput(f"sigma has shape {target.sigma.shape}; expected ({d}, {d}) for mu")
-        scale = max(float(np.abs(target.sigma).max()), 1e-300)
-        if not np.allclose(target.sigma, target.sigma.T, rtol=0.0, atol=1e-8 * scale):
-            raise BadInput("sigma is not symmetric; send a covariance matrix")
-        try:
-            await self.store.put_target(name, target, time.time())
-        except StoreConflict as exc:
-            raise Conflict(str(exc)) from exc
-        return await self.view(name, allow_stale=False)
+    async def put_target(self, name: str, mu: np.ndarray, sigma: np.ndarray) -> View:
+        """Target statistics as sent: checked to be a Gaussian's (:meth:`Limits.check_target`)."""
+        await self._run(self.limits.check_target, mu, sigma)
+        target = Target(mu.astype(np.float64), sigma.astype(np.float64))
+        return await self._store_target(name, target)
 
     async def fit_target(self, name: str, features: np.ndarray) -> View:
+        self.limits.check_array(Limits.rows("features"), features)
         if len(features) < 2:
             raise BadInput("fitting a target needs at least 2 feature rows")
         mu, sigma = await self._run(_fit, features)
-        return await self.put_target(name, Target(mu, sigma))
+        return await self._store_target(name, Target(mu, sigma))
+
+    async def _store_target(self, name: str, target: Target) -> View:
+        await self.references.call(self._store.put_target(name, target, time.time()))
+        return await self.references.view(name, allow_stale=False)
 
     async def upload_pool(
         self, name: str, chunk: np.ndarray, *, first: bool, final: bool
     ) -> View | int:
         """Stage a chunk (``first`` starts a new upload); on ``final`` publish the staged rows.
-        Returns the published view, or the rows staged so far."""
-        state = (await self.view(name, allow_stale=False)).state
-        _require_width(chunk, state.meta.d, "pool rows")
-        staged_before = 0 if first else state.meta.staged_rows
+        Returns the published view, or the rows staged so far. Needs the stored record only,
+        so a reference whose pool cannot be loaded can still be given a new one."""
+        meta = await self.references.meta(name)
+        self.limits.check_array(Limits.rows("pool rows"), chunk, meta.d)
+        staged_before = 0 if first else meta.staged_rows
         if not first and staged_before == 0:
             raise Conflict("no pool upload in progress: send the first chunk with PUT")
         if final and staged_before + len(chunk) < 2:
             raise BadInput("a pool needs at least 2 rows")
-        incarnation = state.meta.incarnation
-        try:
-            staged = await self.store.stage_pool(name, incarnation, chunk, reset=first)
-            if not final:
-                return staged
-            await self.store.publish_pool(name, incarnation, time.time())
-        except StoreConflict as exc:
-            raise Conflict(str(exc)) from exc
-        return await self.view(name, allow_stale=False)
+        store, incarnation = self._store, meta.incarnation
+        staged = await self.references.call(
+            store.stage_pool(name, incarnation, chunk, reset=first)
+        )
+        if not final:
+            return staged
+        await self.references.call(store.publish_pool(name, incarnation, time.time()))
+        return await self.references.view(name, allow_stale=False)
 
     async def commit(self, name: str, features: np.ndarray, key: str) -> CommitOutcome:
-        state = (await self.view(name, allow_stale=False)).state
+        state = (await self.references.view(name, allow_stale=False)).state
         engine = self._engine_of(state)
-        _require_width(features, engine.d, "commit rows")
-        if len(features) > engine.n:
-            raise BadInput(f"{len(features)} commit rows exceed the pool size N={engine.n}")
-        replica = self._replicas.get(name)
-        if replica is None:  # deleted meanwhile
-            raise NotFound(f"unknown reference {name!r}")
-        try:
-            ack = await self.store.append_commit(
-                name,
-                state.meta.incarnation,
-                features,
-                key,
-                self._settings.idempotency_ttl_seconds,
-                time.time(),
-            )
-        except StoreConflict as exc:
-            raise Conflict(str(exc)) from exc
-        state = await replica.sync()
+        self.limits.check_array(Limits.rows("commit rows"), features, engine.d)
+        self.limits.check_fits_pool(len(features), engine.n, "commit rows")
+        replica = self.references.replica(name)
+        record = CommitRecord.of(
+            features, key, self._settings.idempotency_ttl_seconds, time.time()
+        )
+        ack = await self.references.call(
+            self._store.append_commit(name, state.meta.incarnation, record)
+        )
+        state = (await self.references.view(name, allow_stale=False)).state
         base_fd = replica.base_fd_at(ack.version)
         if base_fd is None:  # older than the history this replica keeps
             base_fd = self._engine_of(state).base_fd
@@ -274,8 +197,8 @@ class ReferenceService:
         return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed)
 
     async def delete(self, name: str) -> None:
-        existed = await self.store.delete(name)
-        self._forget(name)
+        existed = await self.references.call(self._store.delete(name))
+        await self.references.forget(name)
         if not existed:
             raise NotFound(f"unknown reference {name!r}")
 
@@ -294,8 +217,10 @@ class ReferenceService:
         try:
             base = await replica.snapshot()
             if base is not None:
-                await self.store.write_snapshot(replica.name, incarnation, base)
-        except (StoreUnavailable, StoreConflict) as exc:
+                await self.references.call(
+                    self._store.write_snapshot(replica.name, incarnation, base)
+                )
+        except (Unavailable, Conflict) as exc:
             log.warning("snapshot of %s skipped: %s", replica.name, exc)
         except Exception:  # a background task: log, never lose the error silently
             log.exception("snapshot of %s failed", replica.name)
@@ -315,22 +240,3 @@ class ReferenceService:
     def _check_pin(pinned: int | None, version: int) -> None:
         if pinned is not None and pinned != version:
             raise Conflict(f"pinned version {pinned} but the reference is at version {version}")
-
-    def _observe(self, name: str, state: HeldState) -> None:
-        self._metrics.pool_version.labels(name).set(state.version)
-        self._metrics.pool_size.labels(name).set(state.meta.n)
-        if state.engine is not None:
-            self._metrics.base_fd.labels(name).set(float(state.engine.base_fd))
-
-    def _store_ok(self) -> None:
-        self._metrics.store_up.set(1)
-        self._store_quiet_until = 0.0
-
-    def _store_failed(self, exc: StoreUnavailable) -> None:
-        self._metrics.store_errors.labels(exc.operation).inc()
-        self._metrics.store_up.set(0)
-        self._store_quiet_until = time.monotonic() + self._settings.store_probe_seconds
-
-    def _forget(self, name: str) -> None:
-        self._replicas.pop(name, None)
-        self._metrics.forget_reference(name)

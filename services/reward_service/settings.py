@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .engine import MAX_FEATURE_MAGNITUDE
+
 __all__ = ["MIN_TOKEN_LENGTH", "PLACEHOLDER_TOKENS", "Settings", "get_settings"]
 
 MIN_TOKEN_LENGTH = 16
@@ -48,6 +50,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_groups: int = Field(default=256, ge=1)
     max_group_size: int = Field(default=4096, ge=1)
+    max_feature_abs: float = Field(
+        default=1e6,
+        gt=0,
+        le=MAX_FEATURE_MAGNITUDE,  # beyond it the engine refuses the values itself
+        description="largest |value| of a feature (target mu: this; target sigma: its square)",
+    )
+    sigma_psd_tolerance: float = Field(
+        default=1e-9,
+        ge=0,
+        description="target sigma is PSD when min eigenvalue >= -tolerance * max eigenvalue",
+    )
     max_concurrent_compute: int = Field(
         default=2, ge=1, description="engine calls running at once"
     )

@@ -36,7 +36,9 @@ async def test_health_readiness_and_metrics(api: Api, store_kind: str) -> None:
     assert "distreward_store_up 1.0" in metrics.text  # known at start-up, not at first use
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "store": store_kind, "references": 0}
+    assert ready.json() == {
+        "status": "ready", "store": store_kind, "references": 0, "unloadable": []
+    }
     metrics = await api.client.get("/metrics")
     assert metrics.status_code == 200
     assert 'distreward_requests_total{endpoint="/readyz",method="GET",status="200"} 1.0' in (

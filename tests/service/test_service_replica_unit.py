@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from service_support import D, N
+from service_support import D, N, record
 
 from reward_service.replica import Replica
 from reward_service.store import MemoryStore
@@ -42,7 +42,7 @@ async def test_requests_keep_the_held_version_while_a_catch_up_runs(
     incarnation = await _reference(store, rng)
     replica = Replica("r", store, "cpu")
     assert (await replica.sync()).version == 1
-    await store.append_commit("r", incarnation, rng.normal(size=(2, D)), "k", 60, now=0.0)
+    await store.append_commit("r", incarnation, record(rng.normal(size=(2, D)), "k", now=0.0))
 
     store.gate.clear()
     catching_up = asyncio.create_task(replica.sync())
@@ -62,7 +62,7 @@ async def test_snapshot_round_trip_is_exact_and_compact(rng: np.random.Generator
     replica = Replica("r", store, "cpu")
     await replica.sync()
     rows = rng.normal(size=(3, D)).astype(np.float32)
-    await store.append_commit("r", incarnation, rows, "k", 60, now=0.0)
+    await store.append_commit("r", incarnation, record(rows, "k", now=0.0))
     await replica.sync()
     base = await replica.snapshot()
     assert base is not None and base.version == 2 and base.cursor == 3

@@ -27,13 +27,16 @@ async def test_a_commit_through_one_is_seen_through_the_other(
         created = await a.create("shared", rng)
         assert (await b.info("shared")).json()["base_fd"] == created["base_fd"]
 
-        committed = (await a.commit("shared", rng.normal(size=(4, D)), "key-1")).json()
+        rows = rng.normal(size=(4, D))
+        committed = (await a.commit("shared", rows, "key-1")).json()
         seen = (await b.info("shared")).json()
         assert seen["version"] == committed["version"] == created["version"] + 1
         assert seen["base_fd"] == committed["base_fd"] != created["base_fd"]
 
-        retried = (await b.commit("shared", rng.normal(size=(4, D)), "key-1")).json()
+        retried = (await b.commit("shared", rows, "key-1")).json()
         assert retried["replayed"] is True and retried["version"] == committed["version"]
+        other_rows = await b.commit("shared", rng.normal(size=(4, D)), "key-1")
+        assert other_rows.status_code == 409 and "other rows" in other_rows.json()["detail"]
         assert (await a.info("shared")).json()["version"] == committed["version"]
 
         groups = rng.normal(size=(4, 5, D)).astype(np.float32)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import pytest_asyncio
-from service_support import D, N
+from service_support import D, N, record
 
 from reward_service.store import MemoryStore, Store, StoreConflict
 from reward_service.store.base import Target
@@ -43,11 +43,11 @@ async def test_commits_are_logged_in_order_and_keys_apply_once(
     incarnation = await _published(store, rng)
     rows = [rng.normal(size=(2, D)).astype(np.float32) for _ in range(3)]
     acks = [
-        await store.append_commit("r", incarnation, r, f"k{i}", 60, now=3.0)
+        await store.append_commit("r", incarnation, record(r, f"k{i}", now=3.0))
         for i, r in enumerate(rows)
     ]
     assert [(a.version, a.replayed) for a in acks] == [(2, False), (3, False), (4, False)]
-    again = await store.append_commit("r", incarnation, rows[0], "k0", 60, now=4.0)
+    again = await store.append_commit("r", incarnation, record(rows[0], "k0", now=4.0))
     assert (again.version, again.replayed) == (2, True)
 
     base = await store.read_base("r")
@@ -65,16 +65,16 @@ async def test_commits_are_logged_in_order_and_keys_apply_once(
 async def test_refusals(store: Store, rng: np.random.Generator) -> None:
     meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), now=1.0)
     with pytest.raises(StoreConflict, match="no pool"):
-        await store.append_commit("r", meta.incarnation, np.zeros((1, D)), "k", 60, now=1.0)
+        await store.append_commit("r", meta.incarnation, record(np.zeros((1, D)), "k", now=1.0))
     with pytest.raises(StoreConflict, match="no pool upload"):
         await store.publish_pool("r", meta.incarnation, now=1.0)
     with pytest.raises(StoreConflict, match="d="):
         await store.put_target("r", Target(np.zeros(D + 1), np.eye(D + 1)), now=1.0)
     incarnation = await _published(store, rng)
     with pytest.raises(StoreConflict, match="exceed"):
-        await store.append_commit("r", incarnation, np.zeros((N + 1, D)), "k", 60, now=1.0)
+        await store.append_commit("r", incarnation, record(np.zeros((N + 1, D)), "k", now=1.0))
     with pytest.raises(StoreConflict, match="no longer exists"):
-        await store.append_commit("r", "another-life", np.zeros((1, D)), "k", 60, now=1.0)
+        await store.append_commit("r", "another-life", record(np.zeros((1, D)), "k", now=1.0))
 
 
 async def test_snapshots_move_the_base_forward_only(
@@ -82,7 +82,8 @@ async def test_snapshots_move_the_base_forward_only(
 ) -> None:
     incarnation = await _published(store, rng)
     for i in range(3):
-        await store.append_commit("r", incarnation, rng.normal(size=(2, D)), f"k{i}", 60, 1.0)
+        rows = rng.normal(size=(2, D))
+        await store.append_commit("r", incarnation, record(rows, f"k{i}", now=1.0))
     log = await store.read_log("r", (await store.read_base("r")).log_id)
     base = await store.read_base("r")
     snapshot = type(base)(3, rng.normal(size=(N, D)), 4, log[1].log_id, None)
@@ -113,3 +114,16 @@ async def test_delete(store: Store, rng: np.random.Generator) -> None:
     assert not await store.delete("r")
     assert await store.read_meta("r") is None
     assert await store.list_names() == []
+
+
+
+async def test_the_memory_store_forgets_expired_keys(rng: np.random.Generator) -> None:
+    """A key past its TTL is a new commit (with any rows), and it is dropped, so the key table
+    does not grow by one entry per commit for ever (Redis expires its keys itself)."""
+    store = MemoryStore()
+    incarnation = await _published(store, rng)
+    for i in range(3):
+        await store.append_commit("r", incarnation, record(np.zeros((1, D)), f"k{i}", now=0.0))
+    later = await store.append_commit("r", incarnation, record(np.ones((1, D)), "k0", now=61.0))
+    assert later.replayed is False and later.version == 5
+    assert list(store._refs["r"].idempotency) == ["k0"]  # k1, k2 expired and were dropped

@@ -1,4 +1,18 @@
-"""HTTP layer: routers per resource, dependencies, wire formats, error mapping."""
+"""HTTP layer: turns requests into service calls and service answers into responses.
+
+* ``routes/`` — one router per resource (``health``, ``references``, ``rewards``), assembled
+  below. A new route goes into its resource's router (a new resource: a new module, included
+  here); it takes its array body from ``wire.ArrayBody`` and calls one ``ReferenceService``
+  method.
+* ``deps`` — dependencies as ``Annotated`` aliases (``ServiceDep``, ``TrainerAuth``,
+  ``AdminAuth``...), token checks included.
+* ``wire`` — bodies to arrays: size-capped reads, ``.npy`` / ``.npz`` / JSON decoding, the
+  header checked against ``reward_service.limits`` before the body is read.
+* ``errors`` — service errors to HTTP statuses; ``middleware`` — request metrics;
+  ``openapi`` / ``docs`` — the documented bodies and the offline ``/docs``.
+
+Limits themselves are not here (``reward_service.limits``), nor anything of the store.
+"""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from enum import Enum
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -39,16 +39,17 @@ class Role(str, Enum):
     ADMIN = "admin"
 
 
+# app.state is untyped: each value is put there once, by create_app, with the type named here.
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return cast(Settings, request.app.state.settings)
 
 
 def _service(request: Request) -> ReferenceService:
-    return request.app.state.service
+    return cast(ReferenceService, request.app.state.service)
 
 
 def _metrics(request: Request) -> ServiceMetrics:
-    return request.app.state.metrics
+    return cast(ServiceMetrics, request.app.state.metrics)
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]

@@ -1,4 +1,5 @@
-"""Service errors to HTTP answers: JSON ``{"detail": "..."}`` with a 4xx, or 503 + Retry-After."""
+"""Service errors to HTTP answers: JSON ``{"detail": "..."}`` with a 4xx, or 503 + Retry-After.
+A new :class:`~reward_service.errors.ServiceError` subclass gets its status in ``_STATUS``."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from ..errors import (
     PayloadTooLarge,
     ServiceError,
     Unauthorized,
+    Unavailable,
     Unprocessable,
     UnsupportedMediaType,
 )
-from ..store.base import StoreUnavailable
 
 __all__ = ["install_error_handlers"]
 
@@ -35,8 +36,13 @@ _STATUS: dict[type[ServiceError], int] = {
 }
 
 
-def _service_error(_: Request, exc: Exception) -> JSONResponse:
+def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
+    if isinstance(exc, Unavailable):  # counted where it happened (ReplicaSet)
+        retry_after = request.app.state.settings.retry_after_seconds
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=503, headers={"Retry-After": str(retry_after)}
+        )
     if isinstance(exc, Unauthorized):
         if exc.forbidden:
             return JSONResponse({"detail": exc.detail}, status_code=403)
@@ -44,18 +50,6 @@ def _service_error(_: Request, exc: Exception) -> JSONResponse:
             {"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
     return JSONResponse({"detail": exc.detail}, status_code=_STATUS[type(exc)])
-
-
-def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StoreUnavailable)
-    request.app.state.metrics.store_errors.labels(exc.operation).inc()
-    request.app.state.metrics.store_up.set(0)
-    retry_after = request.app.state.settings.retry_after_seconds
-    return JSONResponse(
-        {"detail": f"the store is unreachable ({exc.operation}); retry in {retry_after} s"},
-        status_code=503,
-        headers={"Retry-After": str(retry_after)},
-    )
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -84,7 +78,6 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
-    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)

@@ -12,7 +12,8 @@ __all__ = ["MetricsMiddleware"]
 
 
 class MetricsMiddleware:
-    """Counts requests by route template (bounded labels), method and status, and times them."""
+    """Counts requests by route template, method and status, and times those a route served;
+    every label from a bounded set (see :mod:`reward_service.metrics`)."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -36,7 +37,15 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.in_flight.dec()
+            # Served: a route matched the path and serves the method. Anything else was
+            # refused by the router (404, 405) and is counted as one "unmatched" kind, neither
+            # its path nor its method a label, and not timed.
             route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, scope["method"], str(status)).inc()
-            self.metrics.request_duration.labels(endpoint).observe(time.perf_counter() - start)
+            method = scope["method"]
+            if method in (getattr(route, "methods", None) or ()):
+                endpoint = getattr(route, "path", "unmatched")
+                self.metrics.requests.labels(endpoint, method, str(status)).inc()
+                elapsed = time.perf_counter() - start
+                self.metrics.request_duration.labels(endpoint).observe(elapsed)
+            else:
+                self.metrics.requests.labels("unmatched", "other", str(status)).inc()

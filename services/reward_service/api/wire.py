@@ -1,28 +1,37 @@
 """Request bodies to arrays: size-capped reads and safe ``.npy`` / ``.npz`` / JSON decoding.
 
 Everything is checked before any work is done on the values: the body size while it streams in,
-the ``.npy`` header (dtype, shape, byte count) before the data is touched, then the shape and
-finiteness of the decoded array. Pickled or object arrays are never loaded.
+the ``.npy`` header (dtype, shape, byte count; the shape against :class:`~reward_service.limits.
+Limits`) before the data is touched, then the shape of the decoded array. The service checks the
+values (finite, in range) with the same limits. Pickled or object arrays are never loaded.
+
+:class:`ArrayBody` is the dependency routes take their array body from, in either wire format.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from ..errors import BadInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from ..limits import ArraySpec, Limits
+from .deps import RefName, ServiceDep, SettingsDep
 
 __all__ = [
     "JSON",
     "NPY",
     "NPZ",
+    "ArrayBody",
+    "Decoded",
     "Payload",
     "ShapeCheck",
     "array_from_json",
@@ -30,7 +39,6 @@ __all__ = [
     "decode_npz",
     "parse_json",
     "read_payload",
-    "shape_limits",
 ]
 
 JSON = "application/json"
@@ -123,7 +131,8 @@ class NpyHeader:
 
     @property
     def data_bytes(self) -> int:
-        return int(np.prod(self.shape)) * self.dtype.itemsize
+        # math.prod on Python integers: a crafted shape cannot overflow into a small size.
+        return math.prod(self.shape) * self.dtype.itemsize
 
 
 def _npy_header(prefix: bytes | bytearray, what: str = "body") -> NpyHeader | None:
@@ -175,86 +184,95 @@ def _check_header(header: NpyHeader, declared: int | None, check: ShapeCheck | N
         )
 
 
-def shape_limits(
-    ndim: int, what: str, *, maxima: tuple[int | None, ...] = (), width: int | None = None
-) -> ShapeCheck:
-    """A ``check_shape`` for :func:`read_payload`: ``ndim`` dimensions, none empty, the leading
-    ones at most ``maxima`` (None: unbounded; over → 413), the last equal to ``width`` when the
-    reference's d is known (→ 400)."""
-
-    def check(shape: tuple[int, ...]) -> None:
-        _check_shape(shape, ndim, what)
-        for size, maximum in zip(shape, maxima, strict=False):  # maxima: leading axes
-            if maximum is not None and size > maximum:
-                raise PayloadTooLarge(
-                    f"{what}: shape {shape} exceeds the limit of {maximum} along an axis; "
-                    "split the request"
-                )
-        if width is not None and shape[-1] != width:
-            raise BadInput(f"{what} have d={shape[-1]} but the reference has d={width}")
-
-    return check
-
-
-def decode_npy(data: bytes, ndim: int, what: str) -> np.ndarray:
-    """A float array of ``ndim`` dimensions from ``.npy`` bytes, header checked first."""
-    header = _npy_header(data, what)
+def decode_npy(data: bytes, spec: ArraySpec, limits: Limits) -> np.ndarray:
+    """An array of ``spec``'s shape from ``.npy`` bytes, header checked first."""
+    header = _npy_header(data, spec.what)
     if header is None:
-        raise BadInput(f"{what}: the .npy header is truncated")
-    _check_shape(header.shape, ndim, what)
+        raise BadInput(f"{spec.what}: the .npy header is truncated")
+    limits.check_shape(spec, header.shape)
     if len(data) - header.offset != header.data_bytes:
         raise BadInput(
-            f"{what}: the .npy header announces shape {header.shape} ({header.data_bytes} "
+            f"{spec.what}: the .npy header announces shape {header.shape} ({header.data_bytes} "
             f"bytes) but {len(data) - header.offset} bytes follow"
         )
     view = np.frombuffer(data, dtype=header.dtype, offset=header.offset).reshape(
         header.shape, order="F" if header.fortran else "C"
     )
-    return _check_finite(np.array(view), what)  # own, writable copy: the body buffer is not
+    return np.array(view)  # own, writable copy: the body buffer is not
 
 
-def decode_npz(data: bytes, members: dict[str, int], limit: int) -> dict[str, np.ndarray]:
-    """The ``members`` (name: ndim) of an ``.npz`` archive, each decoded like a ``.npy`` body;
-    the archive's declared sizes are checked before anything is inflated."""
+# What zipfile and zlib raise for a damaged or unsupported member: CRC mismatch and truncation
+# (BadZipFile, EOFError), encryption (RuntimeError), unknown compression (NotImplementedError),
+# corrupt deflate data (zlib.error).
+_ARCHIVE_ERRORS = (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error)
+
+
+def decode_npz(
+    data: bytes, members: dict[str, ArraySpec], limits: Limits, limit: int
+) -> dict[str, np.ndarray]:
+    """The ``members`` of an ``.npz`` archive, each decoded like a ``.npy`` body; the archive's
+    declared sizes are checked before anything is inflated, and a damaged archive is a 400."""
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise BadInput("body is not an .npz archive (save it with numpy.savez)") from exc
-    with archive:
-        infos = {info.filename: info for info in archive.infolist()}
-        missing = [name for name in members if f"{name}.npy" not in infos]
-        if missing:
-            raise BadInput(
-                f".npz archive lacks {', '.join(missing)}; it needs {', '.join(members)}"
-            )
-        if sum(infos[f"{name}.npy"].file_size for name in members) > limit:
-            raise PayloadTooLarge(f".npz members inflate beyond the limit of {limit} bytes")
-        return {
-            name: decode_npy(archive.read(f"{name}.npy"), ndim, name)
-            for name, ndim in members.items()
-        }
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = {info.filename: info for info in archive.infolist()}
+            missing = [name for name in members if f"{name}.npy" not in infos]
+            if missing:
+                raise BadInput(
+                    f".npz archive lacks {', '.join(missing)}; it needs {', '.join(members)}"
+                )
+            if sum(infos[f"{name}.npy"].file_size for name in members) > limit:
+                raise PayloadTooLarge(f".npz members inflate beyond the limit of {limit} bytes")
+            raw = {name: archive.read(f"{name}.npy") for name in members}
+    except _ARCHIVE_ERRORS as exc:
+        raise BadInput(
+            f"body is not a readable .npz archive ({exc}); save it with numpy.savez"
+        ) from exc
+    return {name: decode_npy(raw[name], spec, limits) for name, spec in members.items()}
 
 
-def array_from_json(values: list, ndim: int, what: str) -> np.ndarray:  # type: ignore[type-arg]
+def array_from_json(values: list[Any], spec: ArraySpec, limits: Limits) -> np.ndarray:
     """A float64 array from nested lists; ragged nesting is refused with a message."""
     try:
         array = np.asarray(values, dtype=np.float64)
     except ValueError as exc:
-        raise BadInput(f"{what}: ragged nesting; every row must have the same length") from exc
-    _check_shape(array.shape, ndim, what)
-    return _check_finite(array, what)
-
-
-def _check_shape(shape: tuple[int, ...], ndim: int, what: str) -> None:
-    if 0 in shape:
-        raise BadInput(f"{what}: empty array (shape {shape}); send at least one row")
-    if len(shape) != ndim:
-        raise BadInput(f"{what}: expected {ndim} dimensions, got shape {shape}")
-
-
-def _check_finite(array: np.ndarray, what: str) -> np.ndarray:
-    finite = np.isfinite(array)
-    if not finite.all():
-        bad = int(array.size - finite.sum())
-        raise BadInput(f"{what}: {bad} NaN or Inf value(s); send finite numbers")
+        raise BadInput(
+            f"{spec.what}: ragged nesting; every row must have the same length"
+        ) from exc
+    limits.check_shape(spec, array.shape)
     return array
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[M]):
+    """An array body: the array, and the JSON body it came in (None for ``.npy``, whose
+    parameters are in the query string)."""
+
+    array: np.ndarray
+    json: M | None
+
+
+class ArrayBody(Generic[M]):
+    """Dependency: a route's array body of ``spec``, as ``.npy`` or as the field ``field`` of the
+    JSON ``model``. A ``.npy`` body is refused by its header (shape, and d when this process
+    holds the reference) before the rest of it is read."""
+
+    def __init__(self, spec: ArraySpec | None, model: type[M], field: str) -> None:
+        self._spec = spec  # None: the request's groups (bounded by the settings)
+        self._model = model
+        self._field = field
+
+    async def __call__(
+        self, name: RefName, request: Request, service: ServiceDep, settings: SettingsDep
+    ) -> Decoded[M]:
+        limits = service.limits
+        spec = self._spec or limits.groups
+        width = service.held_width(name)
+
+        def check(shape: tuple[int, ...]) -> None:
+            limits.check_shape(spec, shape, width)
+
+        payload = await read_payload(request, (NPY, JSON), settings.max_body_bytes, check)
+        if payload.media_type == NPY:
+            return Decoded(decode_npy(payload.data, spec, limits), None)
+        body = parse_json(self._model, payload.data)
+        return Decoded(array_from_json(getattr(body, self._field), spec, limits), body)

@@ -1,4 +1,14 @@
-"""State behind one interface: :class:`MemoryStore` (embedded default) or :class:`RedisStore`."""
+"""State behind one interface: :class:`MemoryStore` (embedded default) or :class:`RedisStore`.
+
+* ``base`` — the :class:`Store` interface and its records (meta, target, base, log entries,
+  commits); read it first: it says what a store must keep and what must be atomic.
+* ``memory`` — one process, atomic under asyncio; ``redis`` — shared by replicas, every version
+  change one Lua script; ``keys`` builds every Redis key; ``codec`` turns arrays into bytes.
+
+A new store implements :class:`Store` in a module here and is chosen in :func:`open_store`;
+``tests/service/test_service_store.py`` runs the store contract against each. Stores know
+arrays, bytes and versions, never HTTP.
+"""
 
 from __future__ import annotations
 

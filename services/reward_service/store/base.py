@@ -15,6 +15,7 @@ the backing service cannot be reached, which the API turns into 503 + ``Retry-Af
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -24,6 +25,8 @@ import numpy as np
 __all__ = [
     "Base",
     "CommitAck",
+    "CommitRecord",
+    "IdempotencyConflict",
     "LogEntry",
     "LogKind",
     "ReferenceMeta",
@@ -31,11 +34,13 @@ __all__ = [
     "Store",
     "StoreConflict",
     "StoreError",
+    "StoreKind",
     "StoreUnavailable",
     "Target",
 ]
 
 LogKind = Literal["commit", "target", "pool"]
+StoreKind = Literal["memory", "redis"]
 
 
 class StoreError(Exception):
@@ -52,6 +57,16 @@ class StoreUnavailable(StoreError):
 
 class StoreConflict(StoreError):
     """The reference is not in the state the operation needs (gone, no target, no pool...)."""
+
+
+class IdempotencyConflict(StoreConflict):
+    """An idempotency key seen before came with other rows: a different commit, not a retry."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for a commit of other rows; reuse a key only to "
+            "retry the same rows, and send a new key with new rows"
+        )
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,27 @@ class LogEntry:
 
 
 @dataclass(frozen=True)
+class CommitRecord:
+    """A commit to append: its rows, and the idempotency key that makes a retry apply once,
+    with a digest of the rows (the same key with other rows is refused) and how long the key
+    is kept."""
+
+    features: np.ndarray
+    idempotency_key: str
+    digest: str
+    ttl_seconds: int
+    now: float
+
+    @classmethod
+    def of(cls, features: np.ndarray, key: str, ttl_seconds: int, now: float) -> CommitRecord:
+        """The record of ``features``; the digest covers the shape and the float64 values, so a
+        retry sent as JSON, float32 or float64 ``.npy`` has the same one."""
+        rows = np.ascontiguousarray(features, dtype=np.float64)
+        digest = hashlib.sha256(repr(rows.shape).encode() + rows.tobytes()).hexdigest()
+        return cls(features, key, digest, ttl_seconds, now)
+
+
+@dataclass(frozen=True)
 class CommitAck:
     version: int
     replayed: bool  # True when the idempotency key had been seen: nothing was appended
@@ -113,7 +149,7 @@ class CommitAck:
 class Store(ABC):
     """Persistence and sharing of references; async, knows arrays and versions only."""
 
-    kind: ClassVar[str]
+    kind: ClassVar[StoreKind]
 
     @abstractmethod
     async def ping(self) -> None:
@@ -149,17 +185,10 @@ class Store(ABC):
         version."""
 
     @abstractmethod
-    async def append_commit(
-        self,
-        name: str,
-        incarnation: str,
-        features: np.ndarray,
-        idempotency_key: str,
-        ttl_seconds: int,
-        now: float,
-    ) -> CommitAck:
-        """Atomically: if the key was seen return its version, else append a ``commit`` entry,
-        bump the version and remember the key."""
+    async def append_commit(self, name: str, incarnation: str, commit: CommitRecord) -> CommitAck:
+        """Atomically: if the key was seen return its version (or raise
+        :class:`IdempotencyConflict` when its digest differs), else append a ``commit`` entry,
+        bump the version and remember the key with the digest."""
 
     @abstractmethod
     async def read_base(self, name: str) -> Base: ...

@@ -18,4 +18,5 @@ def array_to_bytes(array: np.ndarray) -> bytes:
 
 def array_from_bytes(data: bytes) -> np.ndarray:
     """Inverse of :func:`array_to_bytes`; object arrays are refused."""
-    return np.load(io.BytesIO(data), allow_pickle=False)
+    array: np.ndarray = np.load(io.BytesIO(data), allow_pickle=False)
+    return array

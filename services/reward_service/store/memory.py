@@ -7,6 +7,7 @@ read-only so callers cannot change stored state by accident. State is lost with 
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -14,6 +15,8 @@ import numpy as np
 from .base import (
     Base,
     CommitAck,
+    CommitRecord,
+    IdempotencyConflict,
     LogEntry,
     LogKind,
     ReferenceMeta,
@@ -35,6 +38,15 @@ def _log_seq(log_id: str) -> int:
     return int(log_id.split("-", 1)[0])
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """An idempotency key's answer."""
+
+    version: int
+    digest: str
+    expires: float
+
+
 @dataclass
 class _Reference:
     meta: ReferenceMeta
@@ -43,8 +55,9 @@ class _Reference:
     staging: list[np.ndarray] = field(default_factory=list)
     log: list[LogEntry] = field(default_factory=list)
     next_seq: int = 1
-    # idempotency key -> (version, expiry time)
-    idempotency: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Idempotency keys in the order they expire (one TTL for all: insertion order), so the
+    # expired ones are dropped from the front as commits arrive.
+    idempotency: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
 
     def append(self, kind: LogKind, features: np.ndarray | None, now: float) -> LogEntry:
         version = self.meta.version + 1
@@ -71,7 +84,8 @@ class MemoryStore(Store):
         return None
 
     async def close(self) -> None:
-        self._refs.clear()
+        """Nothing to release: the state lives as long as this object (apps that share it, as
+        replicas in one process, each close it)."""
 
     async def list_names(self) -> list[str]:
         return sorted(self._refs)
@@ -124,25 +138,25 @@ class MemoryStore(Store):
         ref.meta = replace(ref.meta, n=len(pool), staged_rows=0)
         return entry.version
 
-    async def append_commit(
-        self,
-        name: str,
-        incarnation: str,
-        features: np.ndarray,
-        idempotency_key: str,
-        ttl_seconds: int,
-        now: float,
-    ) -> CommitAck:
+    async def append_commit(self, name: str, incarnation: str, commit: CommitRecord) -> CommitAck:
         ref = self._get(name, incarnation)
-        seen = ref.idempotency.get(idempotency_key)
-        if seen is not None and seen[1] > now:
-            return CommitAck(seen[0], replayed=True)
+        keys = ref.idempotency
+        while keys and next(iter(keys.values())).expires <= commit.now:
+            keys.popitem(last=False)
+        seen = keys.get(commit.idempotency_key)
+        if seen is not None:
+            if seen.digest != commit.digest:
+                raise IdempotencyConflict(commit.idempotency_key)
+            return CommitAck(seen.version, replayed=True)
         if ref.base is None:
             raise StoreConflict(f"reference {name!r} has no pool yet")
-        if len(features) > ref.meta.n:
-            raise StoreConflict(f"{len(features)} rows exceed the pool size {ref.meta.n}")
-        entry = ref.append("commit", _frozen(features), now)
-        ref.idempotency[idempotency_key] = (entry.version, now + ttl_seconds)
+        rows = len(commit.features)
+        if rows > ref.meta.n:
+            raise StoreConflict(f"{rows} rows exceed the pool size {ref.meta.n}")
+        entry = ref.append("commit", _frozen(commit.features), commit.now)
+        keys[commit.idempotency_key] = _Seen(
+            entry.version, commit.digest, commit.now + commit.ttl_seconds
+        )
         return CommitAck(entry.version, replayed=False)
 
     async def read_base(self, name: str) -> Base:

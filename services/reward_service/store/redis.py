@@ -26,6 +26,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .base import (
     Base,
     CommitAck,
+    CommitRecord,
+    IdempotencyConflict,
     LogEntry,
     ReferenceMeta,
     Statistics,
@@ -94,21 +96,29 @@ return {version, previous}
 """
 
 # KEYS[1] meta, KEYS[2] log, KEYS[3] idempotency key
-# ARGV[1] incarnation, ARGV[2] rows (.npy), ARGV[3] row count, ARGV[4] key TTL seconds, ARGV[5] now
-# A key seen before returns its version (replayed = 1) and changes nothing; otherwise the rows are
-# appended to the log, the version bumped and the key remembered, all at once.
-# Returns {version, replayed}, or {-1, 0} gone, {-2, 0} no pool, {-3, 0} more rows than the pool.
+# ARGV[1] incarnation, ARGV[2] rows (.npy), ARGV[3] row count, ARGV[4] key TTL seconds, ARGV[5] now,
+# ARGV[6] digest of the rows
+# A key seen before with the same digest returns its version (replayed = 1) and changes nothing;
+# otherwise the rows are appended to the log, the version bumped and "version:digest" stored
+# under the key, all at once. (A key stored as a bare version predates digests: a retry.)
+# Returns {version, replayed}, or {-1, 0} gone, {-2, 0} no pool, {-3, 0} more rows than the
+# pool, {-4, 0} the key was used with other rows.
 COMMIT = """
 if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {-1, 0} end
 local seen = redis.call('GET', KEYS[3])
-if seen then return {tonumber(seen), 1} end
+if seen then
+  local version, digest = string.match(seen, '^(%d+):(%x+)$')
+  if not version then return {tonumber(seen), 1} end
+  if digest ~= ARGV[6] then return {-4, 0} end
+  return {tonumber(version), 1}
+end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
 if n == 0 then return {-2, 0} end
 if tonumber(ARGV[3]) > n then return {-3, 0} end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('XADD', KEYS[2], '*', 'kind', 'commit', 'version', version, 'features', ARGV[2])
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
-redis.call('SET', KEYS[3], version, 'EX', ARGV[4])
+redis.call('SET', KEYS[3], version .. ':' .. ARGV[6], 'EX', ARGV[4])
 return {version, 0}
 """
 
@@ -268,31 +278,33 @@ class RedisStore(Store):
             await self._drop_generation(name, _text(previous))
         return int(version)
 
-    async def append_commit(
-        self,
-        name: str,
-        incarnation: str,
-        features: np.ndarray,
-        idempotency_key: str,
-        ttl_seconds: int,
-        now: float,
-    ) -> CommitAck:
+    async def append_commit(self, name: str, incarnation: str, commit: CommitRecord) -> CommitAck:
         keys = self._keys
+        rows = len(commit.features)
         async with self._op("commit"):
             version, replayed = await self._commit(
                 keys=[
                     keys.meta(name),
                     keys.log(name),
-                    keys.idempotency(name, incarnation, idempotency_key),
+                    keys.idempotency(name, incarnation, commit.idempotency_key),
                 ],
-                args=[incarnation, array_to_bytes(features), len(features), ttl_seconds, repr(now)],
+                args=[
+                    incarnation,
+                    array_to_bytes(commit.features),
+                    rows,
+                    commit.ttl_seconds,
+                    repr(commit.now),
+                    commit.digest,
+                ],
             )
         if version == -1:
             raise StoreConflict(f"reference {name!r} no longer exists")
         if version == -2:
             raise StoreConflict(f"reference {name!r} has no pool yet")
         if version == -3:
-            raise StoreConflict(f"{len(features)} rows exceed the pool size")
+            raise StoreConflict(f"{rows} rows exceed the pool size")
+        if version == -4:
+            raise IdempotencyConflict(commit.idempotency_key)
         return CommitAck(int(version), bool(replayed))
 
     async def read_base(self, name: str) -> Base:

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ...errors import Unavailable
 from ...schemas import Health, Readiness
-from ...store.base import StoreUnavailable
 from ..deps import MetricsDep, ServiceDep
 
 __all__ = ["router"]
@@ -23,14 +23,16 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
 async def readyz(service: ServiceDep) -> Readiness | JSONResponse:
-    """The store answers and the stored references are known; 503 otherwise."""
-    kind = service.store.kind
+    """The store answers and the stored references are known; 503 otherwise. References this
+    process cannot load are listed (``unloadable``): the others are served meanwhile."""
+    kind = service.store_kind
+    unloadable = service.references.unloadable
     try:
         count = await service.ready()
-    except StoreUnavailable:
-        body = Readiness(status="unavailable", store=kind, references=0)  # type: ignore[arg-type]
+    except Unavailable:
+        body = Readiness(status="unavailable", store=kind, references=0, unloadable=unloadable)
         return JSONResponse(body.model_dump(), status_code=503)
-    return Readiness(status="ready", store=kind, references=count)  # type: ignore[arg-type]
+    return Readiness(status="ready", store=kind, references=count, unloadable=unloadable)
 
 
 @router.get("/metrics", response_class=Response)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from typing import Annotated
 
-import numpy as np
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...errors import BadInput
+from ...limits import ArraySpec, Limits
 from ...schemas import PoolRequest, ReferenceInfo, ReferenceList, StagedPool, TargetRequest
 from ...service import View
-from ...store.base import Target
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..openapi import ERROR_RESPONSES, array_body
@@ -63,93 +64,72 @@ async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> 
     ),
 )
 async def put_target(
-    name: RefName, request: Request, service: ServiceDep, settings: SettingsDep, _: AdminAuth
+    name: RefName, _: AdminAuth, request: Request, service: ServiceDep, settings: SettingsDep
 ) -> ReferenceInfo:
     """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from."""
+    limits, features = service.limits, Limits.rows("features")
     payload = await wire.read_payload(
         request,
         (wire.NPZ, wire.NPY, wire.JSON),
         settings.max_body_bytes,
-        wire.shape_limits(2, "features"),  # a new target may set d: no width check
+        lambda shape: limits.check_shape(features, shape),  # a new target may set d
     )
     if payload.media_type == wire.NPZ:
-        arrays = wire.decode_npz(payload.data, {"mu": 1, "sigma": 2}, settings.max_body_bytes)
-        view = await service.put_target(name, _target(arrays["mu"], arrays["sigma"]))
+        members = {"mu": ArraySpec("mu", 1), "sigma": ArraySpec("sigma", 2)}
+        arrays = wire.decode_npz(payload.data, members, limits, settings.max_body_bytes)
+        view = await service.put_target(name, arrays["mu"], arrays["sigma"])
     elif payload.media_type == wire.NPY:
-        view = await service.fit_target(name, wire.decode_npy(payload.data, 2, "features"))
+        view = await service.fit_target(name, wire.decode_npy(payload.data, features, limits))
     else:
         body = wire.parse_json(TargetRequest, payload.data)
         if body.features is not None and body.mu is None and body.sigma is None:
-            features = wire.array_from_json(body.features, 2, "features")
-            view = await service.fit_target(name, features)
-        elif body.mu is not None and body.sigma is not None and body.features is None:
-            mu = wire.array_from_json(body.mu, 1, "mu")
-            view = await service.put_target(
-                name, _target(mu, wire.array_from_json(body.sigma, 2, "sigma"))
+            view = await service.fit_target(
+                name, wire.array_from_json(body.features, features, limits)
             )
+        elif body.mu is not None and body.sigma is not None and body.features is None:
+            mu = wire.array_from_json(body.mu, ArraySpec("mu", 1), limits)
+            sigma = wire.array_from_json(body.sigma, ArraySpec("sigma", 2), limits)
+            view = await service.put_target(name, mu, sigma)
         else:
             raise BadInput('send either "mu" and "sigma", or "features" (not both)')
     return _info_of(view)
 
 
-def _target(mu: np.ndarray, sigma: np.ndarray) -> Target:
-    return Target(mu.astype(np.float64), sigma.astype(np.float64))
-
-
-async def _pool(
-    name: str, request: Request, service: ServiceDep, settings: SettingsDep, *, first: bool,
-    final: bool,
-) -> ReferenceInfo | StagedPool:
-    limits = wire.shape_limits(2, "pool rows", width=service.held_width(name))
-    payload = await wire.read_payload(
-        request, (wire.NPY, wire.JSON), settings.max_body_bytes, limits
-    )
-    if payload.media_type == wire.NPY:
-        rows = wire.decode_npy(payload.data, 2, "pool")
-    else:
-        body = wire.parse_json(PoolRequest, payload.data)
-        rows, final = wire.array_from_json(body.features, 2, "pool"), body.final
-    outcome = await service.upload_pool(name, rows, first=first, final=final)
-    if isinstance(outcome, int):
-        return StagedPool(staged_rows=outcome)
-    return _info_of(outcome)
-
-
+PoolBody = Annotated[
+    wire.Decoded[PoolRequest],
+    Depends(wire.ArrayBody(Limits.rows("pool rows"), PoolRequest, "features")),
+]
 _POOL_DOC = array_body(PoolRequest, "(N, d)")
 _FINAL = Query(True, description="binary bodies: publish after this chunk")
 
 
-@router.put(
-    "/{name}/pool",
-    response_model=ReferenceInfo | StagedPool,
-    responses=ERROR_RESPONSES,
-    openapi_extra=_POOL_DOC,
-)
-async def put_pool(
-    name: RefName,
-    request: Request,
-    service: ServiceDep,
-    settings: SettingsDep,
-    _: AdminAuth,
-    final: bool = _FINAL,
-) -> ReferenceInfo | StagedPool:
-    """The whole pool, or (``final=false``) the first chunk of a staged upload."""
-    return await _pool(name, request, service, settings, first=True, final=final)
+def _pool_route(*, first: bool, doc: str) -> Callable[..., Awaitable[ReferenceInfo | StagedPool]]:
+    """The pool upload endpoint: ``first`` starts a new upload (PUT), else continues it (POST)."""
+
+    async def upload(
+        name: RefName, _: AdminAuth, body: PoolBody, service: ServiceDep, final: bool = _FINAL
+    ) -> ReferenceInfo | StagedPool:
+        if body.json is not None:
+            final = body.json.final
+        outcome = await service.upload_pool(name, body.array, first=first, final=final)
+        if isinstance(outcome, int):
+            return StagedPool(staged_rows=outcome)
+        return _info_of(outcome)
+
+    upload.__doc__ = doc
+    return upload
 
 
-@router.post(
-    "/{name}/pool",
-    response_model=ReferenceInfo | StagedPool,
-    responses=ERROR_RESPONSES,
-    openapi_extra=_POOL_DOC,
-)
-async def post_pool(
-    name: RefName,
-    request: Request,
-    service: ServiceDep,
-    settings: SettingsDep,
-    _: AdminAuth,
-    final: bool = _FINAL,
-) -> ReferenceInfo | StagedPool:
-    """A further chunk of a staged upload; ``final=true`` on the last publishes the pool."""
-    return await _pool(name, request, service, settings, first=False, final=final)
+for _method, _first, _doc in (
+    ("PUT", True, "The whole pool, or (``final=false``) the first chunk of a staged upload."),
+    ("POST", False, "A further chunk of a staged upload; ``final=true`` on the last publishes."),
+):
+    router.add_api_route(
+        "/{name}/pool",
+        _pool_route(first=_first, doc=_doc),
+        methods=[_method],
+        name=f"{_method.lower()}_pool",
+        response_model=ReferenceInfo | StagedPool,
+        responses=ERROR_RESPONSES,
+        openapi_extra=_POOL_DOC,
+    )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query
+from pydantic import BaseModel
 
 from ...errors import BadInput, Unprocessable
+from ...limits import Limits
 from ...schemas import (
     CommitRequest,
     CommitResponse,
@@ -21,15 +24,35 @@ from ...schemas import (
     Timing,
 )
 from ...service import RewardParams
-from .. import wire
-from ..deps import RefName, ServiceDep, SettingsDep, TrainerAuth
+from ..deps import RefName, ServiceDep, TrainerAuth
 from ..openapi import ERROR_RESPONSES, array_body
+from ..wire import ArrayBody, Decoded
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/references", tags=["rewards"])
+F = TypeVar("F", bound=Callable[..., Any])
 
-_ARRAYS = (wire.NPY, wire.JSON)
+RewardsBody = Annotated[Decoded[RewardsRequest], Depends(ArrayBody(None, RewardsRequest, "groups"))]
+CommitBody = Annotated[
+    Decoded[CommitRequest],
+    Depends(ArrayBody(Limits.rows("commit rows"), CommitRequest, "features")),
+]
+FDBody = Annotated[
+    Decoded[FDRequest], Depends(ArrayBody(Limits.rows("features"), FDRequest, "features"))
+]
+
+
+def _post(
+    path: str, response: type[BaseModel], request: type[BaseModel], shape: str
+) -> Callable[[F], F]:
+    """``POST /v1/references/{name}/<path>``, an array body of ``shape`` or JSON ``request``."""
+    return router.post(
+        f"/{{name}}/{path}",
+        response_model=response,
+        responses=ERROR_RESPONSES,
+        openapi_extra=array_body(request, shape),
+    )
 
 
 def _indices_from_query(text: str | None) -> np.ndarray | None:
@@ -53,18 +76,12 @@ def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
         ) from exc
 
 
-@router.post(
-    "/{name}/rewards",
-    response_model=RewardsResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra=array_body(RewardsRequest, "(G, K, d)"),
-)
+@_post("rewards", RewardsResponse, RewardsRequest, "(G, K, d)")
 async def rewards(
     name: RefName,
-    request: Request,
+    _: TrainerAuth,  # before the body: a caller without a token gets nothing read
+    body: RewardsBody,
     service: ServiceDep,
-    settings: SettingsDep,
-    _: TrainerAuth,
     mode: Annotated[Mode, Query()] = "shared",
     seed: Annotated[int | None, Query()] = None,
     method: Annotated[Method, Query()] = "lowrank",
@@ -73,34 +90,25 @@ async def rewards(
 ) -> RewardsResponse:
     """Per-group reward ``base_fd - fd`` of replacing pool rows by each group."""
     start = time.perf_counter()
-    limits = wire.shape_limits(
-        3,
-        "groups",
-        maxima=(settings.max_groups, settings.max_group_size),
-        width=service.held_width(name),
-    )
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
-    if payload.media_type == wire.NPY:
-        groups = wire.decode_npy(payload.data, 3, "groups")
+    if body.json is None:
         params = RewardParams(mode, seed, _indices_from_query(indices), method, version)
     else:
-        body = wire.parse_json(RewardsRequest, payload.data)
-        groups = wire.array_from_json(body.groups, 3, "groups")
-        rows = None if body.indices is None else _index_array(body.indices)
-        params = RewardParams(body.mode, body.seed, rows, body.method, body.version)
-    result, stale = await service.rewards(name, groups, params)
+        j = body.json
+        rows = None if j.indices is None else _index_array(j.indices)
+        params = RewardParams(j.mode, j.seed, rows, j.method, j.version)
+    result, stale = await service.rewards(name, body.array, params)
     return RewardsResponse(
         reference=name,
         version=result.version,
         stale=stale,
         base_fd=result.base_fd,
-        mode=result.mode,  # type: ignore[arg-type]
+        mode=result.mode,
         seed=result.seed,
-        method=result.method,  # type: ignore[arg-type]
+        method=result.method,
         rewards=result.rewards.tolist(),
         fds=result.fds.tolist(),
         advantages=result.advantages.tolist(),
-        methods_used=list(result.methods_used),  # type: ignore[arg-type]
+        methods_used=list(result.methods_used),
         indices=np.asarray(result.indices).tolist(),
         timing=Timing(
             compute_seconds=result.compute_seconds, total_seconds=time.perf_counter() - start
@@ -108,36 +116,23 @@ async def rewards(
     )
 
 
-@router.post(
-    "/{name}/commit",
-    response_model=CommitResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra=array_body(CommitRequest, "(K, d); Idempotency-Key header required"),
-)
+@_post("commit", CommitResponse, CommitRequest, "(K, d); Idempotency-Key header required")
 async def commit(
     name: RefName,
-    request: Request,
-    service: ServiceDep,
-    settings: SettingsDep,
     _: TrainerAuth,
+    body: CommitBody,
+    service: ServiceDep,
     idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
 ) -> CommitResponse:
-    """Accepted rows replace the oldest pool rows; a retried idempotency key applies once."""
-    limits = wire.shape_limits(2, "commit rows", width=service.held_width(name))
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
-    if payload.media_type == wire.NPY:
-        features = wire.decode_npy(payload.data, 2, "features")
-        key = idempotency_key
-    else:
-        body = wire.parse_json(CommitRequest, payload.data)
-        features = wire.array_from_json(body.features, 2, "features")
-        key = body.idempotency_key or idempotency_key
+    """Accepted rows replace the oldest pool rows; a retried idempotency key applies once (the
+    same key with other rows is a 409)."""
+    key = idempotency_key if body.json is None else body.json.idempotency_key or idempotency_key
     if not key:
         raise Unprocessable(
             "an idempotency key is required: the Idempotency-Key header (1-128 chars) or, in "
             'JSON, "idempotency_key"; reuse it when retrying the same commit'
         )
-    outcome = await service.commit(name, features, key)
+    outcome = await service.commit(name, body.array, key)
     return CommitResponse(
         reference=name,
         version=outcome.version,
@@ -147,23 +142,8 @@ async def commit(
     )
 
 
-@router.post(
-    "/{name}/fd",
-    response_model=FDResponse,
-    responses=ERROR_RESPONSES,
-    openapi_extra=array_body(FDRequest, "(n, d), n >= 2"),
-)
-async def fd(
-    name: RefName, request: Request, service: ServiceDep, settings: SettingsDep, _: TrainerAuth
-) -> FDResponse:
+@_post("fd", FDResponse, FDRequest, "(n, d), n >= 2")
+async def fd(name: RefName, _: TrainerAuth, body: FDBody, service: ServiceDep) -> FDResponse:
     """Fréchet distance of the posted features' Gaussian to the target (float64)."""
-    limits = wire.shape_limits(2, "features", width=service.held_width(name))
-    payload = await wire.read_payload(request, _ARRAYS, settings.max_body_bytes, limits)
-    if payload.media_type == wire.NPY:
-        features = wire.decode_npy(payload.data, 2, "features")
-    else:
-        features = wire.array_from_json(
-            wire.parse_json(FDRequest, payload.data).features, 2, "features"
-        )
-    value, view = await service.fd(name, features)
-    return FDResponse(reference=name, version=view.state.version, fd=value, n=len(features))
+    value, view = await service.fd(name, body.array)
+    return FDResponse(reference=name, version=view.state.version, fd=value, n=len(body.array))
