@@ -3,17 +3,10 @@ loopback port) is in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import torch
-
-# The toy module sits beside the tests (the torchrun test's ranks import it by this path too);
-# the demo's service launcher is imported from the repository root, also under plain `pytest`.
-sys.path.insert(0, str(Path(__file__).parents[2]))
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)
