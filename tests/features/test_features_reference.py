@@ -76,10 +76,10 @@ def test_every_source_kind_reads_the_same_images_in_order(tmp_path: Path) -> Non
     np.savez(tmp_path / "batch.npz", arr_0=pixels)  # the ADM / EDM sample-batch layout
 
     for path in ["folder", "images.zip", "images.tar.gz", "batch.npz"]:
-        source = open_images(tmp_path / path)
-        assert len(source) == 5, path
-        np.testing.assert_array_equal(np.stack(source.read(0, 5)), pixels, err_msg=path)
-        np.testing.assert_array_equal(np.stack(source.read(2, 4)), pixels[2:4], err_msg=path)
+        with open_images(tmp_path / path) as source:
+            assert len(source) == 5, path
+            np.testing.assert_array_equal(np.stack(source.read(0, 5)), pixels, err_msg=path)
+            np.testing.assert_array_equal(np.stack(source.read(2, 4)), pixels[2:4], err_msg=path)
 
 
 def test_npz_batches_must_hold_uint8_images(tmp_path: Path) -> None:

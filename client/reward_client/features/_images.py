@@ -56,6 +56,15 @@ class ImageSource(ABC):
         """A digest of what the source lists (names, or the array header), so a rerun can tell
         that it is resuming on the same set."""
 
+    def close(self) -> None:  # noqa: B027 - an optional hook: most sources keep no file open
+        """Release open files (sources that keep none do nothing)."""
+
+    def __enter__(self) -> ImageSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def describe(self) -> dict[str, Any]:
         return {
             "kind": type(self).__name__.lower(),
@@ -109,30 +118,36 @@ class Zip(ImageSource):
 
 
 class Tar(ImageSource):
-    """Image members of a tar archive (plain or compressed), sorted by name."""
+    """Image members of a tar archive (plain or compressed), sorted by name.
+
+    The archive stays open between reads: reads come in increasing order, so in an archive
+    written in name order (the usual case) every seek is forward, even through a compressed
+    stream. Close the source (or use it as a context manager) when done.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        with tarfile.open(path) as archive:
-            self.names = sorted(
-                m.name for m in archive.getmembers() if m.isfile() and _is_image(m.name)
-            )
+        self._archive = tarfile.open(path)  # noqa: SIM115 - open across reads, see close()
+        members = [m for m in self._archive.getmembers() if m.isfile() and _is_image(m.name)]
+        self.members = sorted(members, key=lambda m: m.name)
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.members)
 
     def read(self, start: int, stop: int) -> list[UInt8Images]:
         images = []
-        with tarfile.open(self.path) as archive:
-            for name in self.names[start:stop]:
-                member = archive.extractfile(name)
-                if member is None:
-                    raise ValueError(f"{self.path}: {name} is not a regular file")
-                images.append(_decode(io.BytesIO(member.read())))
+        for member in self.members[start:stop]:
+            stream = self._archive.extractfile(member)
+            if stream is None:
+                raise ValueError(f"{self.path}: {member.name} is not a regular file")
+            images.append(_decode(io.BytesIO(stream.read())))
         return images
 
     def fingerprint(self) -> str:
-        return _names_digest(self.names)
+        return _names_digest([m.name for m in self.members])
+
+    def close(self) -> None:
+        self._archive.close()
 
 
 class NpzBatch(ImageSource):
@@ -196,5 +211,6 @@ def open_images(path: str | Path) -> ImageSource:
     else:
         raise ValueError(f"{source}: not a folder, .zip, tar archive or .npz of images")
     if len(images) == 0:
+        images.close()
         raise ValueError(f"{source} holds no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return images

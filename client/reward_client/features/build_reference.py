@@ -94,18 +94,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         extractor = _extractor(args)
-        source = open_images(args.images)
-        log.info("%d images from %s in %s", len(source), args.images, extractor.feature_space.id)
-        built = compute_reference(
-            source,
-            extractor,
-            args.out,
-            batch_size=args.batch_size,
-            shard_size=args.shard_size,
-            pool_size=args.pool_size,
-            seed=args.seed,
-            progress=not args.quiet,
-        )
+        with open_images(args.images) as source:
+            log.info(
+                "%d images from %s in %s", len(source), args.images, extractor.feature_space.id
+            )
+            built = compute_reference(
+                source,
+                extractor,
+                args.out,
+                batch_size=args.batch_size,
+                shard_size=args.shard_size,
+                pool_size=args.pool_size,
+                seed=args.seed,
+                progress=not args.quiet,
+            )
     except (FeatureError, ValueError, FileNotFoundError) as exc:
         log.error("error: %s", exc)
         return 2
