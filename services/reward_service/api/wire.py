@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -41,10 +41,10 @@ __all__ = [
     "read_payload",
 ]
 
-JSON = "application/json"
-NPY = "application/x-npy"
-NPZ = "application/x-npz"
 MediaType = Literal["application/json", "application/x-npy", "application/x-npz"]
+JSON: Final = "application/json"
+NPY: Final = "application/x-npy"
+NPZ: Final = "application/x-npz"
 
 _FLOAT_DTYPES = {np.dtype("<f2"), np.dtype("<f4"), np.dtype("<f8")}
 _NPY_MAGIC = b"\x93NUMPY"
@@ -61,7 +61,7 @@ class Payload:
 
 async def read_payload(
     request: Request,
-    accepted: tuple[str, ...],
+    accepted: tuple[MediaType, ...],
     limit: int,
     check_shape: ShapeCheck | None = None,
 ) -> Payload:
@@ -72,10 +72,11 @@ async def read_payload(
     header is decoded as soon as it has arrived, and ``check_shape`` (the route's G/K/d limits)
     runs on the announced shape, so an oversize batch costs one header, not the whole body.
     """
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type not in accepted:
+    sent = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = next((kind for kind in accepted if kind == sent), None)
+    if media_type is None:
         raise UnsupportedMediaType(
-            f"Content-Type {media_type or '(none)'!r} is not accepted here; send one of "
+            f"Content-Type {sent or '(none)'!r} is not accepted here; send one of "
             + ", ".join(accepted)
         )
     declared_text = request.headers.get("content-length")
@@ -98,7 +99,7 @@ async def read_payload(
                 _check_header(header, declared, check_shape)
     if size == 0:
         raise BadInput("the request body is empty")
-    return Payload(media_type, b"".join(chunks))  # type: ignore[arg-type]
+    return Payload(media_type, b"".join(chunks))
 
 
 def _too_large(size: int, limit: int) -> str:

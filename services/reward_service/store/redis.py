@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast, get_args
 
 import numpy as np
 import redis.asyncio as aioredis
@@ -29,6 +29,7 @@ from .base import (
     CommitRecord,
     IdempotencyConflict,
     LogEntry,
+    LogKind,
     ReferenceMeta,
     Statistics,
     Store,
@@ -146,6 +147,14 @@ _CONSISTENT_READ_TRIES = 5
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _log_kind(value: Any) -> LogKind:
+    """A log entry's kind, as the scripts above write it."""
+    kind = _text(value)
+    if kind not in get_args(LogKind):
+        raise StoreConflict(f"the log holds an entry of unknown kind {kind!r}")
+    return cast(LogKind, kind)
 
 
 class RedisStore(Store):
@@ -369,7 +378,7 @@ class RedisStore(Store):
                         LogEntry(
                             log_id=_text(log_id),
                             version=int(_text(fields["version"])),
-                            kind=_text(fields["kind"]),  # type: ignore[arg-type]
+                            kind=_log_kind(fields["kind"]),
                             features=None if features is None else array_from_bytes(features),
                         )
                     )
