@@ -17,11 +17,11 @@ of the contract, written once without I/O: request building, retries, decoding; 
 ``_op_<name>`` is the public method ``<name>``), `_client` (the blocking and the asyncio driver),
 `_protocol` (what operations and drivers exchange), `_retry` (what is retried, and when),
 `_encoding` / `_decode` (arrays out, dataclasses in), `_config`, `_exceptions`, `_types`; and
-`reward_fn` (the DDPO / Flow-GRPO reward-function adapter). The trainers need torch and are
-sub-packages that this package never imports: `reward_client.training` (what every trainer
-shares: the run loop, reward sources, samplers, the PPO-clip step; start there to add a
-trainer), `reward_client.grpo` (GRPO over the SDE sampler) and `reward_client.merging`
-(merge-coefficient RL).
+`reward_fn` (the DDPO / Flow-GRPO reward-function adapter). Sub-packages need torch and are
+never imported from here: `reward_client.training` (what every trainer shares: the run loop,
+reward sources, samplers, the PPO-clip step; start there to add a trainer),
+`reward_client.grpo` (GRPO over the SDE sampler), `reward_client.merging` (merge-coefficient
+RL) and `reward_client.features` (images to features with provenance, reference statistics).
 """
 
 from ._client import AsyncRewardClient, RewardClient
