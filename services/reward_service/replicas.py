@@ -42,13 +42,17 @@ class View:
     stale: bool
 
 
+_RETRY_UNLOADABLE_SECONDS = 60.0  # an unchanged reference that failed to load is tried again
+
+
 @dataclass(frozen=True)
 class _Unloadable:
-    """Why a reference could not be loaded, and at which stored version (retried after it)."""
+    """Why a reference could not be loaded, at which stored version and when (monotonic)."""
 
     incarnation: str
     version: int
     reason: str
+    failed_at: float
 
 
 def _check_servable(state: HeldState) -> None:
@@ -209,14 +213,19 @@ class ReplicaSet:
         meta = await self.meta(name)
         reason = f"{type(exc).__name__}: {exc}"
         log.error("reference %s cannot be loaded at version %d: %s", name, meta.version, reason)
-        self._unloadable[name] = _Unloadable(meta.incarnation, meta.version, reason)
+        self._unloadable[name] = _Unloadable(
+            meta.incarnation, meta.version, reason, time.monotonic()
+        )
         self._metrics.unloadable.labels(name).set(1)
 
     async def _refuse_unchanged(self, name: str) -> None:
-        """Refuse at once while the stored reference is what failed to load."""
+        """Refuse at once while the stored reference is what failed to load, for a while: a
+        new version (an admin's new pool or target) is tried at once, the same one again
+        after ``_RETRY_UNLOADABLE_SECONDS`` (in case the failure was not the data's)."""
         meta = await self.meta(name)
         failed = self._unloadable[name]
-        if (meta.incarnation, meta.version) == (failed.incarnation, failed.version):
+        unchanged = (meta.incarnation, meta.version) == (failed.incarnation, failed.version)
+        if unchanged and time.monotonic() - failed.failed_at < _RETRY_UNLOADABLE_SECONDS:
             raise self._refusal(name)
 
     def _refusal(self, name: str) -> Conflict:
