@@ -6,6 +6,7 @@ and reported; an idempotency key reused with other rows is a 409."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import time
@@ -13,12 +14,14 @@ import zipfile
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from service_support import Api, D, N, npy, record, serving
+from service_support import Api, D, N, make_settings, npy, record, service_process, serving
 
 from reward_service.settings import Settings
 from reward_service.store import Store, open_store
@@ -259,3 +262,29 @@ async def test_base_fd_is_exact_after_rows_at_the_bound_left_the_ring(
     assert (await api.info("exact")).json()["base_fd"] == pytest.approx(expected, rel=1e-9)
     async with stack.fresh() as fresh:
         assert (await fresh.info("exact")).json()["base_fd"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.redis
+async def test_a_service_process_starts_beside_an_unloadable_reference(
+    redis_url: str, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """The issue's crash: ``python -m reward_service`` starting on a Redis that holds a poisoned
+    reference comes up, serves the others and reports the poisoned one."""
+    settings = make_settings(redis_url=redis_url)
+    store = open_store(redis_url, settings.redis_timeout_seconds)
+    async with serving(settings, store) as api:
+        for name in NAMES:
+            await api.create(name, rng)
+        meta = await store.read_meta("other")
+        assert meta is not None
+        poison = record(np.full((4, D), 1e200), "poison", now=time.time())
+        await store.append_commit("other", meta.incarnation, poison)
+    process = service_process(redis_url, tmp_path / "service.log")
+    try:
+        await asyncio.to_thread(process.wait_ready, 60.0, "/readyz")
+        async with httpx.AsyncClient(base_url=process.url, timeout=30) as client:
+            fresh = Api(client)
+            assert (await client.get("/readyz")).json()["unloadable"] == ["other"]
+            assert set(await _served(fresh)) == {"ref"}
+    finally:
+        process.stop()
