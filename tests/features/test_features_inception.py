@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from reward_client.features import (
     load_stats,
 )
 from reward_client.features.build_reference import main as build_reference
+
+if TYPE_CHECKING:
+    from examples.digits.service import Endpoint
 
 
 def _write_pngs(folder: Path, count: int, size: int, seed: int) -> np.ndarray:
@@ -142,3 +146,24 @@ def test_command_reports_a_refused_file(tmp_path: Path, caplog: pytest.LogCaptur
 def test_only_pytorch_fid_blocks_are_offered(fid_weights: Weights) -> None:
     with pytest.raises(ValueError, match="dims must be one of"):
         inception_extractor(fid_weights.path, dims=100, expected_sha256=fid_weights.sha256)
+
+
+def test_command_uploads_target_and_pool(
+    fid_weights: Weights, service: Endpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "pngs"
+    _write_pngs(folder, 6, 16, seed=5)
+    monkeypatch.setenv("DISTREWARD_TOKEN", service.token)
+    status = build_reference(
+        [str(folder), str(tmp_path / "out"), "--weights", str(fid_weights.path),
+         "--sha256", fid_weights.sha256, "--dims", "64", "--device", "cpu", "--quiet",
+         "--upload-target", "cli-upload", "--upload-pool", "cli-upload", "--url", service.url]
+    )  # fmt: skip
+    assert status == 0
+    stats = load_stats(tmp_path / "out" / "stats.npz")
+    with service.client() as client:
+        info = client.info("cli-upload")
+        fd = client.fd("cli-upload", np.load(tmp_path / "out" / "pool.npy"))
+        client.delete("cli-upload")
+    assert (info.d, info.n) == (64, 6)
+    assert fd.fd == pytest.approx(0.0, abs=1e-6 * np.trace(stats.sigma))  # the pool is the target
