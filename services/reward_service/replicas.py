@@ -75,10 +75,6 @@ class ReplicaSet:
         self._store_quiet_until = 0.0  # monotonic time before which reads do not ask the store
 
     @property
-    def store(self) -> Store:
-        return self._store
-
-    @property
     def unloadable(self) -> list[str]:
         """References this process could not load, by name."""
         return sorted(self._unloadable)
@@ -89,15 +85,13 @@ class ReplicaSet:
         """Load every stored reference; an unreachable store only delays this to first use,
         and a reference that cannot be loaded is reported and skipped."""
         try:
-            names = await self.call(self._store.list_names())
+            for name in await self.call(self._store.list_names()):
+                try:
+                    await self.view(name)
+                except (NotFound, Conflict):  # deleted meanwhile, or reported as unloadable
+                    continue
         except Unavailable:
             log.warning("store unreachable at startup; references load on first use")
-            return
-        for name in names:
-            try:
-                await self.view(name)
-            except (NotFound, Conflict):  # deleted meanwhile, or reported as unloadable
-                continue
 
     async def close(self) -> None:
         """Stop every replica's background work."""

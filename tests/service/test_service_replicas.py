@@ -9,7 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_support import Api, D, N, RedisServer, ServiceProcess, clients
+from service_support import (
+    Api,
+    D,
+    N,
+    RedisServer,
+    ServiceProcess,
+    clients,
+    free_port,
+    make_settings,
+    serving,
+)
 
 from reward_service.replica import Replica
 from reward_service.store.redis import RedisStore
@@ -176,3 +186,16 @@ async def test_redis_outage_and_recovery(
                 assert info["stale"] is False and info["version"] == acknowledged[-1]
     finally:
         server.stop()
+
+
+async def test_a_service_starts_while_redis_is_unreachable() -> None:
+    """Start-up does not wait for the store: readiness says so and the store's routes answer
+    503 until it can be reached."""
+    settings = make_settings(
+        redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout_seconds=0.5
+    )
+    async with serving(settings) as api:
+        ready = await api.client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+        answer = await api.info("anything")
+        assert answer.status_code == 503 and "Retry-After" in answer.headers
