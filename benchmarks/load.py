@@ -5,7 +5,9 @@
 cap. Reported: requests/s, samples/s, latency percentiles, errors, commits; afterwards the state
 in Redis is replayed the way a fresh replica loads it and checked against a from-scratch
 recompute from the stored pool (1e-9 relative), and both processes must serve that version.
-Every size is a command-line argument; the test suite runs a small one.
+Every size is a command-line argument; the test suite runs a small one. Commits are reported
+too: answer latency, sustained commits per second on the reference, and how many version
+precomputes each process built (coalesced, so far fewer than the commits).
 
 Writes ``benchmarks/results/load.json`` (``--output``) and prints a summary.
 """
@@ -135,6 +137,16 @@ def _percentile(values: list[float], q: float) -> float | None:
     return float(np.percentile(values, q)) if values else None
 
 
+async def _rebuilds(client: httpx.AsyncClient, url: str) -> int | None:
+    """The process's count of version precomputes built for the reference (from /metrics)."""
+    answer = await client.get(f"{url}/metrics")
+    prefix = f'distreward_rebuilds_total{{reference="{NAME}"}} '
+    for line in answer.text.splitlines():
+        if line.startswith(prefix):
+            return int(float(line[len(prefix):]))
+    return None
+
+
 async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
     trainer_headers = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
     limits = httpx.Limits(max_connections=64)
@@ -162,6 +174,7 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
         wall = time.perf_counter() - began
         stored = await read_stored_state(redis_url, NAME)
         served = [(await client.get(f"{url}/v1/references/{NAME}")).json() for url in urls]
+        rebuilds = [await _rebuilds(client, url) for url in urls]
 
     requests = len(tally.latencies)
     applied = stored.version - start_version
@@ -176,6 +189,9 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
             for info in served
         ),
         "zero_errors": not tally.errors,
+        # Reported beside the commits; how far below them depends on rebuild time (a process
+        # whose rebuild is faster than the commit interval builds once per commit).
+        "rebuilds_reported": all(count is not None for count in rebuilds),
     }
     return {
         "config": {
@@ -198,7 +214,10 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
         "errors": dict(tally.errors),
         "commits": {
             "acknowledged": len(tally.acked_versions), "applied": applied,
+            "per_second": applied / wall,
             "latency_p50_seconds": _percentile(tally.commit_latencies, 50),
+            "latency_p99_seconds": _percentile(tally.commit_latencies, 99),
+            "rebuilds_per_process": rebuilds,
         },
         "stored": stored.summary(),
         "replica_versions": [info["version"] for info in served],
@@ -245,7 +264,10 @@ def _summary(result: dict[str, Any]) -> str:
         f"  latency p50 {fmt(lat['p50'] or 0)} s  p95 {fmt(lat['p95'] or 0)} s  "
         f"p99 {fmt(lat['p99'] or 0)} s",
         f"  commits acknowledged {result['commits']['acknowledged']}, applied "
-        f"{result['commits']['applied']}; errors {result['errors'] or 0}",
+        f"{result['commits']['applied']} ({result['commits']['per_second']:.1f}/s), answer p50 "
+        f"{fmt(result['commits']['latency_p50_seconds'] or 0)} s p99 "
+        f"{fmt(result['commits']['latency_p99_seconds'] or 0)} s; rebuilds per process "
+        f"{result['commits']['rebuilds_per_process']}; errors {result['errors'] or 0}",
         f"  stored statistics vs recompute: {result['stored']['statistics_relative_error']:.1e}"
         f" (FD {result['stored']['fd_relative_error']:.1e}); replicas at "
         f"{result['replica_versions']}",

@@ -53,6 +53,12 @@ class ServiceMetrics:
         self.commits = Counter(
             "distreward_commits", "commits appended (retries excluded)", ["reference"], registry=r
         )
+        self.rebuilds = Counter(
+            "distreward_rebuilds",
+            "version precomputes built (one build covers every commit pending at its start)",
+            ["reference"],
+            registry=r,
+        )
         self.pool_version = Gauge(
             "distreward_pool_version", "version this process holds", ["reference"], registry=r
         )
@@ -71,7 +77,8 @@ class ServiceMetrics:
             registry=r,
         )
         self._per_reference = (
-            self.samples_rewarded, self.groups_rewarded, self.commits, self.pool_version,
+            self.samples_rewarded, self.groups_rewarded, self.commits, self.rebuilds,
+            self.pool_version,
             self.base_fd, self.pool_size, self.unloadable,
         )
 

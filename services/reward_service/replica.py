@@ -67,6 +67,7 @@ class Replica:
         self._base_fds: OrderedDict[int, float] = OrderedDict()
         self._rebuilding: asyncio.Task[None] | None = None
         self._retired_rebuilds = 0  # precomputes built by engines this replica no longer holds
+        self._reported_rebuilds = 0
 
     @property
     def state(self) -> HeldState:
@@ -84,6 +85,12 @@ class Replica:
         could not be certified, on the spot)."""
         engine = self._state.engine if self._state is not None else None
         return self._retired_rebuilds + (engine.rebuilds if engine is not None else 0)
+
+    def take_rebuilds(self) -> int:
+        """Rebuilds since the last call, for a counter metric."""
+        total = self.rebuilds
+        fresh, self._reported_rebuilds = total - self._reported_rebuilds, total
+        return max(fresh, 0)
 
     async def close(self) -> None:
         """Stop the background rebuild (a build already running in its thread finishes)."""

@@ -237,6 +237,9 @@ class ReplicaSet:
     # -- health ------------------------------------------------------------------------------
 
     def _observe(self, name: str, state: HeldState) -> None:
+        replica = self._replicas.get(name)
+        if replica is not None:
+            self._metrics.rebuilds.labels(name).inc(replica.take_rebuilds())
         self._metrics.pool_version.labels(name).set(state.version)
         self._metrics.pool_size.labels(name).set(state.meta.n)
         if state.engine is not None:
