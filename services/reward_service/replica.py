@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import PoolStatistics, RewardEngine
+from .engine import RewardEngine
 from .errors import NotFound
 from .store.base import Base, ReferenceMeta, Statistics, Store, Target
 
@@ -144,15 +144,12 @@ class Replica:
                 return None
             state = await asyncio.to_thread(engine.state_dict)
             pool = state["pool"]
-            statistics = PoolStatistics(state["shift"], state["sum"], state["gram"], len(pool))
-            # The store keeps raw sums; the engine's are about their shift.
-            total, gram = statistics.raw_sums()
             return Base(
                 version=int(state["version"]),
                 pool=_compact(pool),
                 cursor=int(state["cursor"]),
                 log_id=self._log_id,
-                statistics=Statistics(total, gram, statistics.n),
+                statistics=Statistics(state["sum"], state["gram"], len(pool), state["shift"]),
             )
 
     @staticmethod

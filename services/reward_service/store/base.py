@@ -93,11 +93,14 @@ class Target:
 
 @dataclass(frozen=True)
 class Statistics:
-    """Sufficient statistics of a pool: row sum (d,) and Gram matrix (d, d), float64."""
+    """Sufficient statistics of a pool, float64: ``total = sum (x - shift)`` (d,) and ``gram =
+    sum (x - shift)(x - shift)^T`` (d, d) over ``n`` rows. The shift (a zero vector for
+    snapshots written before it was kept) keeps their digits far from the origin."""
 
     total: np.ndarray
     gram: np.ndarray
     n: int
+    shift: np.ndarray
 
 
 @dataclass(frozen=True)

@@ -357,10 +357,13 @@ class RedisStore(Store):
         if not raw:
             return None
         fields = {_text(key): value for key, value in raw.items()}
+        total = array_from_bytes(fields["total"])
         return Statistics(
-            array_from_bytes(fields["total"]),
+            total,
             array_from_bytes(fields["gram"]),
             int(_text(fields["n"])),
+            # Snapshots written before the shift was kept hold raw sums: shift zero.
+            array_from_bytes(fields["shift"]) if "shift" in fields else np.zeros_like(total),
         )
 
     async def read_log(self, name: str, after: str) -> list[LogEntry]:
@@ -402,6 +405,7 @@ class RedisStore(Store):
                         "total": array_to_bytes(base.statistics.total),
                         "gram": array_to_bytes(base.statistics.gram),
                         "n": base.statistics.n,
+                        "shift": array_to_bytes(base.statistics.shift),
                     },
                 )
             written, previous = await self._snapshot(
