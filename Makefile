@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 COMPOSE := docker compose $(if $(CPU),-f compose.yaml -f compose.cpu.yaml)
 
-.PHONY: venv redis cluster-tools test bench load demo demo-merge lint up down clean
+.PHONY: venv redis cluster-tools cluster-images test bench load demo demo-merge lint up down clean
 
 venv: $(VENV_STAMP)
 
@@ -25,8 +25,13 @@ redis: venv
 cluster-tools: venv
 	bash scripts/install_cluster_tools.sh
 
+# podman, a debootstrap base image, stand-ins for the registry images and the project's images
+# for tests/cluster/test_cluster_live.py (root, Debian; cached, rebuilt when a source changes).
+cluster-images: venv
+	bash scripts/cluster_setup.sh
+
 # `python -m pytest` (not .venv/bin/pytest): the examples are imported from the repository root.
-test: venv redis cluster-tools
+test: venv redis cluster-tools cluster-images
 	$(PY) -m pytest -q
 
 bench: venv
@@ -62,4 +67,5 @@ down:
 	$(COMPOSE) down
 
 clean:
+	bash scripts/cluster_setup.sh clean
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

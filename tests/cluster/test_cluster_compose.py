@@ -61,6 +61,8 @@ def test_redis_persists_with_aof_on_a_volume(gpu: dict[str, Any]) -> None:
     redis = gpu["services"]["redis"]
     command = redis["command"]
     assert command[command.index("--appendonly") + 1] == "yes"
+    # fsync before every acknowledgement: an acknowledged commit survives a machine crash
+    assert command[command.index("--appendfsync") + 1] == "always"
     data = [v for v in redis["volumes"] if v["target"] == "/data"]
     assert data and data[0]["type"] == "volume" and data[0]["source"] in gpu["volumes"]
     assert redis["healthcheck"]["test"]

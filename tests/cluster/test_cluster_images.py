@@ -10,6 +10,8 @@ from cluster_support import DOCKER, run_tool, tool
 
 DOCKERFILES = sorted(DOCKER.glob("*/Dockerfile"))
 SERVICE = DOCKER / "service" / "Dockerfile"
+TRAINER = DOCKER / "trainer" / "Dockerfile"
+PROJECT_IMAGES = [SERVICE, TRAINER]  # docker/standins/ stands in for registry images in tests
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -20,8 +22,8 @@ def instructions(path: Path) -> list[tuple[str, str]]:
     return [(word.upper(), rest[0] if rest else "") for word, *rest in pairs]
 
 
-def test_both_images_have_a_dockerfile() -> None:
-    assert [p.parent.name for p in DOCKERFILES] == ["service", "trainer"]
+def test_both_images_and_the_stand_ins_have_a_dockerfile() -> None:
+    assert [p.parent.name for p in DOCKERFILES] == ["service", "standins", "trainer"]
 
 
 @pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
@@ -29,13 +31,13 @@ def test_dockerfile_passes_hadolint(path: Path) -> None:
     run_tool(tool("hadolint"), "--no-color", path)
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", PROJECT_IMAGES, ids=lambda p: p.parent.name)
 def test_image_runs_as_a_numeric_non_root_user(path: Path) -> None:
     users = [args for word, args in instructions(path) if word == "USER"]
     assert users and re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", users[-1])
 
 
-@pytest.mark.parametrize("path", DOCKERFILES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("path", PROJECT_IMAGES, ids=lambda p: p.parent.name)
 def test_nothing_but_packages_is_downloaded_at_build_time(path: Path) -> None:
     runs = " ".join(args for word, args in instructions(path) if word in ("RUN", "ADD"))
     assert not re.search(r"\b(curl|wget|huggingface|hf_hub|gdown|https?://)", runs)
@@ -48,3 +50,13 @@ def test_service_image_is_cuda_with_a_cpu_build_argument_and_a_health_check() ->
     assert any(word == "ARG" and args.startswith("TORCH_INDEX_URL=") for word, args in steps)
     (health,) = [args for word, args in steps if word == "HEALTHCHECK"]
     assert "/readyz" in health
+
+
+@pytest.mark.parametrize("path", PROJECT_IMAGES, ids=lambda p: p.parent.name)
+def test_base_image_and_torch_index_are_build_arguments(path: Path) -> None:
+    """What the live cluster test swaps (scripts/cluster_setup.sh) to build without a registry."""
+    steps = instructions(path)
+    assert steps[0][0] == "ARG" and steps[0][1].startswith("BASE_IMAGE=")
+    assert ("FROM", "${BASE_IMAGE}") in steps
+    declared = {args.split("=", 1)[0] for word, args in steps if word == "ARG"}
+    assert {"TORCH_INDEX_URL", "TORCH_VERSION"} <= declared

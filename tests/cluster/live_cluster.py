@@ -1,0 +1,389 @@
+"""The running cluster of the live test: compose.yaml + compose.cpu.yaml + compose.test.yaml,
+brought up by the Compose v2 CLI over a podman socket this module starts, with the images
+``scripts/cluster_setup.sh`` built.
+
+Everything started here is stopped by :meth:`LiveCluster.close` (the fixture's finalizer, also
+when a scenario fails): the compose project with its networks and volumes, the healthcheck thread
+and the podman API service. A run killed before that leaves at most a stale project, socket and
+service, which the next :meth:`LiveCluster.open` removes first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import numpy as np
+import pytest
+from cluster_support import ROOT, compose_cli, free_port, wait_for
+
+PROJECT = "distreward-test"
+IMAGES = "localhost/distreward-test"
+FILES = ("compose.yaml", "compose.cpu.yaml", "tests/cluster/compose.test.yaml")
+# Everything but Grafana, which no Debian package provides (its provisioning is checked
+# statically by test_cluster_dashboard.py).
+SERVICES = ("redis", "reward-service", "lb", "reference-init", "trainer", "prometheus")
+REFERENCE = "digits-base"
+RUN_DIR = Path("/run/distreward-test")
+# scripts/cluster_setup.sh's cache: the digits base networks, kept between runs
+DIGITS_CACHE = Path(os.environ.get("DISTREWARD_CLUSTER_CACHE", "/var/cache/distreward-cluster"))
+DIGITS_CACHE = DIGITS_CACHE / "digits-cache"
+SETUP_HINT = "run `bash scripts/cluster_setup.sh` as root (make test does)"
+
+# s: `up` waits for reference-init, which trains the digits base networks on a machine's first
+# run (minutes of CPU; more where other work shares the cores)
+UP_TIMEOUT = 1800.0
+COMMAND_TIMEOUT = 180.0  # s: any other compose command
+LOCK_TIMEOUT = 3600.0  # s to wait for another session's cluster test on the same machine
+_API_ROUTES = re.compile(r'^distreward_requests_total\{[^}]*endpoint="/v1/[^"]*"[^}]*\} (\S+)$')
+
+
+@dataclass(frozen=True)
+class Container:
+    name: str
+    service: str
+    state: str
+    exit_code: int
+    restarts: int
+    ip: str | None
+
+
+class _HealthChecks(threading.Thread):
+    """Runs the containers' healthchecks, which podman leaves to systemd timers that do not exist
+    here: every second for each container of the project whose health is not yet (or no longer)
+    ``healthy``, so that ``depends_on: condition: service_healthy`` and ``--wait`` work."""
+
+    def __init__(self) -> None:
+        super().__init__(name="podman-healthchecks", daemon=True)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            for health in ("starting", "unhealthy"):
+                names = _podman_out(
+                    "ps",
+                    "--filter",
+                    f"label=com.docker.compose.project={PROJECT}",
+                    "--filter",
+                    f"health={health}",
+                    "--format",
+                    "{{.Names}}",
+                ).split()
+                for name in names:
+                    subprocess.run(
+                        ["podman", "healthcheck", "run", name], capture_output=True, timeout=30
+                    )
+
+
+def _podman_out(*args: str, timeout: float = 60.0) -> str:
+    done = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    return done.stdout if done.returncode == 0 else ""
+
+
+@dataclass
+class LiveCluster:
+    folder: Path  # emptied by open(): the logs of this run
+    tokens: dict[str, str] = field(default_factory=dict)
+    lb_port: int = 0
+    prometheus_port: int = 0
+    train_steps: int = 30
+    service: subprocess.Popen[bytes] | None = None
+    health: _HealthChecks | None = None
+    lock: IO[str] | None = None
+    measured: dict[str, Any] = field(default_factory=dict)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def socket(self) -> Path:
+        return RUN_DIR / "podman.sock"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+        env.update(
+            DOCKER_HOST=f"unix://{self.socket}",
+            COMPOSE_BAKE="false",
+            DOCKER_BUILDKIT="0",
+            DISTREWARD_ENV_FILE=str(self.folder / "distreward.env"),
+            DISTREWARD_LB_PORT=str(self.lb_port),
+            DISTREWARD_PROMETHEUS_PORT=str(self.prometheus_port),
+            DISTREWARD_TRAIN_STEPS=str(self.train_steps),
+            DISTREWARD_TEST_DIGITS_CACHE=str(DIGITS_CACHE),
+        )
+        env.update(extra)
+        return env
+
+    def open(self) -> None:
+        """Start the podman API service and the healthchecks; clear what a killed run left.
+
+        One cluster per machine: a second test session waits for the first one's lock."""
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        self.lock = open(RUN_DIR.with_suffix(".lock"), "w")  # noqa: SIM115 (closed in close())
+        wait_for("the cluster test's lock (another session runs it)", self._locked, LOCK_TIMEOUT)
+        for image in ("redis", "nginx", "prometheus", "reward-service", "trainer"):
+            if subprocess.run(["podman", "image", "exists", f"{IMAGES}/{image}:local"]).returncode:
+                pytest.fail(f"image {IMAGES}/{image}:local missing: {SETUP_HINT}", pytrace=False)
+        if not DIGITS_CACHE.is_dir():
+            pytest.fail(f"{DIGITS_CACHE} missing: {SETUP_HINT}", pytrace=False)
+        self._stop_stale_service()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.socket.unlink(missing_ok=True)
+        log = open(self.folder / "podman-service.log", "wb")  # noqa: SIM115 (closed by the child)
+        self.service = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{self.socket}"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        (RUN_DIR / "podman.pid").write_text(str(self.service.pid))
+        wait_for("the podman API socket", self._socket_answers, 60.0)
+        self.health = _HealthChecks()
+        self.health.start()
+        self.lb_port, self.prometheus_port = free_port(), free_port()
+        self.tokens = {"trainer": secrets.token_urlsafe(32), "admin": secrets.token_urlsafe(32)}
+        (self.folder / "distreward.env").write_text(
+            f"DISTREWARD_TOKENS={self.tokens['trainer']}\n"
+            f"DISTREWARD_ADMIN_TOKENS={self.tokens['admin']}\n"
+            f"DISTREWARD_TOKEN={self.tokens['trainer']}\n"
+            f"DISTREWARD_ADMIN_TOKEN={self.tokens['admin']}\n"
+        )
+        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+    def _locked(self) -> bool:
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(2.0)
+            return False
+        return True
+
+    def _socket_answers(self) -> bool:
+        if self.service is not None and self.service.poll() is not None:
+            pytest.fail(f"podman system service exited: {self.tail('podman-service.log')}")
+        try:
+            transport = httpx.HTTPTransport(uds=str(self.socket))
+            with httpx.Client(transport=transport, timeout=5.0) as client:
+                return client.get("http://podman/_ping").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    @staticmethod
+    def _stop_stale_service() -> None:
+        """The podman service of a run killed before its finalizer, by its recorded PID."""
+        pid_file = RUN_DIR / "podman.pid"
+        try:
+            pid = int(pid_file.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError):
+            return
+        if "system\0service" in cmdline and str(RUN_DIR) in cmdline:
+            os.kill(pid, signal.SIGTERM)
+        pid_file.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Stop and remove everything :meth:`open` and the scenarios started."""
+        try:
+            if self.service is not None and self.service.poll() is None:
+                self.save_logs()
+                down = self.compose(
+                    "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False
+                )
+                (self.folder / "down.log").write_text(down)
+        finally:
+            self._remove_leftovers()
+            if self.health is not None:
+                self.health.stopped.set()
+                self.health.join(timeout=60)
+            if self.service is not None:
+                self.service.terminate()
+                try:
+                    self.service.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.service.kill()
+                    self.service.wait(timeout=30)
+            (RUN_DIR / "podman.pid").unlink(missing_ok=True)
+            self.socket.unlink(missing_ok=True)
+            if self.lock is not None:
+                self.lock.close()  # releases the lock
+
+    @staticmethod
+    def _remove_leftovers() -> None:
+        """Whatever of the project ``compose down`` did not remove (it failed, or never ran),
+        by podman directly: containers, then networks and volumes."""
+        label = f"label=com.docker.compose.project={PROJECT}"
+        for kind in ("container", "network", "volume"):
+            listing = ["ps", "--all"] if kind == "container" else [kind, "ls"]
+            fmt = "{{.ID}}" if kind == "container" else "{{.Name}}"
+            names = _podman_out(*listing, "--filter", label, "--format", fmt).split()
+            if names:
+                subprocess.run(
+                    ["podman", kind, "rm", "--force", *names],
+                    capture_output=True,
+                    timeout=COMMAND_TIMEOUT,
+                )
+
+    # -- commands --------------------------------------------------------------------------
+
+    def compose(
+        self,
+        *args: str,
+        timeout: float = COMMAND_TIMEOUT,
+        check: bool = True,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> str:
+        flags = [a for name in FILES for a in ("-f", name)]
+        argv = [compose_cli(), "-p", PROJECT, *flags, *args]
+        done = subprocess.run(
+            argv,
+            cwd=ROOT,
+            env=env or self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(
+                f"docker compose {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}",
+                pytrace=False,
+            )
+        return done.stdout
+
+    def up(self, *args: str, env: dict[str, str] | None = None) -> float:
+        """``docker compose up -d`` of :data:`SERVICES`; returns its seconds."""
+        began = time.monotonic()
+        self.compose("up", "--detach", "--no-build", *args, *SERVICES, timeout=UP_TIMEOUT, env=env)
+        return time.monotonic() - began
+
+    def logs(self, service: str) -> str:
+        return self.compose("logs", "--no-color", "--no-log-prefix", service, check=False)
+
+    def save_logs(self) -> None:
+        for service in SERVICES:
+            (self.folder / f"{service}.log").write_text(self.logs(service))
+
+    def tail(self, name: str) -> str:
+        return (self.folder / name).read_text(errors="replace")[-3000:]
+
+    def podman(self, *args: str) -> str:
+        done = subprocess.run(
+            ["podman", *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT
+        )
+        if done.returncode != 0:
+            pytest.fail(f"podman {' '.join(args)} exited {done.returncode}: {done.stderr}")
+        return done.stdout
+
+    def trainer_metrics(self) -> list[dict[str, Any]]:
+        """The training records of the (one) trainer's ``metrics.jsonl`` in its volume."""
+        volume = self.podman(
+            "volume", "inspect", "--format", "{{.Mountpoint}}", f"{PROJECT}_trainer-data"
+        ).strip()
+        (path,) = Path(volume).glob("runs/*/metrics.jsonl")
+        records = [json.loads(line) for line in path.read_text().splitlines() if line]
+        return [r for r in records if r.get("kind") == "train"]
+
+    def containers(self, service: str) -> list[Container]:
+        out = _podman_out(
+            "ps",
+            "--all",
+            "--format",
+            "json",
+            "--filter",
+            f"label=com.docker.compose.project={PROJECT}",
+            "--filter",
+            f"label=com.docker.compose.service={service}",
+        )
+        found = []
+        for row in json.loads(out or "[]"):
+            name = row["Names"][0]
+            inspect = json.loads(_podman_out("inspect", name) or "[{}]")[0]
+            networks = inspect.get("NetworkSettings", {}).get("Networks", {})
+            ips = [n.get("IPAddress") for n in networks.values() if n.get("IPAddress")]
+            found.append(
+                Container(
+                    name=name,
+                    service=service,
+                    state=row["State"],
+                    exit_code=int(row.get("ExitCode", 0)),
+                    restarts=int(inspect.get("RestartCount", 0)),
+                    ip=ips[0] if ips else None,
+                )
+            )
+        return sorted(found, key=lambda c: c.name)
+
+    def running(self, service: str) -> list[Container]:
+        return [c for c in self.containers(service) if c.state == "running" and c.ip]
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    @property
+    def lb(self) -> str:
+        return f"http://127.0.0.1:{self.lb_port}"
+
+    @property
+    def prometheus(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    def client(self, url: str | None = None, role: str = "trainer") -> httpx.Client:
+        return httpx.Client(
+            base_url=url or self.lb,
+            headers={"Authorization": f"Bearer {self.tokens[role]}"},
+            timeout=60.0,
+        )
+
+    def info(self, url: str | None = None) -> dict[str, Any]:
+        with self.client(url) as client:
+            answer = client.get(f"/v1/references/{REFERENCE}")
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    @staticmethod
+    def api_requests(container: Container) -> float:
+        """API requests (``/v1/...``) a replica has answered, from its own ``/metrics``."""
+        text = httpx.get(f"http://{container.ip}:8000/metrics", timeout=10.0).text
+        return sum(float(m.group(1)) for m in map(_API_ROUTES.match, text.splitlines()) if m)
+
+    def rewards_request(self, client: httpx.Client, d: int, rng: np.random.Generator) -> int:
+        """One small rewards request (2 groups of 4 rows); returns the status code."""
+        groups = rng.normal(size=(2, 4, d)).tolist()
+        path = f"/v1/references/{REFERENCE}/rewards"
+        return client.post(path, json={"groups": groups, "mode": "shared"}).status_code
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.prometheus}/api/v1/query", params={"query": expr}, timeout=10.0)
+        body = answer.json()
+        assert body["status"] == "success", body
+        return list(body["data"]["result"])
+
+    # -- the stored state ------------------------------------------------------------------
+
+    def stored_state(self) -> dict[str, Any]:
+        """Redis' state of the reference, loaded as a new replica loads it (snapshot + commit
+        log) and checked against a recompute from the stored pool rows
+        (``benchmarks/stored_check.py``), run inside a service container (Redis is reachable
+        only on the cluster's network)."""
+        script = (ROOT / "benchmarks" / "stored_check.py").read_text() + (
+            "\n\nimport asyncio as _asyncio, json as _json\n"
+            f"_state = _asyncio.run(read_stored_state('redis://redis:6379/0', {REFERENCE!r}))\n"
+            "print(_json.dumps(_state.summary()))\n"
+        )
+        out = self.compose(
+            "exec", "-T", "--index", "1", "reward-service", "python", "-", stdin=script
+        )
+        return dict(json.loads(out.strip().splitlines()[-1]))
