@@ -16,7 +16,7 @@ $(VENV_STAMP): pyproject.toml requirements-torch.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-torch.txt
-	$(PY) -m pip install --quiet -e '.[service,trainer,dev]'
+	$(PY) -m pip install --quiet -e '.[service,trainer,features,dev]'
 	touch $@
 
 redis: venv
