@@ -37,8 +37,8 @@ FID_INCEPTION_URL = (
     "pt_inception-2015-12-05-6726825d.pth"
 )
 # SHA-256 of that file (95,628,359 bytes). Its first 8 digits are the "6726825d" that the file
-# name carries under torch.hub's naming convention; the full digest is the one projects pinning
-# this file (torch-fidelity-based evaluations among them) publish.
+# name carries under torch.hub's naming convention; the full digest is the one several
+# independent projects that pin this file record (pytorch-fid itself publishes only the prefix).
 FID_INCEPTION_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 # Feature size -> (pytorch-fid block index, name of the layer in the feature-space name).
