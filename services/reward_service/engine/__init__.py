@@ -4,6 +4,7 @@ Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU other
 """
 
 from .choices import Method, Mode
+from .credits import CreditResult, sample_credits
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
 from .reward_engine import (
@@ -19,6 +20,7 @@ __all__ = [
     "ADVANTAGE_EPSILON",
     "MAX_FEATURE_MAGNITUDE",
     "Committed",
+    "CreditResult",
     "Method",
     "Mode",
     "PoolStatistics",
@@ -27,6 +29,7 @@ __all__ = [
     "RewardResult",
     "frechet_distance",
     "gaussian_of",
+    "sample_credits",
     "symmetric_sqrt",
     "trace_sqrt_psd",
 ]
