@@ -11,6 +11,7 @@ pointer ``base_gen base_version base_log_id base_cursor``.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +22,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .base import (
@@ -41,6 +43,8 @@ from .codec import array_from_bytes, array_to_bytes
 from .keys import Keys
 
 __all__ = ["RedisStore"]
+
+log = logging.getLogger(__name__)
 
 # KEYS[1] meta, KEYS[2] target, KEYS[3] log
 # ARGV[1] incarnation for a new reference, ARGV[2] d, ARGV[3] mu, ARGV[4] sigma (.npy), ARGV[5] now
@@ -189,6 +193,11 @@ class RedisStore(Store):
             yield
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(operation, f"redis unreachable: {exc}") from exc
+        except RedisError as exc:
+            # Any other answer (read-only replica, out of memory, busy script...) is also the
+            # store not serving, not the reference's data: callers retry, nothing is isolated.
+            log.warning("redis error during %s: %s", operation, exc)
+            raise StoreUnavailable(operation, f"redis error: {exc}") from exc
 
     async def ping(self) -> None:
         async with self._op("ping"):
