@@ -46,6 +46,7 @@ class Limits:
         # (a JSON number at least 2 characters).
         self.max_elements = settings.max_body_bytes // 2
         self.groups = ArraySpec("groups", 3, (settings.max_groups, settings.max_group_size))
+        self.samples = ArraySpec("samples", 2, (settings.max_samples,))
 
     @staticmethod
     def rows(what: str) -> ArraySpec:

@@ -66,6 +66,12 @@ class ServiceMetrics:
             "distreward_base_fd", "FD of the held pool to the target", ["reference"], registry=r
         )
         self.pool_size = Gauge("distreward_pool_size", "pool rows", ["reference"], registry=r)
+        self.pool_freshness = Gauge(
+            "distreward_pool_freshness",
+            "share of pool rows committed within the freshness window (0 to 1)",
+            ["reference"],
+            registry=r,
+        )
         self.store_errors = Counter(
             "distreward_store_errors", "store operations that failed", ["operation"], registry=r
         )
@@ -78,7 +84,7 @@ class ServiceMetrics:
         )
         self._per_reference = (
             self.samples_rewarded, self.groups_rewarded, self.commits, self.rebuilds,
-            self.pool_version,
+            self.pool_version, self.pool_freshness,
             self.base_fd, self.pool_size, self.unloadable,
         )
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .engine import RewardEngine
 from .errors import NotFound
+from .freshness import Freshness, FreshnessTracker
 from .store.base import Base, ReferenceMeta, Statistics, Store, Target
 
 __all__ = ["HeldState", "Replica"]
@@ -57,8 +58,15 @@ class HeldState:
 class Replica:
     """The held state of one reference and the catch-up that keeps it current."""
 
-    def __init__(self, name: str, store: Store, device: str | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        device: str | None,
+        freshness: FreshnessTracker | None = None,
+    ) -> None:
         self.name = name
+        self._freshness = freshness if freshness is not None else FreshnessTracker()
         self._store = store
         self._device = device
         self._lock = asyncio.Lock()
@@ -98,6 +106,11 @@ class Replica:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+    def freshness(self) -> Freshness:
+        """How much of the held pool recent commits replaced (see :mod:`.freshness`)."""
+        state = self.state
+        return self._freshness.at(state.version, state.meta.n)
 
     def base_fd_at(self, version: int) -> float | None:
         """The base FD this replica computed at ``version`` (None when not kept)."""
@@ -195,6 +208,7 @@ class Replica:
             raise NotFound(f"unknown reference {self.name!r}")
         target = await self._store.read_target(self.name)
         self._base_fds.clear()
+        self._freshness.reset()
         if meta.n == 0:
             self._hold(HeldState(meta, target, None))
             self._log_id = "0-0"
@@ -231,6 +245,7 @@ class Replica:
             if entry.kind == "commit":
                 assert entry.features is not None
                 await asyncio.to_thread(engine.append, _owned(entry.features))
+                self._freshness.record(entry.version, len(entry.features))
             else:  # "target": same pool, new target statistics.
                 target = await self._store.read_target(self.name)
                 engine = await asyncio.to_thread(self._retarget, engine, target, entry.version)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .errors import Conflict, NotFound, Unavailable
+from .freshness import FreshnessTracker
 from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
 from .settings import Settings
@@ -132,7 +133,11 @@ class ReplicaSet:
         catch-up runs, answer from the version held (see :meth:`Replica.sync`)."""
         replica = self._replicas.get(name)
         if replica is None:
-            replica = self._replicas[name] = Replica(name, self._store, self._device)
+            freshness = FreshnessTracker(
+                self._settings.freshness_versions, self._settings.freshness_seconds
+            )
+            replica = Replica(name, self._store, self._device, freshness)
+            self._replicas[name] = replica
         if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
             # The store failed moments ago: answer from the held version at once instead of
             # making every read wait for another connection attempt.
@@ -240,6 +245,7 @@ class ReplicaSet:
         replica = self._replicas.get(name)
         if replica is not None:
             self._metrics.rebuilds.labels(name).inc(replica.take_rebuilds())
+            self._metrics.pool_freshness.labels(name).set(replica.freshness().share)
         self._metrics.pool_version.labels(name).set(state.version)
         self._metrics.pool_size.labels(name).set(state.meta.n)
         if state.engine is not None:

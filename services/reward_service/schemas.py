@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import Method, Mode
+from .freshness import Freshness
 from .store.base import StoreKind
 
 __all__ = [
     "CommitRequest",
     "CommitResponse",
+    "CommittedShare",
+    "CreditsRequest",
+    "CreditsResponse",
     "ErrorResponse",
     "FDRequest",
     "FDResponse",
+    "FreshnessInfo",
     "Health",
     "Method",
     "Mode",
@@ -52,6 +58,23 @@ class Readiness(BaseModel):
     )
 
 
+class FreshnessInfo(BaseModel):
+    """How much of the pool recent commits replaced: a distribution-wise reward against a pool
+    that does not move turns into a fixed per-sample score that training hacks."""
+
+    share: float = Field(description="pool rows committed within the window / N (0 to 1)")
+    rows: int = Field(description="rows committed within the window")
+    window_versions: int
+    window_seconds: float
+    seconds_since_commit: float | None = Field(
+        description="since the last commit this process applied; null: none since the pool"
+    )
+
+    @classmethod
+    def of(cls, freshness: Freshness) -> FreshnessInfo:
+        return cls(**asdict(freshness))
+
+
 class ReferenceInfo(BaseModel):
     name: str
     d: int
@@ -63,6 +86,7 @@ class ReferenceInfo(BaseModel):
     stale: bool = Field(
         description="true when the store is unreachable and this is the version held"
     )
+    freshness: FreshnessInfo | None = Field(None, description="null before a pool")
 
 
 class ReferenceList(BaseModel):
@@ -86,11 +110,28 @@ class StagedPool(BaseModel):
     staged_rows: int
 
 
-class RewardsRequest(_Body):
+class _CommitsShare(_Body):
+    commit_fraction: float | None = Field(
+        None, gt=0, le=1, description="commit this share of the rewarded rows (unbiased draw)"
+    )
+    idempotency_key: str | None = Field(
+        None, min_length=1, max_length=128, description="or the Idempotency-Key header"
+    )
+
+
+class RewardsRequest(_CommitsShare):
     groups: list[list[list[float]]] = Field(description="G groups of K feature rows of width d")
     mode: Mode = "shared"
     seed: int | None = None
     indices: list[list[int]] | list[int] | None = None
+    method: Method = "lowrank"
+    version: int | None = Field(None, description="pin: 409 when the reference moved on")
+
+
+class CreditsRequest(_CommitsShare):
+    samples: list[list[float]] = Field(description="B feature rows of width d")
+    seed: int | None = Field(None, description="draws the replaced row")
+    row: int | None = Field(None, ge=0, description="the pool row every sample replaces")
     method: Method = "lowrank"
     version: int | None = Field(None, description="pin: 409 when the reference moved on")
 
@@ -100,20 +141,39 @@ class Timing(BaseModel):
     total_seconds: float
 
 
-class RewardsResponse(BaseModel):
+class CommittedShare(BaseModel):
+    """The commit a rewards or credits request made of a share of its rows."""
+
+    version: int
+    base_fd: float
+    rows: int
+    replayed: bool = Field(description="true when a retry found it applied already")
+
+
+class _Rewarded(BaseModel):
     reference: str
     version: int
     stale: bool
     base_fd: float
-    mode: Mode
     seed: int | None
     method: Method
     rewards: list[float]
     fds: list[float]
     advantages: list[float]
     methods_used: list[Method]
-    indices: list[list[int]]
+    error_estimates: list[float | None] = Field(description="null where computed exactly")
+    freshness: FreshnessInfo
+    committed: CommittedShare | None = Field(description="null when nothing was committed")
     timing: Timing
+
+
+class RewardsResponse(_Rewarded):
+    mode: Mode
+    indices: list[list[int]]
+
+
+class CreditsResponse(_Rewarded):
+    row: int = Field(description="the pool row every sample replaced")
 
 
 class CommitRequest(_Body):

@@ -7,6 +7,7 @@ the store, is :class:`~reward_service.replicas.ReplicaSet`'s.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -16,8 +17,18 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .engine import Method, Mode, RewardEngine, RewardResult, frechet_distance, gaussian_of
-from .errors import BadInput, Conflict, NotFound, Unavailable
+from .engine import (
+    CreditResult,
+    Method,
+    Mode,
+    RewardEngine,
+    RewardResult,
+    frechet_distance,
+    gaussian_of,
+    sample_credits,
+)
+from .errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
+from .freshness import Freshness
 from .limits import Limits
 from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
@@ -25,10 +36,26 @@ from .replicas import ReplicaSet, View
 from .settings import Settings
 from .store.base import CommitRecord, Store, StoreKind, Target
 
-__all__ = ["CommitOutcome", "ReferenceService", "RewardParams", "View"]
+__all__ = [
+    "CommitOutcome",
+    "CommitShare",
+    "CreditParams",
+    "Outcome",
+    "ReferenceService",
+    "RewardParams",
+    "View",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class CommitShare:
+    """Commit ``fraction`` of what a request rewards, under ``key`` (a retry applies it once)."""
+
+    fraction: float
+    key: str | None
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,16 @@ class RewardParams:
     indices: np.ndarray | None = None
     method: Method = "lowrank"
     version: int | None = None
+    commit: CommitShare | None = None
+
+
+@dataclass(frozen=True)
+class CreditParams:
+    seed: int | None = None
+    row: int | None = None
+    method: Method = "lowrank"
+    version: int | None = None
+    commit: CommitShare | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +83,34 @@ class CommitOutcome:
     base_fd: float
     n: int
     replayed: bool
+    rows: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A rewards or credits answer: the engine's ``result``, whether the version held was
+    stale, the pool's freshness when it was computed, and the commit it made (None: none
+    asked, or the draw took no row)."""
+
+    result: RewardResult | CreditResult
+    stale: bool
+    freshness: Freshness
+    committed: CommitOutcome | None
+
+
+def _key_seed(key: str) -> int:
+    """A seed from an idempotency key: a retry without a seed draws the same rows again."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
+
+
+def _drawn(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """An unbiased share of ``rows``: ``floor(f B)`` rows plus one more with probability
+    ``frac(f B)``, so each row is committed with probability ``f``; uniformly without
+    replacement, from a stream apart from the one that drew the replaced pool rows."""
+    rng = np.random.default_rng([seed, 1])
+    expected = fraction * len(rows)
+    count = int(expected) + int(rng.random() < expected - int(expected))
+    return rows[np.sort(rng.choice(len(rows), size=count, replace=False))]
 
 
 def _fit(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,28 +162,91 @@ class ReferenceService:
     async def list_views(self) -> list[View]:
         return await self.references.list_views()
 
-    async def rewards(
-        self, name: str, groups: np.ndarray, params: RewardParams
-    ) -> tuple[RewardResult, bool]:
-        """Engine rewards for (G, K, d) ``groups`` and whether the version held was stale."""
+    async def rewards(self, name: str, groups: np.ndarray, params: RewardParams) -> Outcome:
+        """Engine rewards for (G, K, d) ``groups``, then the commit of a share of their rows
+        when asked."""
         view = await self.references.view(name, wait=params.version is not None)
         engine = self._engine_of(view.state)
         self.limits.check_array(self.limits.groups, groups, engine.d)
         self._check_pin(params.version, engine.version)
+        rows = groups.reshape(-1, groups.shape[-1])
+        seed = self._commit_seed(params.commit, params.seed, len(rows), engine.n)
         result = await self._run(
             engine.rewards,
             groups,
             mode=params.mode,
-            seed=params.seed,
+            seed=seed,
             indices=params.indices,
             method=params.method,
         )
         self._check_pin(params.version, result.version)
-        g, k, _ = groups.shape
-        self._metrics.samples_rewarded.labels(name).inc(g * k)
+        g, _, _ = groups.shape
         self._metrics.groups_rewarded.labels(name).inc(g)
-        self._metrics.reward_compute.labels(name, params.method).observe(result.compute_seconds)
-        return result, view.stale
+        return await self._rewarded(name, view.stale, result, rows, params.commit, seed)
+
+    async def credits(self, name: str, samples: np.ndarray, params: CreditParams) -> Outcome:
+        """Per-sample credits of (B, d) ``samples`` against one shared pool row, then the
+        commit of a share of them when asked."""
+        view = await self.references.view(name, wait=params.version is not None)
+        engine = self._engine_of(view.state)
+        self.limits.check_array(self.limits.samples, samples, engine.d)
+        self._check_pin(params.version, engine.version)
+        if params.row is not None and params.seed is not None:
+            raise BadInput("send either row or seed: a seed only draws the replaced row")
+        seed = self._commit_seed(params.commit, params.seed, len(samples), engine.n)
+        result = await self._run(
+            sample_credits,
+            engine,
+            samples,
+            seed=None if params.row is not None else seed,
+            row=params.row,
+            method=params.method,
+        )
+        self._check_pin(params.version, result.version)
+        self._metrics.groups_rewarded.labels(name).inc(len(samples))
+        return await self._rewarded(name, view.stale, result, samples, params.commit, seed)
+
+    def _commit_seed(
+        self, commit: CommitShare | None, seed: int | None, rows: int, n: int
+    ) -> int | None:
+        """Check a requested commit before any work (a key, a share that fits the pool), and
+        the seed of the request: its own, else one from the key so that a retry draws the same
+        rows and replays the same commit."""
+        if commit is None:
+            return seed
+        if not commit.key:
+            raise Unprocessable(
+                "commit_fraction needs an idempotency key (the Idempotency-Key header or, in "
+                'JSON, "idempotency_key"); reuse it when retrying the same request'
+            )
+        if not 0.0 < commit.fraction <= 1.0:
+            raise BadInput(f"commit_fraction must lie in (0, 1]; got {commit.fraction}")
+        self.limits.check_fits_pool(int(np.ceil(commit.fraction * rows)), n, "commit rows")
+        return _key_seed(commit.key) if seed is None else seed
+
+    async def _rewarded(
+        self,
+        name: str,
+        stale: bool,
+        result: RewardResult | CreditResult,
+        rows: np.ndarray,
+        commit: CommitShare | None,
+        seed: int | None,
+    ) -> Outcome:
+        """Count the request, commit its share, and say how fresh the pool was."""
+        self._metrics.samples_rewarded.labels(name).inc(len(rows))
+        self._metrics.reward_compute.labels(name, result.method).observe(result.compute_seconds)
+        freshness = self.references.replica(name).freshness()
+        committed = None
+        if commit is not None and commit.key:
+            chosen = _drawn(rows, commit.fraction, _key_seed(commit.key) if seed is None else seed)
+            if len(chosen):
+                committed = await self.commit(name, chosen, commit.key)
+        return Outcome(result, stale, freshness, committed)
+
+    def freshness(self, name: str) -> Freshness:
+        """How fresh the held pool of ``name`` is."""
+        return self.references.replica(name).freshness()
 
     async def fd(self, name: str, features: np.ndarray) -> tuple[float, View]:
         view = await self.references.view(name, wait=False)
@@ -194,7 +322,9 @@ class ReferenceService:
             self._metrics.commits.labels(name).inc()
             if ack.version % self._settings.snapshot_every == 0:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))
-        return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed)
+        return CommitOutcome(
+            ack.version, float(base_fd), state.meta.n, ack.replayed, len(features)
+        )
 
     async def delete(self, name: str) -> None:
         existed = await self.references.call(self._store.delete(name))

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import MAX_FEATURE_MAGNITUDE
+from .freshness import FRESHNESS_SECONDS, FRESHNESS_VERSIONS
 
 __all__ = ["MIN_TOKEN_LENGTH", "PLACEHOLDER_TOKENS", "Settings", "get_settings"]
 
@@ -50,6 +51,19 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     max_groups: int = Field(default=256, ge=1)
     max_group_size: int = Field(default=4096, ge=1)
+    max_samples: int = Field(
+        default=16384, ge=1, description="samples per per-sample credits request"
+    )
+    freshness_versions: int = Field(
+        default=FRESHNESS_VERSIONS,
+        ge=1,
+        description="pool freshness counts rows committed within this many versions",
+    )
+    freshness_seconds: float = Field(
+        default=FRESHNESS_SECONDS,
+        gt=0,
+        description="... and within this many seconds",
+    )
     max_feature_abs: float = Field(
         default=1e6,
         gt=0,

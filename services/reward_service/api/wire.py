@@ -257,8 +257,11 @@ class ArrayBody(Generic[M]):
     JSON ``model``. A ``.npy`` body is refused by its header (shape, and d when this process
     holds the reference) before the rest of it is read."""
 
-    def __init__(self, spec: ArraySpec | None, model: type[M], field: str) -> None:
-        self._spec = spec  # None: the request's groups (bounded by the settings)
+    def __init__(
+        self, spec: ArraySpec | Callable[[Limits], ArraySpec] | None, model: type[M], field: str
+    ) -> None:
+        # None: the request's groups; a callable picks another spec bounded by the settings.
+        self._spec = spec
         self._model = model
         self._field = field
 
@@ -266,7 +269,7 @@ class ArrayBody(Generic[M]):
         self, name: RefName, request: Request, service: ServiceDep, settings: SettingsDep
     ) -> Decoded[M]:
         limits = service.limits
-        spec = self._spec or limits.groups
+        spec = self._spec(limits) if callable(self._spec) else self._spec or limits.groups
         width = service.held_width(name)
 
         def check(shape: tuple[int, ...]) -> None:

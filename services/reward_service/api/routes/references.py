@@ -10,8 +10,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...limits import ArraySpec, Limits
-from ...schemas import PoolRequest, ReferenceInfo, ReferenceList, StagedPool, TargetRequest
-from ...service import View
+from ...schemas import (
+    FreshnessInfo,
+    PoolRequest,
+    ReferenceInfo,
+    ReferenceList,
+    StagedPool,
+    TargetRequest,
+)
+from ...service import ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..openapi import ERROR_RESPONSES, array_body
@@ -25,7 +32,7 @@ def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def _info_of(view: View) -> ReferenceInfo:
+def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
     state = view.state
     return ReferenceInfo(
         name=state.meta.name,
@@ -36,17 +43,21 @@ def _info_of(view: View) -> ReferenceInfo:
         created_at=_time(state.meta.created_at),
         updated_at=_time(state.meta.updated_at),
         stale=view.stale,
+        freshness=None
+        if state.engine is None
+        else FreshnessInfo.of(service.freshness(state.meta.name)),
     )
 
 
 @router.get("", response_model=ReferenceList, responses=ERROR_RESPONSES)
 async def list_references(service: ServiceDep, _: TrainerAuth) -> ReferenceList:
-    return ReferenceList(references=[_info_of(view) for view in await service.list_views()])
+    views = await service.list_views()
+    return ReferenceList(references=[_info_of(view, service) for view in views])
 
 
 @router.get("/{name}", response_model=ReferenceInfo, responses=ERROR_RESPONSES)
 async def get_reference(name: RefName, service: ServiceDep, _: TrainerAuth) -> ReferenceInfo:
-    return _info_of(await service.view(name))
+    return _info_of(await service.view(name), service)
 
 
 @router.delete("/{name}", status_code=204, response_class=Response, responses=ERROR_RESPONSES)
@@ -92,7 +103,7 @@ async def put_target(
             view = await service.put_target(name, mu, sigma)
         else:
             raise BadInput('send either "mu" and "sigma", or "features" (not both)')
-    return _info_of(view)
+    return _info_of(view, service)
 
 
 PoolBody = Annotated[
@@ -114,7 +125,7 @@ def _pool_route(*, first: bool, doc: str) -> Callable[..., Awaitable[ReferenceIn
         outcome = await service.upload_pool(name, body.array, first=first, final=final)
         if isinstance(outcome, int):
             return StagedPool(staged_rows=outcome)
-        return _info_of(outcome)
+        return _info_of(outcome, service)
 
     upload.__doc__ = doc
     return upload

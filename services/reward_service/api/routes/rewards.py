@@ -1,7 +1,9 @@
-"""Trainer routes: group rewards, commits that roll the pool, and full FD for evaluation."""
+"""Trainer routes: group rewards, per-sample credits, commits that roll the pool (also as a share
+of what a rewards or credits request scored), and full FD for evaluation."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -10,20 +12,25 @@ import numpy as np
 from fastapi import APIRouter, Depends, Header, Query
 from pydantic import BaseModel
 
+from ...engine import CreditResult
 from ...errors import BadInput, Unprocessable
 from ...limits import Limits
 from ...schemas import (
     CommitRequest,
     CommitResponse,
+    CommittedShare,
+    CreditsRequest,
+    CreditsResponse,
     FDRequest,
     FDResponse,
+    FreshnessInfo,
     Method,
     Mode,
     RewardsRequest,
     RewardsResponse,
     Timing,
 )
-from ...service import RewardParams
+from ...service import CommitShare, CreditParams, Outcome, RewardParams
 from ..deps import RefName, ServiceDep, TrainerAuth
 from ..openapi import ERROR_RESPONSES, array_body
 from ..wire import ArrayBody, Decoded
@@ -34,6 +41,16 @@ router = APIRouter(prefix="/v1/references", tags=["rewards"])
 F = TypeVar("F", bound=Callable[..., Any])
 
 RewardsBody = Annotated[Decoded[RewardsRequest], Depends(ArrayBody(None, RewardsRequest, "groups"))]
+CreditsBody = Annotated[
+    Decoded[CreditsRequest],
+    Depends(ArrayBody(lambda limits: limits.samples, CreditsRequest, "samples")),
+]
+IdempotencyKey = Annotated[str | None, Header(max_length=128)]
+CommitFraction = Annotated[
+    float | None,
+    Query(gt=0, le=1, description="commit this share of the rewarded rows; needs a key"),
+]
+Pin = Annotated[int | None, Query(description="pin: 409 when it moved on")]
 CommitBody = Annotated[
     Decoded[CommitRequest],
     Depends(ArrayBody(Limits.rows("commit rows"), CommitRequest, "features")),
@@ -76,6 +93,42 @@ def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
         ) from exc
 
 
+def _share(fraction: float | None, key: str | None) -> CommitShare | None:
+    return None if fraction is None else CommitShare(fraction, key)
+
+
+def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
+    """The fields rewards and credits answers share."""
+    result, committed = outcome.result, outcome.committed
+    return {
+        "reference": name,
+        "version": result.version,
+        "stale": outcome.stale,
+        "base_fd": result.base_fd,
+        "seed": result.seed,
+        "method": result.method,
+        "rewards": result.rewards.tolist(),
+        "fds": result.fds.tolist(),
+        "advantages": result.advantages.tolist(),
+        "methods_used": list(result.methods_used),
+        "error_estimates": [
+            None if math.isnan(value) else value for value in result.error_estimates.tolist()
+        ],
+        "freshness": FreshnessInfo.of(outcome.freshness),
+        "committed": None
+        if committed is None
+        else CommittedShare(
+            version=committed.version,
+            base_fd=committed.base_fd,
+            rows=committed.rows,
+            replayed=committed.replayed,
+        ),
+        "timing": Timing(
+            compute_seconds=result.compute_seconds, total_seconds=time.perf_counter() - start
+        ),
+    }
+
+
 @_post("rewards", RewardsResponse, RewardsRequest, "(G, K, d)")
 async def rewards(
     name: RefName,
@@ -85,35 +138,60 @@ async def rewards(
     mode: Annotated[Mode, Query()] = "shared",
     seed: Annotated[int | None, Query()] = None,
     method: Annotated[Method, Query()] = "lowrank",
-    version: Annotated[int | None, Query(description="pin: 409 when it moved on")] = None,
+    version: Pin = None,
     indices: Annotated[str | None, Query(description="comma-separated rows, mode=indices")] = None,
+    commit_fraction: CommitFraction = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> RewardsResponse:
-    """Per-group reward ``base_fd - fd`` of replacing pool rows by each group."""
+    """Per-group reward ``base_fd - fd`` of replacing pool rows by each group; with
+    ``commit_fraction``, that share of the rows is committed in the same request."""
     start = time.perf_counter()
     if body.json is None:
-        params = RewardParams(mode, seed, _indices_from_query(indices), method, version)
+        share = _share(commit_fraction, idempotency_key)
+        params = RewardParams(mode, seed, _indices_from_query(indices), method, version, share)
     else:
         j = body.json
         rows = None if j.indices is None else _index_array(j.indices)
-        params = RewardParams(j.mode, j.seed, rows, j.method, j.version)
-    result, stale = await service.rewards(name, body.array, params)
+        share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
+        params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share)
+    outcome = await service.rewards(name, body.array, params)
+    result = outcome.result
+    assert not isinstance(result, CreditResult)
     return RewardsResponse(
-        reference=name,
-        version=result.version,
-        stale=stale,
-        base_fd=result.base_fd,
+        **_answered(name, outcome, start),
         mode=result.mode,
-        seed=result.seed,
-        method=result.method,
-        rewards=result.rewards.tolist(),
-        fds=result.fds.tolist(),
-        advantages=result.advantages.tolist(),
-        methods_used=list(result.methods_used),
         indices=np.asarray(result.indices).tolist(),
-        timing=Timing(
-            compute_seconds=result.compute_seconds, total_seconds=time.perf_counter() - start
-        ),
     )
+
+
+@_post("credits", CreditsResponse, CreditsRequest, "(B, d)")
+async def credits(
+    name: RefName,
+    _: TrainerAuth,
+    body: CreditsBody,
+    service: ServiceDep,
+    seed: Annotated[int | None, Query(description="draws the replaced row")] = None,
+    row: Annotated[int | None, Query(ge=0, description="the row every sample replaces")] = None,
+    method: Annotated[Method, Query()] = "lowrank",
+    version: Pin = None,
+    commit_fraction: CommitFraction = None,
+    idempotency_key: IdempotencyKey = None,
+) -> CreditsResponse:
+    """Per-sample credit ``base_fd - fd`` of replacing one shared pool row by each sample
+    (B up to ``DISTREWARD_MAX_SAMPLES``); ``advantages`` are normalised over the request.
+    With ``commit_fraction``, that share of the samples is committed in the same request."""
+    start = time.perf_counter()
+    if body.json is None:
+        share = _share(commit_fraction, idempotency_key)
+        params = CreditParams(seed, row, method, version, share)
+    else:
+        j = body.json
+        share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
+        params = CreditParams(j.seed, j.row, j.method, j.version, share)
+    outcome = await service.credits(name, body.array, params)
+    result = outcome.result
+    assert isinstance(result, CreditResult)
+    return CreditsResponse(**_answered(name, outcome, start), row=result.row)
 
 
 @_post("commit", CommitResponse, CommitRequest, "(K, d); Idempotency-Key header required")
@@ -122,7 +200,7 @@ async def commit(
     _: TrainerAuth,
     body: CommitBody,
     service: ServiceDep,
-    idempotency_key: Annotated[str | None, Header(max_length=128)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> CommitResponse:
     """Accepted rows replace the oldest pool rows; a retried idempotency key applies once (the
     same key with other rows is a 409)."""
