@@ -103,11 +103,13 @@ def _key_seed(key: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little") >> 1
 
 
-def _drawn(rows: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+def _drawn(rows: np.ndarray, fraction: float, seed: int, key: str) -> np.ndarray:
     """An unbiased share of ``rows``: ``floor(f B)`` rows plus one more with probability
     ``frac(f B)``, so each row is committed with probability ``f``; uniformly without
-    replacement, from a stream apart from the one that drew the replaced pool rows."""
-    rng = np.random.default_rng([seed, 1])
+    replacement. Seeded by the request's seed and its key: a retry draws the same rows, and a
+    trainer that keeps one seed (one replaced row) across calls still commits other samples
+    each call."""
+    rng = np.random.default_rng([seed, _key_seed(key)])
     expected = fraction * len(rows)
     count = int(expected) + int(rng.random() < expected - int(expected))
     return rows[np.sort(rng.choice(len(rows), size=count, replace=False))]
@@ -239,7 +241,7 @@ class ReferenceService:
         freshness = self.references.replica(name).freshness()
         committed = None
         if commit is not None and commit.key:
-            chosen = _drawn(rows, commit.fraction, _key_seed(commit.key) if seed is None else seed)
+            chosen = _drawn(rows, commit.fraction, 0 if seed is None else seed, commit.key)
             if len(chosen):
                 committed = await self.commit(name, chosen, commit.key)
         return Outcome(result, stale, freshness, committed)
