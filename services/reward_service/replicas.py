@@ -37,10 +37,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class View:
-    """A reference as served: the held state, and whether the store could confirm it."""
+    """A reference as served: the held state, whether the store could confirm it, and the
+    replica that holds it (still usable after the set has dropped it: a deletion or an
+    isolation racing a request does not turn into "unknown reference" halfway through)."""
 
     state: HeldState
     stale: bool
+    replica: Replica
 
 
 _RETRY_UNLOADABLE_SECONDS = 60.0  # an unchanged reference that failed to load is tried again
@@ -141,7 +144,7 @@ class ReplicaSet:
         if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
             # The store failed moments ago: answer from the held version at once instead of
             # making every read wait for another connection attempt.
-            return View(replica.state, stale=True)
+            return View(replica.state, True, replica)
         if name in self._unloadable:
             await self._refuse_unchanged(name)
         try:
@@ -155,7 +158,7 @@ class ReplicaSet:
             if not replica.loaded:
                 self._replicas.pop(name, None)  # never seen: nothing to serve, nothing to keep
             elif allow_stale:
-                return View(replica.state, stale=True)
+                return View(replica.state, True, replica)
             raise unavailable from exc
         except StoreConflict as exc:  # changed underneath while loading (deleted, republished)
             raise Conflict(f"{exc}; retry") from exc
@@ -165,7 +168,7 @@ class ReplicaSet:
         self._store_ok()
         self._recovered(name)
         self._observe(name, state)
-        return View(state, stale=False)
+        return View(state, False, replica)
 
     def held_width(self, name: str) -> int | None:
         """The d of a reference this process holds, so a body can be refused by its header

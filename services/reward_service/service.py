@@ -184,7 +184,7 @@ class ReferenceService:
         self._check_pin(params.version, result.version)
         g, _, _ = groups.shape
         self._metrics.groups_rewarded.labels(name).inc(g)
-        return await self._rewarded(name, view.stale, result, rows, params.commit, seed)
+        return await self._rewarded(name, view, result, rows, params.commit, seed)
 
     async def credits(self, name: str, samples: np.ndarray, params: CreditParams) -> Outcome:
         """Per-sample credits of (B, d) ``samples`` against one shared pool row, then the
@@ -206,7 +206,7 @@ class ReferenceService:
         )
         self._check_pin(params.version, result.version)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
-        return await self._rewarded(name, view.stale, result, samples, params.commit, seed)
+        return await self._rewarded(name, view, result, samples, params.commit, seed)
 
     def _commit_seed(
         self, commit: CommitShare | None, seed: int | None, rows: int, n: int
@@ -229,7 +229,7 @@ class ReferenceService:
     async def _rewarded(
         self,
         name: str,
-        stale: bool,
+        view: View,
         result: RewardResult | CreditResult,
         rows: np.ndarray,
         commit: CommitShare | None,
@@ -238,13 +238,13 @@ class ReferenceService:
         """Count the request, commit its share, and say how fresh the pool was."""
         self._metrics.samples_rewarded.labels(name).inc(len(rows))
         self._metrics.reward_compute.labels(name, result.method).observe(result.compute_seconds)
-        freshness = self.references.replica(name).freshness()
+        freshness = view.replica.freshness()
         committed = None
         if commit is not None and commit.key:
             chosen = _drawn(rows, commit.fraction, 0 if seed is None else seed, commit.key)
             if len(chosen):
                 committed = await self.commit(name, chosen, commit.key)
-        return Outcome(result, stale, freshness, committed)
+        return Outcome(result, view.stale, freshness, committed)
 
     def freshness(self, name: str) -> Freshness:
         """How fresh the held pool of ``name`` is."""
@@ -305,11 +305,11 @@ class ReferenceService:
         return await self.references.view(name, allow_stale=False)
 
     async def commit(self, name: str, features: np.ndarray, key: str) -> CommitOutcome:
-        state = (await self.references.view(name, allow_stale=False)).state
+        view = await self.references.view(name, allow_stale=False)
+        state, replica = view.state, view.replica
         engine = self._engine_of(state)
         self.limits.check_array(Limits.rows("commit rows"), features, engine.d)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
-        replica = self.references.replica(name)
         record = CommitRecord.of(
             features, key, self._settings.idempotency_ttl_seconds, time.time()
         )
