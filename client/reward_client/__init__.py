@@ -47,24 +47,37 @@ from ._exceptions import (
 )
 from ._types import (
     CommitResult,
+    CommittedShare,
+    CreditBatch,
     FDResult,
     Method,
     Mode,
+    PoolFreshness,
     Readiness,
     ReferenceInfo,
     RewardBatch,
     Timing,
 )
-from .reward_fn import MultiScoreFn, RewardFn, as_multi_score, distribution_reward_fn
+from .reward_fn import (
+    COMMIT_FRACTION,
+    MultiScoreFn,
+    RewardFn,
+    as_multi_score,
+    credit_reward_fn,
+    distribution_reward_fn,
+)
 
 __all__ = [
+    "COMMIT_FRACTION",
     "APIError",
     "AsyncRewardClient",
     "BadRequest",
     "ClientConfig",
     "ClientRequestError",
     "CommitResult",
+    "CommittedShare",
     "Conflict",
+    "CreditBatch",
     "FDResult",
     "Forbidden",
     "Method",
@@ -72,6 +85,7 @@ __all__ = [
     "MultiScoreFn",
     "NotFound",
     "PayloadTooLarge",
+    "PoolFreshness",
     "ProtocolError",
     "Readiness",
     "ReferenceInfo",
@@ -90,5 +104,6 @@ __all__ = [
     "VersionMismatch",
     "WireDType",
     "as_multi_score",
+    "credit_reward_fn",
     "distribution_reward_fn",
 ]

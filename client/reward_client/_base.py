@@ -13,6 +13,7 @@ import abc
 import logging
 import random
 import re
+import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -30,7 +31,17 @@ from ._encoding import ArrayLike, as_numpy, npy_bytes, stats_npz, wire_array
 from ._exceptions import ProtocolError, RequestTimeout, RewardClientError, TransportError
 from ._protocol import Call, Op, Sleep
 from ._retry import backoff_delay, error_for_reply, failure_kind
-from ._types import CommitResult, FDResult, Method, Mode, Readiness, ReferenceInfo, RewardBatch
+from ._types import (
+    CommitResult,
+    CreditBatch,
+    FDResult,
+    Method,
+    Mode,
+    PoolFreshness,
+    Readiness,
+    ReferenceInfo,
+    RewardBatch,
+)
 
 __all__ = ["BaseRewardClient", "TransportT"]
 
@@ -77,6 +88,11 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             config = replace(config, token=token)
         self.config = config
         self._random = random.Random()
+        # Per reference: credits answers in a row against a pool that has not moved, and
+        # whether that was reported (trainers call from thread pools: guarded).
+        self._stalled: dict[str, int] = {}
+        self._stall_reported: set[str] = set()
+        self._stall_lock = threading.Lock()
         self._open(transport)
 
     @abc.abstractmethod
@@ -206,17 +222,65 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             return Call("PUT", path, content=content, headers={"Content-Type": NPZ})
         return Call("PUT", path, json={"mu": mu64.tolist(), "sigma": sigma64.tolist()})
 
-    def _commit_call(self, name: str, features: ArrayLike, key: str) -> Call:
-        if not 1 <= len(key) <= 128:
+    def _keyed_call(
+        self,
+        path: str,
+        array: npt.NDArray[Any],
+        field: str,
+        key: str | None,
+        params: Mapping[str, Any] | None = None,
+        version_pinned: bool = False,
+    ) -> Call:
+        """A POST of ``array`` that carries an idempotency key: as a header beside a ``.npy``
+        body, in the JSON body otherwise."""
+        if key is not None and not 1 <= len(key) <= 128:
             raise ValueError("idempotency_key must have 1 to 128 characters")
-        array = self._features(features, 2, "features")
-        path = _reference_path(name) + "/commit"
-        if self.config.binary:
+        if key is None or self.config.binary:
+            headers = None if key is None else {"Idempotency-Key": key}
             return self._array_call(
-                "POST", path, array, field="features", headers={"Idempotency-Key": key}
+                "POST",
+                path,
+                array,
+                field=field,
+                params=params,
+                headers=headers,
+                version_pinned=version_pinned,
             )
         return self._array_call(
-            "POST", path, array, field="features", params={"idempotency_key": key}
+            "POST",
+            path,
+            array,
+            field=field,
+            params={**(params or {}), "idempotency_key": key},
+            version_pinned=version_pinned,
+        )
+
+    def _commit_call(self, name: str, features: ArrayLike, key: str) -> Call:
+        array = self._features(features, 2, "features")
+        return self._keyed_call(_reference_path(name) + "/commit", array, "features", key)
+
+    def _watch_freshness(self, name: str, freshness: PoolFreshness) -> None:
+        """Warn once per reference when credits keep coming against a pool that has not
+        moved: the reward then scores samples against a fixed set, and training hacks it."""
+        with self._stall_lock:
+            if freshness.share >= self.config.stalled_share:
+                self._stalled[name] = 0
+                return
+            calls = self._stalled[name] = self._stalled.get(name, 0) + 1
+            if calls < self.config.stalled_calls or name in self._stall_reported:
+                return
+            self._stall_reported.add(name)
+        logger.warning(
+            "reference %s: the last %d reward calls saw a pool with %.2f%% of its rows "
+            "committed within the service's freshness window (%d versions, %.0f s). A pool "
+            "that does not follow the policy turns distribution-wise rewards into a fixed "
+            "per-sample score that training hacks (FID rises, modes collapse): commit a share "
+            "of what you reward (commit_fraction=0.25 on credits, or RewardClient.commit).",
+            name,
+            calls,
+            100.0 * freshness.share,
+            freshness.window_versions,
+            freshness.window_seconds,
         )
 
     # -- operations -------------------------------------------------------------------------
@@ -361,6 +425,54 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         )
         body = yield from self._json(self._exchange(call))
         return decode.reward_batch(body)
+
+    def _op_credits(
+        self,
+        name: str,
+        samples: ArrayLike,
+        *,
+        seed: int | None = None,
+        row: int | None = None,
+        method: Method | None = None,
+        version: int | None = None,
+        commit_fraction: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Op[CreditBatch]:
+        """Per-sample distribution-wise credits of ``samples`` (B, d): ``base_fd - FD`` after
+        each sample replaces the same pool row, so B samples cost one batched computation.
+
+        Args:
+            seed: Draws the replaced row; the service draws and echoes one if None. Keep it
+                fixed across calls to compare samples of different calls against the same row.
+            row: The pool row every sample replaces (instead of ``seed``).
+            method: ``lowrank`` (service default) or ``exact``.
+            version: Pool version to pin (overrides ``config.version``).
+            commit_fraction: Commit this share of the samples in the same request (an
+                unbiased draw), keeping the pool the policy's own. Needs an idempotency key:
+                ``idempotency_key``, or a fresh uuid4 reused on every retry, so the commit
+                applies once.
+
+        Logs one warning per reference when the pool has not moved for
+        ``config.stalled_calls`` calls in a row.
+        """
+        array = self._features(samples, 2, "samples")
+        version = self.config.version if version is None else version
+        key = idempotency_key
+        if commit_fraction is not None and key is None:
+            key = uuid.uuid4().hex
+        params = {
+            "seed": seed,
+            "row": row,
+            "method": method,
+            "version": version,
+            "commit_fraction": commit_fraction,
+        }
+        path = _reference_path(name) + "/credits"
+        call = self._keyed_call(path, array, "samples", key, params, version is not None)
+        body = yield from self._json(self._exchange(call))
+        batch = decode.credit_batch(body, key)
+        self._watch_freshness(name, batch.freshness)
+        return batch
 
     def _op_commit(
         self, name: str, features: ArrayLike, idempotency_key: str | None = None

@@ -118,6 +118,7 @@ class RewardClient(BaseRewardClient[httpx.BaseTransport]):
     put_pool = _blocking(BaseRewardClient._op_put_pool)
     delete = _blocking(BaseRewardClient._op_delete)
     rewards = _blocking(BaseRewardClient._op_rewards)
+    credits = _blocking(BaseRewardClient._op_credits)
     commit = _blocking(BaseRewardClient._op_commit)
     fd = _blocking(BaseRewardClient._op_fd)
 
@@ -171,5 +172,6 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
     put_pool = _awaitable(BaseRewardClient._op_put_pool)
     delete = _awaitable(BaseRewardClient._op_delete)
     rewards = _awaitable(BaseRewardClient._op_rewards)
+    credits = _awaitable(BaseRewardClient._op_credits)
     commit = _awaitable(BaseRewardClient._op_commit)
     fd = _awaitable(BaseRewardClient._op_fd)

@@ -41,6 +41,10 @@ class ClientConfig:
             A per-call ``version=`` overrides it.
         chunk_bytes: Target size of one pool-upload chunk; keeps each request well under the
             service's body limit.
+        stalled_share: A credits answer whose pool freshness share is below this counts as
+            rewarding against a pool that has not moved.
+        stalled_calls: After this many such answers in a row for one reference, the client
+            logs one warning for it (once per client and reference).
     """
 
     base_url: str = _DEFAULT_URL
@@ -53,6 +57,8 @@ class ClientConfig:
     wire_dtype: WireDType = "float32"
     version: int | None = None
     chunk_bytes: int = 16 * 2**20
+    stalled_share: float = 0.01
+    stalled_calls: int = 8
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -69,6 +75,8 @@ class ClientConfig:
             )
         if self.chunk_bytes <= 0:
             raise ValueError("chunk_bytes must be positive")
+        if not 0 <= self.stalled_share <= 1 or self.stalled_calls < 1:
+            raise ValueError("stalled_share must lie in [0, 1] and stalled_calls be >= 1")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:

@@ -17,10 +17,21 @@ import numpy as np
 import numpy.typing as npt
 
 from ._exceptions import ProtocolError
-from ._types import CommitResult, FDResult, Readiness, ReferenceInfo, RewardBatch, Timing
+from ._types import (
+    CommitResult,
+    CommittedShare,
+    CreditBatch,
+    FDResult,
+    PoolFreshness,
+    Readiness,
+    ReferenceInfo,
+    RewardBatch,
+    Timing,
+)
 
 __all__ = [
     "commit_result",
+    "credit_batch",
     "fd_result",
     "readiness",
     "reference_info",
@@ -60,8 +71,27 @@ def _frozen(values: Any, dtype: type) -> npt.NDArray[Any]:
     return arr
 
 
+def _freshness(body: JSON) -> PoolFreshness:
+    since = body["seconds_since_commit"]
+    return PoolFreshness(
+        share=float(body["share"]),
+        rows=int(body["rows"]),
+        window_versions=int(body["window_versions"]),
+        window_seconds=float(body["window_seconds"]),
+        seconds_since_commit=None if since is None else float(since),
+    )
+
+
+def _timing(body: JSON) -> Timing:
+    return Timing(
+        compute_seconds=float(body["compute_seconds"]),
+        total_seconds=float(body["total_seconds"]),
+    )
+
+
 def _info(body: JSON) -> ReferenceInfo:
     base_fd = body["base_fd"]
+    freshness = body.get("freshness")
     return ReferenceInfo(
         name=str(body["name"]),
         d=int(body["d"]),
@@ -71,6 +101,7 @@ def _info(body: JSON) -> ReferenceInfo:
         created_at=_timestamp(body["created_at"]),
         updated_at=_timestamp(body["updated_at"]),
         stale=bool(body.get("stale", False)),
+        freshness=None if freshness is None else _freshness(freshness),
     )
 
 
@@ -86,32 +117,64 @@ def reference_list(body: JSON) -> list[ReferenceInfo]:
     return [_info(item) for item in body["references"]]
 
 
+def _scored(body: JSON) -> dict[str, Any]:
+    """The fields rewards and credits answers share."""
+    return {
+        "reference": str(body["reference"]),
+        "version": int(body["version"]),
+        "stale": bool(body.get("stale", False)),
+        "base_fd": float(body["base_fd"]),
+        "seed": None if body.get("seed") is None else int(body["seed"]),
+        "method": str(body["method"]),
+        "rewards": _frozen(body["rewards"], np.float64),
+        "fds": _frozen(body["fds"], np.float64),
+        "advantages": _frozen(body["advantages"], np.float64),
+        "methods_used": tuple(str(m) for m in body["methods_used"]),
+        "timing": _timing(body["timing"]),
+    }
+
+
 @_checked("RewardsResponse")
 def reward_batch(body: JSON) -> RewardBatch:
     """``POST .../rewards``; checks that every per-group list has one entry per group."""
-    rewards = _frozen(body["rewards"], np.float64)
     batch = RewardBatch(
-        reference=str(body["reference"]),
-        version=int(body["version"]),
-        stale=bool(body.get("stale", False)),
-        base_fd=float(body["base_fd"]),
-        mode=str(body["mode"]),
-        seed=None if body.get("seed") is None else int(body["seed"]),
-        method=str(body["method"]),
-        rewards=rewards,
-        fds=_frozen(body["fds"], np.float64),
-        advantages=_frozen(body["advantages"], np.float64),
-        methods_used=tuple(str(m) for m in body["methods_used"]),
-        indices=_frozen(body["indices"], np.int64),
-        timing=Timing(
-            compute_seconds=float(body["timing"]["compute_seconds"]),
-            total_seconds=float(body["timing"]["total_seconds"]),
-        ),
+        **_scored(body), mode=str(body["mode"]), indices=_frozen(body["indices"], np.int64)
     )
+    rewards = batch.rewards
     groups = len(rewards)
     fields = (batch.fds, batch.advantages, batch.methods_used, batch.indices)
     if rewards.ndim != 1 or batch.indices.ndim != 2 or {len(f) for f in fields} != {groups}:
         raise ValueError(f"per-group fields disagree on the number of groups ({groups})")
+    return batch
+
+
+@_checked("CreditsResponse")
+def credit_batch(body: JSON, idempotency_key: str | None) -> CreditBatch:
+    """``POST .../credits``; checks that every per-sample list has one entry per sample."""
+    committed = body.get("committed")
+    if committed is not None and idempotency_key is None:
+        raise ValueError("a commit the client did not ask for")
+    errors = [np.nan if value is None else value for value in body["error_estimates"]]
+    batch = CreditBatch(
+        **_scored(body),
+        row=int(body["row"]),
+        error_estimates=_frozen(errors, np.float64),
+        freshness=_freshness(body["freshness"]),
+        committed=None
+        if committed is None or idempotency_key is None
+        else CommittedShare(
+            version=int(committed["version"]),
+            base_fd=float(committed["base_fd"]),
+            rows=int(committed["rows"]),
+            replayed=bool(committed["replayed"]),
+            idempotency_key=idempotency_key,
+        ),
+    )
+    rewards = batch.rewards
+    samples = len(rewards)
+    fields = (batch.fds, batch.advantages, batch.methods_used, batch.error_estimates)
+    if rewards.ndim != 1 or {len(f) for f in fields} != {samples}:
+        raise ValueError(f"per-sample fields disagree on the number of samples ({samples})")
     return batch
 
 

@@ -16,9 +16,12 @@ import numpy.typing as npt
 
 __all__ = [
     "CommitResult",
+    "CommittedShare",
+    "CreditBatch",
     "FDResult",
     "Method",
     "Mode",
+    "PoolFreshness",
     "Readiness",
     "ReferenceInfo",
     "RewardBatch",
@@ -29,6 +32,34 @@ __all__ = [
 Mode: TypeAlias = Literal["shared", "independent", "indices"]
 #: How ``FD_I(Y)`` is computed: the low-rank fast path or the exact eigenvalue path.
 Method: TypeAlias = Literal["lowrank", "exact"]
+
+
+@dataclass(frozen=True)
+class PoolFreshness:
+    """How much of the pool recent commits replaced: ``share`` = rows committed within the
+    service's window (``window_versions`` versions and ``window_seconds`` seconds) / N.
+
+    A distribution-wise reward only points the right way while the pool is the policy's own
+    distribution; near 0 during training, the pool has stalled and the reward has turned into
+    a fixed per-sample score that training will hack.
+    """
+
+    share: float
+    rows: int
+    window_versions: int
+    window_seconds: float
+    seconds_since_commit: float | None
+
+
+@dataclass(frozen=True)
+class CommittedShare:
+    """The commit a credits request made of a share of its samples (applied once per key)."""
+
+    version: int
+    base_fd: float
+    rows: int
+    replayed: bool
+    idempotency_key: str
 
 
 @dataclass(frozen=True)
@@ -43,6 +74,7 @@ class ReferenceInfo:
     created_at: datetime
     updated_at: datetime
     stale: bool
+    freshness: PoolFreshness | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +106,37 @@ class RewardBatch:
     advantages: npt.NDArray[np.float64]
     methods_used: tuple[str, ...]
     indices: npt.NDArray[np.int64]
+    timing: Timing
+
+    def __len__(self) -> int:
+        return int(self.rewards.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class CreditBatch:
+    """Per-sample credits of B samples of one request.
+
+    ``rewards[b] = base_fd - fds[b]``: the FD change when sample b replaces pool row ``row``
+    (the same row for every sample of the request, drawn from ``seed``). ``advantages`` are
+    the rewards normalised over the request; trainers that normalise per prompt use
+    ``rewards``. ``freshness`` is the pool's before any commit of this request;
+    ``committed`` the commit of a share of the samples (None when none was asked or drawn).
+    """
+
+    reference: str
+    version: int
+    stale: bool
+    base_fd: float
+    row: int
+    seed: int | None
+    method: str
+    rewards: npt.NDArray[np.float64]
+    fds: npt.NDArray[np.float64]
+    advantages: npt.NDArray[np.float64]
+    methods_used: tuple[str, ...]
+    error_estimates: npt.NDArray[np.float64]
+    freshness: PoolFreshness
+    committed: CommittedShare | None
     timing: Timing
 
     def __len__(self) -> int:

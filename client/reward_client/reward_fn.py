@@ -1,7 +1,22 @@
 """Distribution-wise rewards as a drop-in reward function for DDPO / Flow-GRPO style trainers.
 
-Those trainers call ``reward_fn(images, prompts, metadata)`` and expect ``(rewards, info)``
-with one reward per sample, in the order the samples came in. A distribution-wise reward is
+Those trainers call ``reward_fn(images, prompts, metadata)`` from a thread pool, one call per
+sampling batch (any size: 1, 9, 16, a partial last batch), expect one reward per sample in
+input order, and normalise the rewards *per prompt*. `credit_reward_fn` is the drop-in for
+them: each sample gets its own distribution-wise credit (the FD change when it replaces one
+pool row, the same row for every call of a run while the ring leaves that row alone), and a
+share of the samples is committed in the same request so that the pool keeps following the
+policy. Flow-GRPO (``scripts/train_sd3.py``)::
+
+    reward_fn = credit_reward_fn(client, "inception", feature_fn=encoder)  # flow_grpo form
+    # called as reward_fn(images, prompts, prompt_metadata, only_strict=True)
+    # -> ({"avg": rewards, "distribution": rewards}, info)
+
+DDPO (``scripts/train.py``): ``credit_reward_fn(..., output="ddpo")`` returns
+``(rewards, info)``. Under DDP every rank commits its own share with keys made of a run id,
+the rank (``RANK``, as torchrun sets it) and a call counter: each commit applies once.
+
+`distribution_reward_fn` is the older group form. A distribution-wise reward is
 a property of a *group* of samples, so the function cuts the batch of B = G * K samples into
 G consecutive groups of K (sample ``i`` is in group ``i // K``), asks the service for the G
 group rewards, and gives every sample its group's reward. Switching an existing trainer over
@@ -20,8 +35,12 @@ scores with an ``"avg"`` entry; `as_multi_score` adapts a reward function to tha
 
 from __future__ import annotations
 
+import itertools
+import os
+import threading
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +49,20 @@ from ._client import RewardClient
 from ._encoding import ArrayLike, as_numpy
 from ._types import Method, Mode
 
-__all__ = ["MultiScoreFn", "RewardFn", "as_multi_score", "distribution_reward_fn"]
+__all__ = [
+    "COMMIT_FRACTION",
+    "MultiScoreFn",
+    "RewardFn",
+    "as_multi_score",
+    "credit_reward_fn",
+    "distribution_reward_fn",
+]
+
+COMMIT_FRACTION = 0.25
+"""Share of the rewarded samples committed to the pool, by default. Measured on the digits
+demo with per-sample rewards (256 samples a step, pool 2,000, 200 steps; DESIGN section 8): 1
+row a step -> FID 841, 32 -> 54.6, 64 (this share) -> 23.0 and 22.2 (seeds 0, 1), 128 -> 28.0
+and 24.3. Below about 1/8 the pool falls behind the policy and the reward is hacked."""
 
 #: ``fn(samples, prompts, metadata) -> (per-sample rewards, info)``.
 RewardFn = Callable[[ArrayLike, Any, Any], tuple[npt.NDArray[np.float64], dict[str, Any]]]
@@ -112,3 +144,82 @@ def as_multi_score(reward_fn: RewardFn, name: str = "distribution") -> MultiScor
         return {name: rewards, "avg": rewards}, info
 
     return score_fn
+
+
+def credit_reward_fn(
+    client: RewardClient,
+    reference: str,
+    feature_fn: Callable[[ArrayLike], ArrayLike] | None = None,
+    *,
+    output: Literal["flow_grpo", "ddpo"] = "flow_grpo",
+    name: str = "distribution",
+    commit_fraction: float | None = COMMIT_FRACTION,
+    seed: int | None = None,
+    method: Method | None = None,
+    run_id: str | None = None,
+    rank: int | None = None,
+) -> MultiScoreFn:
+    """Per-sample distribution-wise rewards in the DDPO / Flow-GRPO calling convention.
+
+    Args:
+        client: The (blocking) client; safe to share between the trainer's threads.
+        reference: Name of the reference on the service.
+        feature_fn: Maps a batch of samples (e.g. images) to features (B, d); without it the
+            samples must already be features. Called in the trainer's thread.
+        output: ``flow_grpo``: ``({"avg": rewards, name: rewards}, info)``; ``ddpo``:
+            ``(rewards, info)``.
+        commit_fraction: Share of each call's samples committed to the pool in the same
+            request (None: never; the pool then stalls, see the README).
+        seed: Draws the pool row every sample replaces; one per run (drawn here when None),
+            so samples of one prompt rewarded in different calls meet the same row.
+        run_id, rank: Make the idempotency keys ``{run_id}-r{rank}-{call}``; ``run_id`` is a
+            fresh uuid by default, ``rank`` the ``RANK`` environment variable (0 without).
+
+    Prompts, metadata and keyword options (``only_strict``, ...) are accepted and unused: the
+    reward compares features with the reference distribution. ``info`` holds the service's
+    ``version``, ``base_fd``, ``row``, ``seed``, ``freshness`` (share) and ``committed``
+    (rows, 0 when none) for the call.
+    """
+    if output not in ("flow_grpo", "ddpo"):
+        raise ValueError(f"output must be 'flow_grpo' or 'ddpo', got {output!r}")
+    if commit_fraction is not None and not 0.0 < commit_fraction <= 1.0:
+        raise ValueError("commit_fraction must lie in (0, 1], or be None")
+    run = uuid.uuid4().hex[:16] if run_id is None else run_id
+    worker = int(os.environ.get("RANK", "0")) if rank is None else rank
+    row_seed = int.from_bytes(os.urandom(7), "little") if seed is None else seed
+    calls = itertools.count()
+    counting = threading.Lock()  # itertools.count is not documented as thread-safe
+
+    def reward_fn(
+        samples: ArrayLike, prompts: Any = None, metadata: Any = None, **options: Any
+    ) -> Any:
+        del prompts, metadata, options  # the convention's; the reward does not use them
+        features = as_numpy(
+            feature_fn(samples) if feature_fn is not None else samples, ndim=2, name="features"
+        )
+        with counting:
+            call = next(calls)
+        key = None if commit_fraction is None else f"{run}-r{worker}-{call}"
+        batch = client.credits(
+            reference,
+            features,
+            seed=row_seed,
+            method=method,
+            commit_fraction=commit_fraction,
+            idempotency_key=key,
+        )
+        info = {
+            "version": batch.version,
+            "base_fd": batch.base_fd,
+            "stale": batch.stale,
+            "row": batch.row,
+            "seed": batch.seed,
+            "freshness": batch.freshness.share,
+            "committed": 0 if batch.committed is None else batch.committed.rows,
+        }
+        rewards = np.array(batch.rewards)
+        if output == "ddpo":
+            return rewards, info
+        return {name: rewards, "avg": rewards}, info
+
+    return reward_fn
