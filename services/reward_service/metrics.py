@@ -11,7 +11,8 @@ series are removed with it.
 from __future__ import annotations
 
 import contextlib
-from typing import get_args
+from collections.abc import Callable
+from typing import TypeVar, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -19,12 +20,14 @@ from .engine import Method
 
 __all__ = ["ServiceMetrics"]
 
+F = TypeVar("F", Counter, Gauge)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class ServiceMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self._per_reference: list[Counter | Gauge] = []
         r = self.registry
         self.requests = Counter(
             "distreward_requests", "HTTP requests", ["endpoint", "method", "status"], registry=r
@@ -37,12 +40,6 @@ class ServiceMetrics:
             registry=r,
         )
         self.in_flight = Gauge("distreward_in_flight_requests", "requests being served", registry=r)
-        self.samples_rewarded = Counter(
-            "distreward_samples_rewarded", "samples scored", ["reference"], registry=r
-        )
-        self.groups_rewarded = Counter(
-            "distreward_groups_rewarded", "groups scored", ["reference"], registry=r
-        )
         self.reward_compute = Histogram(
             "distreward_reward_compute_seconds",
             "engine time per rewards request",
@@ -50,43 +47,41 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.commits = Counter(
-            "distreward_commits", "commits appended (retries excluded)", ["reference"], registry=r
-        )
-        self.rebuilds = Counter(
-            "distreward_rebuilds",
-            "version precomputes built (one build covers every commit pending at its start)",
-            ["reference"],
-            registry=r,
-        )
-        self.pool_version = Gauge(
-            "distreward_pool_version", "version this process holds", ["reference"], registry=r
-        )
-        self.base_fd = Gauge(
-            "distreward_base_fd", "FD of the held pool to the target", ["reference"], registry=r
-        )
-        self.pool_size = Gauge("distreward_pool_size", "pool rows", ["reference"], registry=r)
-        self.pool_freshness = Gauge(
-            "distreward_pool_freshness",
-            "share of pool rows committed within the freshness window (0 to 1)",
-            ["reference"],
-            registry=r,
-        )
         self.store_errors = Counter(
             "distreward_store_errors", "store operations that failed", ["operation"], registry=r
         )
         self.store_up = Gauge("distreward_store_up", "1 when the store answered last", registry=r)
-        self.unloadable = Gauge(
+        # One series per reference each, all removed with the reference (forget_reference).
+        counter, gauge = self._per_reference_family(Counter), self._per_reference_family(Gauge)
+        self.samples_rewarded = counter("distreward_samples_rewarded", "samples scored")
+        self.groups_rewarded = counter("distreward_groups_rewarded", "groups scored")
+        self.commits = counter("distreward_commits", "commits appended (retries excluded)")
+        self.rebuilds = counter(
+            "distreward_rebuilds",
+            "version precomputes built (one build covers every commit pending at its start)",
+        )
+        self.pool_version = gauge("distreward_pool_version", "version this process holds")
+        self.base_fd = gauge("distreward_base_fd", "FD of the held pool to the target")
+        self.pool_size = gauge("distreward_pool_size", "pool rows")
+        self.pool_freshness = gauge(
+            "distreward_pool_freshness",
+            "share of pool rows committed within the freshness window (0 to 1)",
+        )
+        self.unloadable = gauge(
             "distreward_reference_unloadable",
             "1 while a stored reference cannot be loaded (isolated; see the log)",
-            ["reference"],
-            registry=r,
         )
-        self._per_reference = (
-            self.samples_rewarded, self.groups_rewarded, self.commits, self.rebuilds,
-            self.pool_version, self.pool_freshness,
-            self.base_fd, self.pool_size, self.unloadable,
-        )
+
+    def _per_reference_family(self, kind: type[F]) -> Callable[[str, str], F]:
+        """A maker of ``kind`` families labelled by ``reference`` in this registry, each one
+        remembered so that :meth:`forget_reference` removes its series."""
+
+        def make(name: str, documentation: str) -> F:
+            family = kind(name, documentation, ["reference"], registry=self.registry)
+            self._per_reference.append(family)
+            return family
+
+        return make
 
     def forget_reference(self, name: str) -> None:
         """Drop every series of a deleted reference."""

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...limits import ArraySpec, Limits
@@ -21,11 +21,12 @@ from ...schemas import (
 from ...service import ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
-from ..openapi import ERROR_RESPONSES, array_body
+from ..openapi import array_body
+from . import references_router
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/references", tags=["references"])
+router = references_router("references")
 
 
 def _time(seconds: float) -> datetime:
@@ -49,18 +50,18 @@ def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
     )
 
 
-@router.get("", response_model=ReferenceList, responses=ERROR_RESPONSES)
+@router.get("", response_model=ReferenceList)
 async def list_references(service: ServiceDep, _: TrainerAuth) -> ReferenceList:
     views = await service.list_views()
     return ReferenceList(references=[_info_of(view, service) for view in views])
 
 
-@router.get("/{name}", response_model=ReferenceInfo, responses=ERROR_RESPONSES)
+@router.get("/{name}", response_model=ReferenceInfo)
 async def get_reference(name: RefName, service: ServiceDep, _: TrainerAuth) -> ReferenceInfo:
     return _info_of(await service.view(name), service)
 
 
-@router.delete("/{name}", status_code=204, response_class=Response, responses=ERROR_RESPONSES)
+@router.delete("/{name}", status_code=204, response_class=Response)
 async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> Response:
     await service.delete(name)
     return Response(status_code=204)
@@ -69,7 +70,6 @@ async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> 
 @router.put(
     "/{name}/target",
     response_model=ReferenceInfo,
-    responses=ERROR_RESPONSES,
     openapi_extra=array_body(
         TargetRequest, "(n, d) of features to fit", npz=".npz with mu (d,) and sigma (d, d)"
     ),
@@ -141,6 +141,5 @@ for _method, _first, _doc in (
         methods=[_method],
         name=f"{_method.lower()}_pool",
         response_model=ReferenceInfo | StagedPool,
-        responses=ERROR_RESPONSES,
         openapi_extra=_POOL_DOC,
     )

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import Depends, Header, Query
 from pydantic import BaseModel
 
 from ...engine import CreditResult
@@ -32,12 +32,13 @@ from ...schemas import (
 )
 from ...service import CommitShare, CreditParams, Outcome, RewardParams
 from ..deps import RefName, ServiceDep, TrainerAuth
-from ..openapi import ERROR_RESPONSES, array_body
+from ..openapi import array_body
 from ..wire import ArrayBody, Decoded
+from . import references_router
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/references", tags=["rewards"])
+router = references_router("rewards")
 F = TypeVar("F", bound=Callable[..., Any])
 
 RewardsBody = Annotated[Decoded[RewardsRequest], Depends(ArrayBody(None, RewardsRequest, "groups"))]
@@ -67,7 +68,6 @@ def _post(
     return router.post(
         f"/{{name}}/{path}",
         response_model=response,
-        responses=ERROR_RESPONSES,
         openapi_extra=array_body(request, shape),
     )
 
