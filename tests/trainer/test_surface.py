@@ -13,8 +13,8 @@ SURFACE = {
     "reward_client.training": "",
     "reward_client.training.loop": "CHECKPOINT METRICS Evaluator Featurizer Record RunConfig "
     "Trainer every",
-    "reward_client.training.sources": "PerSampleRewards RewardSource Scores ServiceRewards "
-    "normalise",
+    "reward_client.training.sources": "CreditRewards PerSampleRewards RewardSource Scores "
+    "ServiceRewards normalise",
     "reward_client.training.sde": "SDEConfig Trajectory VelocityModel gaussian_log_prob "
     "sample_ode sample_sde step_log_prob time_grid transition",
     "reward_client.training.ppo": "StepStats UpdateStats ppo_clip_loss ppo_step",

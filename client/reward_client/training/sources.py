@@ -1,11 +1,14 @@
 """Reward sources for trainer workers: what a worker needs from "something that scores samples".
 
 A source turns features of G groups of K samples into per-sample rewards and advantages, and
-optionally rolls a pool with accepted samples. Two kinds:
+optionally rolls a pool with accepted samples. Three kinds:
 
 * :class:`ServiceRewards` — distribution-wise rewards from the reward service: each group's
   reward is ``FD_0 - FD_I(group)`` and its advantage (normalised over the request's groups by
   the service) is shared by the group's K samples. ``commit`` rolls the service's pool.
+* :class:`CreditRewards` — per-sample distribution-wise credits from the reward service (each
+  sample replaces one pool row shared by the request), advantages normalised within each
+  group (each "prompt"); a share of every request is committed in the same request.
 * :class:`PerSampleRewards` — a per-sample reward ``r_i = f(features_i)`` with the advantage
   ``(r_i - mean r) / (std r + 1e-8)`` over the whole batch; there is no pool to roll.
 
@@ -23,7 +26,14 @@ import numpy as np
 from .._client import RewardClient
 from .._types import Mode
 
-__all__ = ["PerSampleRewards", "RewardSource", "Scores", "ServiceRewards", "normalise"]
+__all__ = [
+    "CreditRewards",
+    "PerSampleRewards",
+    "RewardSource",
+    "Scores",
+    "ServiceRewards",
+    "normalise",
+]
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,45 @@ class ServiceRewards:
     def commit(self, features: np.ndarray) -> None:
         """Replace the oldest pool rows by ``features`` (n, d)."""
         self.client.commit(self.reference, features)
+
+
+@dataclass
+class CreditRewards:
+    """Per-sample credits from the reward service for reference ``reference``.
+
+    Each group is one prompt's samples: advantages are normalised within it, as trainers that
+    normalise per prompt do. ``commit_fraction`` of every request's samples is committed in the
+    same request under the key ``{run}-{seed}`` (a step's seed: a resumed step replays its
+    commit instead of applying it twice); None never commits, and the pool stalls.
+    """
+
+    client: RewardClient
+    reference: str
+    commit_fraction: float | None = 0.25
+    run: str = "run"
+
+    def score(self, features: np.ndarray, seed: int) -> Scores:
+        """Credits of the (G, K, d) samples, against the row ``seed`` draws."""
+        groups, size, d = features.shape
+        key = None if self.commit_fraction is None else f"{self.run}-{seed}"
+        batch = self.client.credits(
+            self.reference,
+            features.reshape(groups * size, d),
+            seed=seed,
+            commit_fraction=self.commit_fraction,
+            idempotency_key=key,
+        )
+        rewards = np.asarray(batch.rewards, np.float64).reshape(groups, size)
+        advantages = np.stack([normalise(group) for group in rewards])
+        info = {
+            "base_fd": float(batch.base_fd),
+            "version": float(batch.version),
+            "freshness": float(batch.freshness.share),
+        }
+        return Scores(rewards=rewards, advantages=advantages, info=info)
+
+    def commit(self, features: np.ndarray) -> None:
+        """Nothing more to roll: every request committed its share already."""
 
 
 @dataclass
