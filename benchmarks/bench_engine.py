@@ -239,6 +239,7 @@ def commits_while_serving(
             name: sum(c.method == name for _, c in commits) for name in ("lowrank", "exact")
         },
         "max_pending_rows_at_commit": max(c.pending_rows for _, c in commits),
+        "pending_rows_and_seconds": [(c.pending_rows, seconds) for seconds, c in commits],
         "max_base_fd_error_estimate": max(c.error_estimate for _, c in commits),
         "rebuilds": engine.rebuilds,
         "background_rebuilds": len(rebuilds),
@@ -279,7 +280,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--commits", type=int, default=20)
     parser.add_argument("--commit-rows", type=int, default=16)
-    parser.add_argument("--commit-interval", type=float, default=1.0, help="seconds")
+    parser.add_argument(
+        "--commit-interval", type=float, default=8.0, help="seconds (a trainer step)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()

@@ -230,3 +230,43 @@ def test_statistics_are_kept_about_a_shift_and_persisted_with_it() -> None:
     assert RewardEngine.from_state_dict(raw, device="cpu").base_fd == pytest.approx(
         engine.base_fd, rel=1e-10
     )
+
+
+# ---------------------------------------------------------------- per-sample credit
+@pytest.mark.parametrize("pending", [0, 4])
+def test_per_sample_credits_equal_a_from_scratch_recompute(pending: int) -> None:
+    rng, basis, mu, sigma, pool = _problem(10, d=24, n=300)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    if pending:
+        engine.append(features(rng, pending, basis, 0.3))
+    samples = features(rng, 64, basis * 1.2, 0.25)
+    result = engine.credits(samples, seed=3)
+    assert result.indices.shape == (64, 1) and len(set(result.indices[:, 0])) == 1
+    assert result.methods_used == ("lowrank",) * 64 and result.version == engine.version
+    held = engine.pool()
+
+    def two_pass_fd(rows: np.ndarray) -> float:
+        return scipy_fd(rows.mean(0), np.cov(rows, rowvar=False), mu, sigma)
+
+    base = two_pass_fd(held)
+    expected = []
+    for sample in samples:
+        modified = held.copy()
+        modified[result.indices[0, 0]] = sample
+        expected.append(base - two_pass_fd(modified))
+    scale = max(1.0, base)
+    np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-9 * scale)
+    chosen = engine.credits(samples[:8], row=17, method="exact")
+    assert (chosen.indices == 17).all() and chosen.methods_used == ("exact",) * 8
+    with pytest.raises(ValueError, match=r"shape \(B, 24\)"):
+        engine.credits(samples[None])
+
+
+def test_a_thousand_credits_are_one_batched_request() -> None:
+    rng, basis, mu, sigma, pool = _problem(11, d=32, n=400)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    samples = features(rng, 1024, basis, 0.25)
+    result = engine.credits(samples, seed=0)
+    assert result.rewards.shape == (1024,) and result.methods_used == ("lowrank",) * 1024
+    few = engine.credits(samples[:5], seed=0)
+    np.testing.assert_allclose(few.rewards, result.rewards[:5], rtol=1e-9, atol=1e-12)

@@ -109,15 +109,6 @@ class TraceSqrtChange:
     nodes: int
 
 
-def _pair_products(left: torch.Tensor, right: torch.Tensor, symmetric: bool) -> torch.Tensor:
-    """Row-wise products of column pairs: (B, d, pairs). With ``symmetric`` (``left`` is
-    ``right``) only the pairs ``i <= j``, in ``torch.triu_indices`` order."""
-    if symmetric:
-        first, second = torch.triu_indices(left.shape[2], left.shape[2], device=left.device)
-        return left[:, :, first] * right[:, :, second]
-    return (left.unsqueeze(3) * right.unsqueeze(2)).flatten(2)
-
-
 @dataclass(frozen=True)
 class _Blocks:
     """``P(s) = W^T (diag(lam) + s)^-1 W`` per shift, by blocks: shared (1 or G, S, a, a),
@@ -140,50 +131,39 @@ class _Blocks:
         return _Blocks(self.shared[:, :-1], self.cross[:, :-1], self.own[:, :-1])
 
 
-def _mirrored(upper: torch.Tensor) -> torch.Tensor:
-    """A symmetric matrix from its upper triangle (the lower one holds zeros)."""
-    return upper + torch.triu(upper, diagonal=1).transpose(-1, -2)
-
-
 def _grams(
     eigenvalues: torch.Tensor, update: LowRankUpdate, shifts: torch.Tensor, memory_bytes: int
 ) -> _Blocks:
-    """``P(s)`` for every group and shift, by blocks.
+    """``P(s) = W^T (diag(lam) + s)^-1 W`` for every group and shift, by blocks.
 
-    Every entry ``P_ij(s) = sum_k w_ki w_kj / (lam_k + s)`` is linear in the pair product
-    ``w_i * w_j``, so all shifts come from one GEMM ``F @ Z`` of the (S, d) matrix
-    ``F = 1 / (lam + s)`` with the (d, pairs) products -- only the upper triangle of the
-    symmetric blocks, and a shared block once for all groups. No scaled copy of ``W`` is made
-    per shift; the d rows are taken in slices so the products stay within ``memory_bytes``."""
+    Batched GEMMs over the d rows, taken in slices so that the scaled copies ``diag(1 / (lam +
+    s)) W`` stay within ``memory_bytes``; the shared block is computed once when the shared
+    columns are common to all groups."""
     shared, own = update.shared, update.own
     groups, d, own_rank = own.shape
-    shared_rank = shared.shape[2]
+    sets, shared_rank = shared.shape[0], shared.shape[2]
     count = shifts.shape[0]
     resolvent = 1.0 / (eigenvalues.unsqueeze(0) + shifts.unsqueeze(1))  # (S, d)
     dtype, device = own.dtype, own.device
-    shared_block = torch.zeros(
-        shared.shape[0], count, shared_rank, shared_rank, dtype=dtype, device=device
-    )
-    cross = torch.zeros(groups, count, shared_rank * own_rank, dtype=dtype, device=device)
+    shared_block = torch.zeros(sets, count, shared_rank, shared_rank, dtype=dtype, device=device)
+    cross = torch.zeros(groups, count, shared_rank, own_rank, dtype=dtype, device=device)
     own_block = torch.zeros(groups, count, own_rank, own_rank, dtype=dtype, device=device)
-    a_first, a_second = torch.triu_indices(shared_rank, shared_rank, device=own.device)
-    b_first, b_second = torch.triu_indices(own_rank, own_rank, device=own.device)
-    pairs = shared_rank * (shared_rank + 1) // 2 + shared_rank * own_rank
-    pairs += own_rank * (own_rank + 1) // 2
-    rows = max(1, min(d, memory_bytes // max(1, groups * pairs * own.element_size())))
+    per_row = count * (groups * own_rank + sets * shared_rank) * own.element_size()
+    rows = max(1, min(d, memory_bytes // max(1, per_row)))
     for start in range(0, d, rows):
         part = slice(start, start + rows)
-        weights = resolvent[:, part]
-        shared_rows, own_rows = shared[:, part], own[:, part]
-        # One shared row set gives one shared block, broadcast over the groups later.
-        block = weights @ _pair_products(shared_rows, shared_rows, symmetric=True)
-        shared_block[:, :, a_first, a_second] += block
-        cross += weights @ _pair_products(shared_rows, own_rows, symmetric=False)
-        own_block[:, :, b_first, b_second] += weights @ _pair_products(own_rows, own_rows, True)
+        weights = resolvent[:, part].unsqueeze(-1)  # (S, rows, 1)
+        shared_rows = shared[:, part].unsqueeze(1)  # (1 or G, 1, rows, a)
+        own_rows = own[:, part].unsqueeze(1)  # (G, 1, rows, b)
+        scaled_own = own_rows * weights  # (G, S, rows, b)
+        own_block += own_rows.transpose(-1, -2) @ scaled_own
+        cross += shared_rows.transpose(-1, -2) @ scaled_own
+        shared_block += shared_rows.transpose(-1, -2) @ (shared_rows * weights)
+    # Round-off makes the blocks symmetric only approximately; the determinants want them exact.
     return _Blocks(
-        _mirrored(shared_block),
-        cross.reshape(groups, count, shared_rank, own_rank),
-        _mirrored(own_block),
+        0.5 * (shared_block + shared_block.transpose(-1, -2)),
+        cross,
+        0.5 * (own_block + own_block.transpose(-1, -2)),
     )
 
 
