@@ -14,8 +14,10 @@ from .pretrain import ClassifierConfig, FlowConfig
 
 __all__ = ["KINDS", "DemoConfig", "JobConfig", "job_parser", "job_settings"]
 
-KINDS = ("distribution", "per_sample")
-"""The two rewards compared: distribution-wise (the service) and per-sample (CNN confidence)."""
+KINDS = ("distribution", "per_sample", "credits", "credits_stalled")
+"""The rewards compared: distribution-wise group rewards (the service, one group committed a
+step), per-sample CNN confidence, per-sample distribution-wise credits committing a quarter of
+every request (``COMMIT_FRACTION``), and the same credits never committed (a stalled pool)."""
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             "base": base_samples,
             "distribution-wise": _samples(config, "distribution", first),
             "per-sample": _samples(config, "per_sample", first),
+            "credits": _samples(config, "credits", first),
+            "credits, stalled pool": _samples(config, "credits_stalled", first),
         },
         config.out / "samples.png",
     )

@@ -54,14 +54,36 @@ def summarize(runs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return {**{k: s["mean"] for k, s in spreads.items()}, "spread": spreads}
 
 
-def acceptance(base: dict[str, float], dist: dict[str, Any], per: dict[str, Any]) -> dict[str, Any]:
-    """The issue's criteria, evaluated on the means over seeds (and counted per seed)."""
+def freshness(runs: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
+    """Pool freshness (share of rows committed within the service's window) over the last
+    quarter of each run's steps, averaged per seed; None for sources that report none."""
+    shares = []
+    for run in runs:
+        if run["kind"] != kind:
+            continue
+        values = [r["freshness"] for r in run["history"] if "freshness" in r]
+        if values:
+            shares.append(float(np.mean(values[-max(1, len(values) // 4) :])))
+    return spread(shares) if shares else None
+
+
+def acceptance(
+    base: dict[str, float], dist: dict[str, Any], per: dict[str, Any], kinds: dict[str, Any]
+) -> dict[str, Any]:
+    """The criteria, evaluated on the means over seeds (and counted per seed)."""
 
     def within(metric: str, fraction: float = 0.1) -> bool:
         return abs(dist[f"{metric}_final"] - base[metric]) <= fraction * abs(base[metric])
 
+    credits, stalled = kinds["credits"], kinds["credits_stalled"]
     fid_seeds = dist["spread"]["fid_final"]["per_seed"]
     return {
+        "credits_fid_at_least_30pct_below_base": credits["fid_final"] <= 0.7 * base["fid"],
+        "credits_class_entropy_at_least_95pct_of_base": credits["class_entropy_final"]
+        >= 0.95 * base["class_entropy"],
+        "credits_coverage_at_least_95pct_of_base": credits["coverage_final"]
+        >= 0.95 * base["coverage"],
+        "stalled_fid_above_credits": stalled["fid_final"] > credits["fid_final"],
         "distribution_fid_below_base": dist["fid_final"] < base["fid"],
         "distribution_seeds_fid_below_base": sum(f < base["fid"] for f in fid_seeds),
         "distribution_class_entropy_within_10pct": within("class_entropy"),
@@ -80,13 +102,15 @@ def write_results(
     wall_seconds: float,
 ) -> dict[str, Any]:
     """Assemble and write ``out/results.json``; returns it."""
-    dist = summarize(runs, "distribution")
-    per = summarize(runs, "per_sample")
+    kinds = {
+        kind: {**summarize(runs, kind), "freshness": freshness(runs, kind)} for kind in KINDS
+    }
+    dist, per = kinds["distribution"], kinds["per_sample"]
     results = {
         **{f"{m}_base": base[m] for m in METRICS},
         **{k: v for k, v in dist.items()},
-        "per_sample": per,
-        "acceptance": acceptance(base, dist, per),
+        **{kind: kinds[kind] for kind in KINDS if kind != "distribution"},
+        "acceptance": acceptance(base, dist, per, kinds),
         "seeds": list(config.seeds),
         "steps": config.worker.steps,
         "wall_seconds": wall_seconds,
@@ -124,7 +148,8 @@ def plot_curves(runs: list[dict[str, Any]], base: dict[str, float], path: Path) 
     """FD, class entropy and coverage over steps: mean over seeds with the min–max band."""
     fig, axes = plt.subplots(1, len(METRICS), figsize=(4.5 * len(METRICS), 3.6))
     for ax, metric in zip(axes, METRICS, strict=True):
-        for kind, colour in zip(KINDS, ("tab:blue", "tab:red"), strict=True):
+        colours = ("tab:blue", "tab:red", "tab:green", "tab:orange")
+        for kind, colour in zip(KINDS, colours, strict=True):
             evals = [evaluations(run) for run in runs if run["kind"] == kind]
             steps = [r["step"] for r in evals[0]]
             values = np.array([[r[metric] for r in e] for e in evals])

@@ -1,8 +1,10 @@
 """One fine-tuning run: a reward kind and a seed, against the reward service.
 
 Each run gets its own reference (``digits-<kind>-seed<seed>``: the real-digit target and the
-base pool), so parallel runs roll separate pools. The distribution-wise run takes its rewards
-from that reference and commits one group a step; the per-sample run rewards each sample with
+base pool), so parallel runs roll separate pools. The distribution-wise run takes group rewards
+from that reference and commits one group a step; the credits runs take per-sample credits
+(advantages normalised within each group, as per-prompt trainers do) and commit a quarter of
+every request in it, or nothing (the stalled pool); the per-sample run rewards each sample with
 the feature CNN's top-class probability and uses the reference only for evaluation.
 """
 
@@ -18,9 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from reward_client import RewardClient
+from reward_client import COMMIT_FRACTION, RewardClient
 from reward_client.grpo.worker import TrainerWorker
-from reward_client.training.sources import PerSampleRewards, RewardSource, ServiceRewards
+from reward_client.training.sources import (
+    CreditRewards,
+    PerSampleRewards,
+    RewardSource,
+    ServiceRewards,
+)
 
 from .base import Base, load_base
 from .config import DemoConfig
@@ -35,6 +42,7 @@ __all__ = [
     "evaluator_for",
     "run_dir",
     "run_one",
+    "source_for",
     "upload_reference",
 ]
 
@@ -63,6 +71,18 @@ def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
     return PerSampleRewards(reward)
 
 
+def source_for(kind: str, client: RewardClient, reference: str, base: Base) -> RewardSource:
+    """The reward source of a run of ``kind`` (one of :data:`~.config.KINDS`)."""
+    if kind == "distribution":
+        return ServiceRewards(client, reference)
+    if kind == "per_sample":
+        return confidence_reward(base.cnn)
+    if kind in ("credits", "credits_stalled"):
+        share = COMMIT_FRACTION if kind == "credits" else None
+        return CreditRewards(client, reference, commit_fraction=share, run=reference)
+    raise ValueError(f"unknown reward kind {kind!r}")
+
+
 def evaluator_for(
     config: DemoConfig, base: Base, client: RewardClient, reference: str
 ) -> Evaluator:
@@ -84,11 +104,7 @@ def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dic
     policy = copy.deepcopy(base.flow).requires_grad_(True)
     with endpoint.client() as client:
         upload_reference(client, reference, base, base.pool(config))
-        source: RewardSource = (
-            ServiceRewards(client, reference)
-            if kind == "distribution"
-            else confidence_reward(base.cnn)
-        )
+        source = source_for(kind, client, reference, base)
         evaluator = evaluator_for(config, base, client, reference)
         worker_config = dataclasses.replace(config.worker, seed=seed, out_dir=out)
         worker = TrainerWorker(policy, base.cnn.features, SHAPE, source, worker_config, evaluator)

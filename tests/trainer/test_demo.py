@@ -48,8 +48,13 @@ def test_demo_writes_results_and_plots(tmp_path: Path) -> None:
     assert written == json.loads(json.dumps(results))
     for key in REQUIRED:
         assert key in written
-    for key in ("fid_final", "class_entropy_final", "coverage_final"):
-        assert key in written["per_sample"]
+    for kind in ("per_sample", "credits", "credits_stalled"):
+        for key in ("fid_final", "class_entropy_final", "coverage_final"):
+            assert key in written[kind]
+    # Credits commit a share of every request: the pool moves; the stalled run's never does.
+    assert written["credits"]["freshness"]["mean"] > 0.0
+    assert written["credits_stalled"]["freshness"]["per_seed"] == [0.0]
+    assert written["per_sample"]["freshness"] is None
     assert written["spread"]["fid_final"]["per_seed"] == [written["fid_final"]]
     assert written["steps"] == 2 and written["seeds"] == [0]
     for png in ("samples.png", "curves.png"):
