@@ -1,20 +1,12 @@
-"""Per-sample credit: each sample's own distribution-wise reward, B samples as one batched problem.
+"""Per-sample credit as a result of its own: the replaced row, and each sample's numbers.
 
 Trainers normalise rewards per prompt, each sample against the other samples of its prompt, so
-they need a number per sample, not per group. Sample ``b``'s credit replaces ONE pool row ``i``,
-the same row for all B samples of a request (common random numbers), by ``y_b``:
-
-    credit_b = FD_0 - FD(pool with row i replaced by y_b)
-
-Centred at the built pool mean the covariance changes by ``(y~ y~^T - x~ x~^T - N delta
-delta^T) / (N - 1)`` with ``delta = (y~ - x~) / N`` in the span of ``x~_i`` and ``y~_b``: each
-sample's update is a singleton subset-replace whose removed column ``x~_i`` (and any pending
-commits' columns) is shared by the request. The low-rank path projects all B samples with one
-GEMM, factors the shared block once per quadrature node and leaves each sample a 2 x 2 Schur
-complement, so B samples cost far less than B requests. Pending (committed, not yet rebuilt)
-rows are folded in as for group rewards, and every credit is certified the same way (error
-estimate, exact fallback per sample, float64): this is :meth:`RewardEngine.rewards` with groups
-of one sample and one shared row, which is the point: one code path, one certification.
+they need a number per sample, not per group. :meth:`RewardEngine.credits` computes them: each
+sample replaces ONE pool row ``i``, the same for all B samples of a request (common random
+numbers), ``credit_b = FD_0 - FD(pool with row i replaced by y_b)``, as one batched, certified
+problem (a rank-2 update per sample, the shared part once). :func:`sample_credits` gives that
+result the shape callers use (one ``row`` instead of (B, 1) indices) and refuses a row and a
+seed together rather than ignoring the seed.
 """
 
 from __future__ import annotations
@@ -67,15 +59,11 @@ def sample_credits(
     drawn too when ``None``, and echoed). ``method``: ``lowrank`` (certified, exact fallback per
     sample) or ``exact``.
     """
+    if row is not None and seed is not None:
+        raise ValueError("send either row or seed: a seed only draws the row")
     ys = as_float64(samples, engine.device, "samples")
     check_features(ys, engine.d, "samples", min_rows=1)
-    groups = ys.unsqueeze(1)
-    if row is None:
-        result = engine.rewards(groups, mode="shared", seed=seed, method=method)
-    else:
-        if seed is not None:
-            raise ValueError("send either row or seed: a seed only draws the row")
-        result = engine.rewards(groups, mode="indices", indices=[row], method=method)
+    result = engine.credits(ys, row=row, seed=seed, method=method)
     return CreditResult(
         rewards=result.rewards,
         advantages=result.advantages,
