@@ -258,9 +258,9 @@ class ArrayBody(Generic[M]):
     holds the reference) before the rest of it is read."""
 
     def __init__(
-        self, spec: ArraySpec | Callable[[Limits], ArraySpec] | None, model: type[M], field: str
+        self, spec: ArraySpec | Callable[[Limits], ArraySpec], model: type[M], field: str
     ) -> None:
-        # None: the request's groups; a callable picks another spec bounded by the settings.
+        # A callable picks a spec bounded by the settings (``limits.groups``) once they exist.
         self._spec = spec
         self._model = model
         self._field = field
@@ -269,7 +269,7 @@ class ArrayBody(Generic[M]):
         self, name: RefName, request: Request, service: ServiceDep, settings: SettingsDep
     ) -> Decoded[M]:
         limits = service.limits
-        spec = self._spec(limits) if callable(self._spec) else self._spec or limits.groups
+        spec = self._spec(limits) if callable(self._spec) else self._spec
         width = service.held_width(name)
 
         def check(shape: tuple[int, ...]) -> None:

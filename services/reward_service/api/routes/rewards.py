@@ -41,7 +41,10 @@ __all__ = ["router"]
 router = references_router("rewards")
 F = TypeVar("F", bound=Callable[..., Any])
 
-RewardsBody = Annotated[Decoded[RewardsRequest], Depends(ArrayBody(None, RewardsRequest, "groups"))]
+RewardsBody = Annotated[
+    Decoded[RewardsRequest],
+    Depends(ArrayBody(lambda limits: limits.groups, RewardsRequest, "groups")),
+]
 CreditsBody = Annotated[
     Decoded[CreditsRequest],
     Depends(ArrayBody(lambda limits: limits.samples, CreditsRequest, "samples")),
