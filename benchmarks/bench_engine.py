@@ -34,6 +34,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from benchmarks.bench_credits import credits_figure
 from reward_service.engine import RewardEngine
 
 RESULTS = Path(__file__).parent / "results" / "engine.json"
@@ -313,6 +314,7 @@ def main() -> None:
     ).numpy()
     serving = commits_while_serving(engine, root, groups.reshape(4, 16, -1), args)
     report["commits_while_serving"] = serving
+    credits = report["per_sample_credits"] = credits_figure(engine, root)
     print_table(report)
     answer, rebuild = serving["commit_answer_seconds"], serving["rebuild_seconds"]
     print(
@@ -322,6 +324,12 @@ def main() -> None:
         f"(ratio {serving['commit_p50_over_rebuild_p50']:.3f}); "
         f"{serving['rebuilds']} rebuilds; reward requests p50 "
         f"{serving['reward_seconds_during_commits']['p50']:.3f} s meanwhile"
+    )
+    print(
+        f"per-sample credits: {credits['samples']} samples in one call "
+        f"{credits['credits_seconds']:.2f} s = {credits['credits_over_one_group']:.2f}x one "
+        f"group of {credits['group']}; {credits['one_sample_calls_over_credits']:.1f}x faster "
+        f"than {credits['samples']} one-sample calls"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
