@@ -12,7 +12,8 @@ Where things live (each module's docstring says more):
 * ``service`` — the use cases behind the routes (``ReferenceService``); knows no HTTP.
 * ``replicas`` — what this process holds of every reference, its catch-up, the stale-read
   policy, store health and the isolation of references that cannot be loaded
-  (``ReplicaSet``); ``replica`` — one reference's held state and its replay of the log.
+  (``ReplicaSet``); ``replica`` — one reference's held state and its replay of the log;
+  ``freshness`` — how much of a pool recent commits replaced.
 * ``store/`` — persistence behind one interface (memory, Redis). A new store goes there.
 * ``engine/`` — the mathematics (float64 Fréchet distances, subset-replace rewards); imports
   neither FastAPI nor Redis.
