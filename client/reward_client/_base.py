@@ -230,12 +230,14 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         key: str | None,
         params: Mapping[str, Any] | None = None,
         version_pinned: bool = False,
+        binary: bool | None = None,
     ) -> Call:
-        """A POST of ``array`` that carries an idempotency key: as a header beside a ``.npy``
+        """A POST of ``array`` that may carry an idempotency key: as a header beside a ``.npy``
         body, in the JSON body otherwise."""
         if key is not None and not 1 <= len(key) <= 128:
             raise ValueError("idempotency_key must have 1 to 128 characters")
-        if key is None or self.config.binary:
+        binary = self.config.binary if binary is None else binary
+        if key is None or binary:
             headers = None if key is None else {"Idempotency-Key": key}
             return self._array_call(
                 "POST",
@@ -244,6 +246,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 field=field,
                 params=params,
                 headers=headers,
+                binary=binary,
                 version_pinned=version_pinned,
             )
         return self._array_call(
@@ -252,6 +255,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             array,
             field=field,
             params={**(params or {}), "idempotency_key": key},
+            binary=binary,
             version_pinned=version_pinned,
         )
 
@@ -388,6 +392,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         indices: ArrayLike | None = None,
         method: Method | None = None,
         version: int | None = None,
+        commit_fraction: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Op[RewardBatch]:
         """Distribution-wise rewards of ``groups`` (G, K, d): ``base_fd - FD`` after each group
         replaces K pool rows.
@@ -400,8 +406,13 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             method: ``lowrank`` (service default) or ``exact``.
             version: Pool version to pin (overrides ``config.version``); a different version on
                 the service raises `VersionMismatch`.
+            commit_fraction: Commit this share of the groups' rows in the same request, as
+                `credits` does (``idempotency_key``, or a uuid4 reused on every retry).
         """
         array = self._features(groups, 3, "groups")
+        key = idempotency_key
+        if commit_fraction is not None and key is None:
+            key = uuid.uuid4().hex
         version = self.config.version if version is None else version
         rows: npt.NDArray[np.int64] | None = None
         binary = self.config.binary
@@ -413,18 +424,21 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             if rows.ndim == 2 and (rows == rows[:1]).all():
                 rows = rows[0]
             binary = binary and rows.ndim == 1
-        params = {"mode": mode, "seed": seed, "method": method, "version": version, "indices": rows}
-        call = self._array_call(
-            "POST",
-            _reference_path(name) + "/rewards",
-            array,
-            field="groups",
-            params=params,
-            binary=binary,
-            version_pinned=version is not None,
-        )
+        params = {
+            "mode": mode,
+            "seed": seed,
+            "method": method,
+            "version": version,
+            "indices": rows,
+            "commit_fraction": commit_fraction,
+        }
+        path = _reference_path(name) + "/rewards"
+        call = self._keyed_call(path, array, "groups", key, params, version is not None, binary)
         body = yield from self._json(self._exchange(call))
-        return decode.reward_batch(body)
+        batch = decode.reward_batch(body, key)
+        if batch.freshness is not None:
+            self._watch_freshness(name, batch.freshness)
+        return batch
 
     def _op_credits(
         self,

@@ -134,11 +134,33 @@ def _scored(body: JSON) -> dict[str, Any]:
     }
 
 
+def _committed(body: JSON, idempotency_key: str | None) -> CommittedShare | None:
+    """The commit a rewards or credits request made, under the key the client sent."""
+    committed = body.get("committed")
+    if committed is None:
+        return None
+    if idempotency_key is None:
+        raise ValueError("a commit the client did not ask for")
+    return CommittedShare(
+        version=int(committed["version"]),
+        base_fd=float(committed["base_fd"]),
+        rows=int(committed["rows"]),
+        replayed=bool(committed["replayed"]),
+        idempotency_key=idempotency_key,
+    )
+
+
 @_checked("RewardsResponse")
-def reward_batch(body: JSON) -> RewardBatch:
-    """``POST .../rewards``; checks that every per-group list has one entry per group."""
+def reward_batch(body: JSON, idempotency_key: str | None = None) -> RewardBatch:
+    """``POST .../rewards``; checks that every per-group list has one entry per group.
+    Services before freshness answer without ``freshness`` and ``committed``."""
+    freshness = body.get("freshness")
     batch = RewardBatch(
-        **_scored(body), mode=str(body["mode"]), indices=_frozen(body["indices"], np.int64)
+        **_scored(body),
+        mode=str(body["mode"]),
+        indices=_frozen(body["indices"], np.int64),
+        freshness=None if freshness is None else _freshness(freshness),
+        committed=_committed(body, idempotency_key),
     )
     rewards = batch.rewards
     groups = len(rewards)
@@ -151,24 +173,13 @@ def reward_batch(body: JSON) -> RewardBatch:
 @_checked("CreditsResponse")
 def credit_batch(body: JSON, idempotency_key: str | None) -> CreditBatch:
     """``POST .../credits``; checks that every per-sample list has one entry per sample."""
-    committed = body.get("committed")
-    if committed is not None and idempotency_key is None:
-        raise ValueError("a commit the client did not ask for")
     errors = [np.nan if value is None else value for value in body["error_estimates"]]
     batch = CreditBatch(
         **_scored(body),
         row=int(body["row"]),
         error_estimates=_frozen(errors, np.float64),
         freshness=_freshness(body["freshness"]),
-        committed=None
-        if committed is None or idempotency_key is None
-        else CommittedShare(
-            version=int(committed["version"]),
-            base_fd=float(committed["base_fd"]),
-            rows=int(committed["rows"]),
-            replayed=bool(committed["replayed"]),
-            idempotency_key=idempotency_key,
-        ),
+        committed=_committed(body, idempotency_key),
     )
     rewards = batch.rewards
     samples = len(rewards)

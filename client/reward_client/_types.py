@@ -92,6 +92,8 @@ class RewardBatch:
     ``rewards[g] = base_fd - fds[g]``: positive when group g moves the pool toward the target.
     ``advantages`` are the rewards normalised over the request's groups (GRPO style).
     ``indices[g]`` are the pool rows group g replaced; ``seed`` reproduces them.
+    ``freshness`` is the pool's before any commit of this request, ``committed`` the commit of
+    a share of the rows that ``commit_fraction`` asked for (None when none was made).
     """
 
     reference: str
@@ -107,6 +109,8 @@ class RewardBatch:
     methods_used: tuple[str, ...]
     indices: npt.NDArray[np.int64]
     timing: Timing
+    freshness: PoolFreshness | None = None
+    committed: CommittedShare | None = None
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])

@@ -216,3 +216,28 @@ def test_a_stalled_pool_is_reported_once(service: Any, caplog: pytest.LogCapture
         for _ in range(6):
             moving(rng.normal(size=(8, D)), None, None)
     assert not [r for r in caplog.records if "reference moving" in r.getMessage()]
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+def test_group_rewards_commit_a_share_in_the_same_request(
+    service: Any, reference: str, binary: bool
+) -> None:
+    rng = np.random.default_rng(8)
+    config = ClientConfig(base_url=service.url, token=service.token, binary=binary)
+    with RewardClient(config=config) as client:
+        before = client.info(reference).version
+        groups = rng.normal(size=(4, 4, D))
+        batch = client.rewards(reference, groups, seed=2, commit_fraction=0.5)
+        assert batch.committed is not None and batch.committed.rows == 8
+        assert batch.committed.version == before + 1 and batch.version == before
+        assert batch.freshness is not None and 0.0 <= batch.freshness.share <= 1.0
+        again = client.rewards(
+            reference,
+            groups,
+            seed=2,
+            commit_fraction=0.5,
+            idempotency_key=batch.committed.idempotency_key,
+        )
+        assert again.committed is not None and again.committed.replayed
+        assert client.info(reference).version == before + 1
+        assert client.rewards(reference, groups).committed is None
