@@ -55,7 +55,16 @@ clean() {
     log "removed the cluster test's images and $CACHE"
 }
 
+# One at a time per machine, and not while the live test runs (it holds the same lock).
+lock() {
+    exec 9> /run/distreward-test.lock
+    flock 9
+}
+
 if [ "${1:-}" = clean ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        lock
+    fi
     clean
     exit 0
 fi
@@ -65,6 +74,7 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 started=$(date +%s)
+lock
 
 # -- tools --------------------------------------------------------------------------------------
 PACKAGES=(podman buildah uidmap slirp4netns fuse-overlayfs runc netavark aardvark-dns iptables
@@ -136,8 +146,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "no virtual environment at $VENV: run \`make venv\` first (or set VENV)." >&2
     exit 1
 fi
-key=$( (cat "$ROOT/pyproject.toml"; echo "$TORCH_VERSION $TORCHVISION_VERSION $PYTHON_VERSION ${MARKER_EXTRAS[*]}") | sha256sum |
-    cut -c1-16)
+pins="$TORCH_VERSION $TORCHVISION_VERSION $PYTHON_VERSION ${MARKER_EXTRAS[*]}"
+key=$( (cat "$ROOT/pyproject.toml"; echo "$pins") | sha256sum | cut -c1-16)
 if [ "$(cat "$WHEELS/.key" 2>/dev/null)" != "$key" ]; then
     log "pip download into $WHEELS"
     mkdir -p "$WHEELS"

@@ -37,9 +37,9 @@ FILES = ("compose.yaml", "compose.cpu.yaml", "tests/cluster/compose.test.yaml")
 SERVICES = ("redis", "reward-service", "lb", "reference-init", "trainer", "prometheus")
 REFERENCE = "digits-base"
 RUN_DIR = Path("/run/distreward-test")
-# scripts/cluster_setup.sh's cache: the digits base networks, kept between runs
-DIGITS_CACHE = Path(os.environ.get("DISTREWARD_CLUSTER_CACHE", "/var/cache/distreward-cluster"))
-DIGITS_CACHE = DIGITS_CACHE / "digits-cache"
+# The digits base networks, kept between runs in scripts/cluster_setup.sh's cache folder
+CACHE = Path(os.environ.get("DISTREWARD_CLUSTER_CACHE", "/var/cache/distreward-cluster"))
+DIGITS_CACHE = CACHE / "digits-cache"
 SETUP_HINT = "run `bash scripts/cluster_setup.sh` as root (make test does)"
 
 # s: `up` waits for reference-init, which trains the digits base networks on a machine's first
@@ -102,6 +102,7 @@ class LiveCluster:
     service: subprocess.Popen[bytes] | None = None
     health: _HealthChecks | None = None
     lock: IO[str] | None = None
+    locked: bool = False
     measured: dict[str, Any] = field(default_factory=dict)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -169,6 +170,7 @@ class LiveCluster:
         except BlockingIOError:
             time.sleep(2.0)
             return False
+        self.locked = True
         return True
 
     def _socket_answers(self) -> bool:
@@ -195,14 +197,14 @@ class LiveCluster:
         pid_file.unlink(missing_ok=True)
 
     def close(self) -> None:
-        """Stop and remove everything :meth:`open` and the scenarios started."""
+        """Stop and remove everything :meth:`open` and the scenarios started (nothing when
+        another session held the lock: the cluster is that one's)."""
+        if not self.locked:
+            return
         try:
             if self.service is not None and self.service.poll() is None:
                 self.save_logs()
-                down = self.compose(
-                    "down", "--volumes", "--remove-orphans", "--timeout", "5", check=False
-                )
-                (self.folder / "down.log").write_text(down)
+                self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", check=False)
         finally:
             self._remove_leftovers()
             if self.health is not None:
@@ -219,6 +221,7 @@ class LiveCluster:
             self.socket.unlink(missing_ok=True)
             if self.lock is not None:
                 self.lock.close()  # releases the lock
+                self.locked = False
 
     @staticmethod
     def _remove_leftovers() -> None:
@@ -352,6 +355,31 @@ class LiveCluster:
             answer = client.get(f"/v1/references/{REFERENCE}")
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
+
+    def replica_infos(self) -> dict[str, dict[str, Any]] | None:
+        """Each running replica's own view of the reference; None while one is not ready."""
+        infos = {}
+        for replica in self.running("reward-service"):
+            url = f"http://{replica.ip}:8000"
+            try:
+                if httpx.get(f"{url}/readyz", timeout=5.0).status_code != 200:
+                    return None
+                infos[replica.name] = self.info(url)
+            except httpx.TransportError:
+                return None
+        return infos or None
+
+    def settled(self, timeout: float) -> dict[str, Any]:
+        """The reference's info once every running replica is ready and at one version (each
+        replica applies the commit log by itself, a moment after the one that answered)."""
+
+        def one_version() -> dict[str, Any] | None:
+            infos = self.replica_infos()
+            if not infos or len({i["version"] for i in infos.values()}) != 1:
+                return None
+            return next(iter(infos.values()))
+
+        return wait_for("every replica ready at one version", one_version, timeout)
 
     @staticmethod
     def api_requests(container: Container) -> float:
