@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 
 from .choices import Method
-from .linalg import as_float64
 from .reward_engine import RewardEngine
-from .validation import check_features
 
 __all__ = ["CreditResult", "sample_credits"]
 
@@ -61,9 +59,7 @@ def sample_credits(
     """
     if row is not None and seed is not None:
         raise ValueError("send either row or seed: a seed only draws the row")
-    ys = as_float64(samples, engine.device, "samples")
-    check_features(ys, engine.d, "samples", min_rows=1)
-    result = engine.credits(ys, row=row, seed=seed, method=method)
+    result = engine.credits(samples, row=row, seed=seed, method=method)
     return CreditResult(
         rewards=result.rewards,
         advantages=result.advantages,

@@ -245,10 +245,22 @@ class RewardEngine:
         digits, the call builds the head first (or waits for the build in flight).
         """
         started = time.perf_counter()
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         ys = as_float64(groups, self._device, "groups")
         check_groups(ys, self.d)
+        return self._scored(ys, mode, seed, indices, method, started)
+
+    def _scored(
+        self,
+        ys: torch.Tensor,
+        mode: Mode,
+        seed: int | None,
+        indices: Any,
+        method: Method,
+        started: float,
+    ) -> RewardResult:
+        """:meth:`rewards` of checked float64 ``ys`` (G, K, d); ``started`` times the call."""
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         count, size = ys.shape[0], ys.shape[1]
         head, rows, used_seed, terms = self._group_terms(ys, mode, seed, indices)
         pending = head.changes.rows
@@ -335,13 +347,15 @@ class RewardEngine:
         2 x 2 Schur complement per quadrature node (O(n d) with the shared part done once)
         instead of a request of its own. Certified, with exact fallback, like :meth:`rewards`.
         """
+        started = time.perf_counter()
         values = as_float64(samples, self._device, "samples")
         if values.ndim != 2:
             raise ValueError(f"samples must have shape (B, {self.d}); got {tuple(values.shape)}")
+        check_features(values, self.d, "samples", min_rows=1)
         groups = values.unsqueeze(1)
         if row is None:
-            return self.rewards(groups, mode="shared", seed=seed, method=method)
-        return self.rewards(groups, mode="indices", indices=[row], method=method)
+            return self._scored(groups, "shared", seed, None, method, started)
+        return self._scored(groups, "indices", None, [row], method, started)
 
     # ----------------------------------------------------------------- commits
     def append(self, features: Any) -> Committed:
