@@ -285,11 +285,12 @@ def finite_values(result: list[dict[str, Any]]) -> list[float]:
     return [v for v in values if np.isfinite(v)]
 
 
-def wait_for(what: str, check: Callable[[], T], timeout: float) -> T:
-    """Poll ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
+def wait_for(what: str, check: Callable[[], T], timeout: float, pause: float = 0.25) -> T:
+    """Poll ``check()`` every ``pause`` seconds until it returns something truthy; fail after
+    ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not (result := check()):
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: still nothing after {timeout} s", pytrace=False)
-        time.sleep(0.25)
+        time.sleep(pause)
     return result

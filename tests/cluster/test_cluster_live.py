@@ -295,7 +295,7 @@ def test_redis_restart_and_cluster_down_up_keep_every_acknowledged_commit(
     cluster.compose("down", "--timeout", "10")
     assert not cluster.containers("reward-service")
     # The trainer already finished its run; a new one would move the version under test.
-    cluster.measured["second_up_seconds"] = round(cluster.up("--scale", "trainer=0"), 1)
+    cluster.measured["second_up_seconds"] = round(cluster.up(trainer=False), 1)
     wait_for(
         "/readyz through the load balancer after `up`", lambda: ready(cluster.lb), READY_TIMEOUT
     )
