@@ -28,12 +28,14 @@ __all__ = ["ArraySpec", "Limits"]
 
 @dataclass(frozen=True)
 class ArraySpec:
-    """An array a request carries: its name in messages, its dimensions, and the maxima of its
-    leading axes (None: unbounded)."""
+    """An array a request carries: its name in messages, its dimensions, the maxima of its
+    leading axes (None: unbounded) and the rows its first axis needs at least (a covariance
+    needs two)."""
 
     what: str
     ndim: int
     maxima: tuple[int | None, ...] = ()
+    min_rows: int = 1
 
 
 class Limits:
@@ -49,9 +51,9 @@ class Limits:
         self.samples = ArraySpec("samples", 2, (settings.max_samples,))
 
     @staticmethod
-    def rows(what: str) -> ArraySpec:
+    def rows(what: str, min_rows: int = 1) -> ArraySpec:
         """Feature rows (n, d): pools, commits, features to fit or to measure."""
-        return ArraySpec(what, 2)
+        return ArraySpec(what, 2, min_rows=min_rows)
 
     def check_shape(
         self, spec: ArraySpec, shape: tuple[int, ...], width: int | None = None
@@ -66,6 +68,8 @@ class Limits:
             raise BadInput(f"{what}: empty array (shape {shape}); send at least one row")
         if len(shape) != spec.ndim:
             raise BadInput(f"{what}: expected {spec.ndim} dimensions, got shape {shape}")
+        if shape[0] < spec.min_rows:
+            raise BadInput(f"{what}: {shape[0]} row(s); send at least {spec.min_rows}")
         if math.prod(shape) > self.max_elements:  # only a header can claim this: the body
             raise BadInput(  # itself was refused by its length before
                 f"{what}: shape {shape} holds more values than a body within the size limit "

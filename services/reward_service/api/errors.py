@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from ..errors import (
     BadInput,
@@ -61,23 +64,46 @@ def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "; ".join(parts) or "malformed request"}, status_code=422)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's own answers (404 unknown path, 405). A 405 names every method the path
+    serves: the router only names those of the first route whose path matched, and a resource
+    such as ``/v1/references/{name}`` has one route per method."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allowed = [method for method in _METHODS if _serves(request, method)]
+        exc = HTTPException(405, exc.detail, headers={"Allow": ", ".join(allowed)})
+    return await http_exception_handler(request, exc)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _serves(request: Request, method: str) -> bool:
+    """Whether a route of the app serves ``method`` on the request's path."""
+    scope = {**request.scope, "method": method}
+    return any(route.matches(scope)[0] is Match.FULL for route in request.app.routes)
+
+
 def _client_disconnect(request: Request, _: Exception) -> JSONResponse:
     """The client hung up before its body was complete: nothing was changed and nobody is left
     to answer. 499 ("client closed request", as nginx counts it) keeps this out of the 5xx
     metrics; it is not an error of the service."""
     log.info("client disconnected mid-body on %s %s", request.method, request.url.path)
-    return JSONResponse({"detail": "client disconnected before the body was complete"},
-                        status_code=499)
+    return JSONResponse(
+        {"detail": "client disconnected before the body was complete"}, status_code=499
+    )
 
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path,
-              exc_info=exc)
+    log.error(
+        "unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc
+    )
     return JSONResponse({"detail": "internal error; see the service log"}, status_code=500)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected)
