@@ -8,6 +8,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "ServiceError",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "Unprocessable",
@@ -36,7 +37,21 @@ class Conflict(ServiceError):
 
 
 class PayloadTooLarge(ServiceError):
-    """Body, group count or group size over the configured limits."""
+    """A request over a configured limit: its body, group count or size, estimated work or
+    decoding memory; ``reason`` names which (the ``reason`` label of the rejections metric)."""
+
+    def __init__(self, detail: str, *, reason: str = "body_size") -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+class TooManyRequests(ServiceError):
+    """Admission refused for now (429 with ``Retry-After``): the caller's token has its share of
+    requests in flight, or the memory for decoding bodies is taken; ``reason`` names which."""
+
+    def __init__(self, detail: str, *, reason: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
 class UnsupportedMediaType(ServiceError):
