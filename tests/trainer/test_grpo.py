@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy import AffineVelocity
+from toy import AffineVelocity, ConditionalAffine
 
 from reward_client.grpo.update import GRPOConfig, policy_update
 from reward_client.training.ppo import ppo_clip_loss
@@ -83,3 +83,27 @@ def test_policy_update_raises_log_prob_of_advantaged_samples() -> None:
         )
     change = (new - traj.log_probs).sum(0)
     assert change[:32].mean() > 0 > change[32:].mean()
+
+
+def test_conditional_update_scores_each_transition_under_its_own_sample_condition() -> None:
+    # With a zero step size the policy never moves, so every minibatch's recomputed
+    # log-probabilities equal the sampled ones exactly, but only if each transition is scored
+    # under the label of the sample it belongs to (a shuffled or misaligned label changes them).
+    torch.manual_seed(0)
+    policy = ConditionalAffine(4, classes=3)
+    with torch.no_grad():
+        policy.shift.weight.mul_(5.0)  # labels far apart: a wrong one is a large error
+    sde = SDEConfig(steps=5, noise=0.5)
+    labels = torch.arange(30) % 3
+    traj = sample_sde(policy, torch.randn(30, 4), sde, torch.Generator().manual_seed(0), labels)
+    assert traj.cond is labels
+    optimizer = torch.optim.SGD(policy.parameters(), lr=0.0)
+    stats = policy_update(
+        policy, optimizer, traj, torch.randn(30), sde, GRPOConfig(minibatches=4, epochs=2)
+    )
+    assert stats.approx_kl == 0.0 and stats.clip_fraction == 0.0
+    shuffled = traj.__class__(traj.states, traj.times, traj.log_probs, labels.roll(1))
+    wrong = policy_update(
+        policy, optimizer, shuffled, torch.randn(30), sde, GRPOConfig(minibatches=4)
+    )
+    assert abs(wrong.approx_kl) > 1.0

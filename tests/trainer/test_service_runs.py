@@ -1,4 +1,5 @@
-"""Workers against a real service process: one worker, two at once, and two torchrun ranks."""
+"""Workers against a real service process: one worker, two at once, and two torchrun ranks;
+leave-one-out credits against a from-scratch recompute of every modified pool."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from toy import AffineVelocity
 from examples.digits.service import Endpoint
 from reward_client.grpo.worker import TrainerWorker, WorkerConfig
 from reward_client.training.sde import SDEConfig, sample_sde
-from reward_client.training.sources import ServiceRewards
+from reward_client.training.sources import LeaveOneOutCredits, ServiceRewards
+from reward_service.engine import frechet_distance
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +52,10 @@ def _config(seed: int) -> WorkerConfig:
 def _run_worker(endpoint: Endpoint, name: str, seed: int) -> list[dict]:
     with endpoint.client() as client:
         worker = TrainerWorker(
-            AffineVelocity(DIM, seed), nn.Identity(), (DIM,), ServiceRewards(client, name),
+            AffineVelocity(DIM, seed),
+            nn.Identity(),
+            (DIM,),
+            ServiceRewards(client, name),
             _config(seed),
         )
         return worker.run()
@@ -109,3 +114,37 @@ def test_torchrun_ranks_train_with_ddp(service: Endpoint, tmp_path: Path) -> Non
     # Both ranks committed one group per step.
     with service.client() as client:
         assert client.info("toy-ddp").version == version + 2 * STEPS
+
+
+def test_leave_one_out_credits_match_a_recompute_of_each_modified_pool(service: Endpoint) -> None:
+    rng = np.random.default_rng(3)
+    d, n, groups, size = 5, 120, 3, 4
+    # float32, as the features travel: the service and the recompute see the same values.
+    target = rng.normal(0.5, 1.0, size=(300, d)).astype(np.float32).astype(np.float64)
+    pool = rng.normal(0.0, 1.0, size=(n, d)).astype(np.float32).astype(np.float64)
+    samples = rng.normal(0.3, 1.3, size=(groups, size, d)).astype(np.float32)
+    mu, sigma = target.mean(0), np.cov(target, rowvar=False)
+
+    def fd(rows: np.ndarray, rows_in: np.ndarray) -> float:
+        modified = pool.copy()
+        modified[rows] = rows_in
+        return frechet_distance(modified.mean(0), np.cov(modified, rowvar=False), mu, sigma)
+
+    with service.client() as client:
+        client.put_target("toy-loo", features=target)
+        version = client.put_pool("toy-loo", pool).version
+        source = LeaveOneOutCredits(client, "toy-loo", commit_fraction=0.25, run="loo")
+        rows = source.rows(11, size)
+        scores = source.score(samples, seed=11)
+        assert client.info("toy-loo").version == version + 1  # a quarter committed, once
+    expected = np.array(
+        [
+            [fd(rows[:-1], np.delete(group, j, axis=0)) - fd(rows, group) for j in range(size)]
+            for group in samples.astype(np.float64)
+        ]
+    )
+    scale = max(1.0, fd(rows[:0], samples[0, :0]))
+    np.testing.assert_allclose(scores.rewards, expected, rtol=0, atol=1e-9 * scale)
+    assert scores.info["version"] == version
+    for group in scores.advantages:  # normalised within each group
+        assert abs(group.mean()) < 1e-12

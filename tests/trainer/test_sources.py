@@ -1,23 +1,33 @@
-"""Reward sources: broadcasting of group rewards and per-sample normalisation."""
+"""Reward sources: broadcasting of group rewards, per-sample and per-prompt normalisation."""
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
-from reward_client.training.sources import PerSampleRewards, ServiceRewards, normalise
+from reward_client.training.sources import (
+    PerSampleRewards,
+    ServiceRewards,
+    normalise,
+    per_prompt,
+)
 
 
 class FakeClient:
     def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[int, ...], str, int | None]] = []
+        self.calls: list[tuple] = []
         self.committed: list[np.ndarray] = []
 
-    def rewards(self, name: str, groups: np.ndarray, *, mode: str, seed: int | None):
-        self.calls.append((name, groups.shape, mode, seed))
+    def rewards(self, name, groups, *, mode, seed, commit_fraction, idempotency_key):
+        self.calls.append((name, groups.shape, mode, seed, commit_fraction, idempotency_key))
         r = np.arange(groups.shape[0], dtype=np.float64)
-        return SimpleNamespace(rewards=r, advantages=normalise(r), base_fd=5.0, version=3)
+        fresh = None if commit_fraction is None else SimpleNamespace(share=0.5)
+        return SimpleNamespace(
+            rewards=r, advantages=normalise(r), base_fd=5.0, version=3, freshness=fresh
+        )
 
     def commit(self, name: str, features: np.ndarray) -> None:
         self.committed.append(features)
@@ -27,13 +37,31 @@ def test_service_rewards_broadcast_each_group_over_its_samples() -> None:
     client = FakeClient()
     source = ServiceRewards(client, "ref")  # type: ignore[arg-type]
     scores = source.score(np.zeros((3, 4, 2), np.float32), seed=9)
-    assert client.calls == [("ref", (3, 4, 2), "shared", 9)]
+    assert client.calls == [("ref", (3, 4, 2), "shared", 9, None, None)]
     assert scores.rewards.shape == scores.advantages.shape == (3, 4)
     np.testing.assert_array_equal(scores.rewards[:, 0], [0, 1, 2])
     assert (scores.rewards == scores.rewards[:, :1]).all()
     assert scores.info == {"base_fd": 5.0, "version": 3.0}
     source.commit(np.ones((4, 2)))
     assert len(client.committed) == 1
+    committing = ServiceRewards(client, "ref", commit_fraction=0.25, run="r")  # type: ignore[arg-type]
+    assert committing.score(np.zeros((3, 4, 2), np.float32), seed=5).info["freshness"] == 0.5
+    assert client.calls[-1][4:] == (0.25, "r-5")  # committed in the request, keyed by the step
+
+
+def test_per_prompt_normalises_each_reward_against_its_own_prompt_by_hand() -> None:
+    rewards = np.array([1.0, 2.0, 3.0, 10.0, 20.0, 0.5])
+    prompts = np.array(["a", "b", "a", "b", "a", "c"])
+    # "a": 1, 3, 20: mean 8, variance (49 + 25 + 144) / 3; "b": 2, 10: mean 6, std 4;
+    # "c" alone: no spread, advantage 0.
+    std_a = math.sqrt(218 / 3)
+    expected = [-7 / std_a, -1.0, -5 / std_a, 1.0, 12 / std_a, 0.0]
+    np.testing.assert_allclose(per_prompt(rewards, prompts), expected, rtol=1e-8, atol=1e-12)
+    # Shaped like the rewards: a (G, K) batch with one label per sample.
+    grid = per_prompt(rewards.reshape(2, 3), prompts.reshape(2, 3))
+    np.testing.assert_allclose(grid.reshape(-1), expected, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="do not match"):
+        per_prompt(rewards, prompts[:5])
 
 
 def test_per_sample_rewards_are_normalised_over_the_batch() -> None:

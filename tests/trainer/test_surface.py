@@ -13,10 +13,10 @@ SURFACE = {
     "reward_client.training": "",
     "reward_client.training.loop": "CHECKPOINT METRICS Evaluator Featurizer Record RunConfig "
     "Trainer every",
-    "reward_client.training.sources": "CreditRewards PerSampleRewards RewardSource Scores "
-    "ServiceRewards normalise",
+    "reward_client.training.sources": "CreditRewards LeaveOneOutCredits PerSampleRewards "
+    "RewardSource Scores ServiceRewards normalise per_prompt",
     "reward_client.training.sde": "SDEConfig Trajectory VelocityModel gaussian_log_prob "
-    "sample_ode sample_sde step_log_prob time_grid transition",
+    "sample_ode sample_sde step_log_prob time_grid transition velocity",
     "reward_client.training.ppo": "StepStats UpdateStats ppo_clip_loss ppo_step",
     "reward_client.training.distributed": "init is_main rank shutdown world_size wrap",
     "reward_client.training.cli": "load_setup parser run_settings service_rewards set_threads",

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import AffineVelocity, MeanReward
+from toy import AffineVelocity, ConditionalAffine, MeanReward
 
+from reward_client.grpo import worker as worker_module
 from reward_client.grpo.worker import TrainerWorker, TrainSetup, WorkerConfig
+from reward_client.training.ppo import UpdateStats
 from reward_client.training.sde import SDEConfig
+from reward_client.training.sources import Scores
 
 
 def _config(out: Path | None, steps: int, **overrides: object) -> WorkerConfig:
@@ -103,3 +107,38 @@ def test_setup_specs_are_checked() -> None:
         load_setup("toy:MeanReward", TrainSetup)
     with pytest.raises(TypeError, match="returned TrainSetup, expected MergeSetup"):
         load_setup("toy:build", MergeSetup)
+
+
+class ClassRewards:
+    """Rewards ``10 g + k`` for sample k of group g, whatever the features."""
+
+    def score(self, features, seed: int) -> Scores:
+        groups, size, _ = features.shape
+        rewards = 10.0 * np.arange(groups)[:, None] + np.arange(size)[None, :]
+        return Scores(rewards=rewards, advantages=np.zeros_like(rewards))
+
+    def commit(self, features) -> None:
+        raise AssertionError("a conditional step with commit_every=0 commits nothing")
+
+
+def test_conditional_worker_samples_each_group_of_its_class_and_normalises_per_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[torch.Tensor] = []
+
+    def capture(policy, optimizer, trajectory, advantages, *rest):
+        seen.append(advantages)
+        return UpdateStats(loss=0.0, clip_fraction=0.0, approx_kl=0.0)
+
+    monkeypatch.setattr(worker_module, "policy_update", capture)
+    policy = ConditionalAffine(4, classes=2)
+    config = _config(None, 1, groups=4, group_size=2, classes=2, commit_every=0)
+    TrainerWorker(policy, nn.Identity(), (4,), ClassRewards(), config).run()
+    # Groups 0 and 2 are class 0, groups 1 and 3 class 1; the sampler saw every sample's class.
+    assert all(torch.equal(c, torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])) for c in policy.calls)
+    # By hand: class 0 holds rewards 0, 1, 20, 21 (mean 10.5, variance 100.25), class 1 holds
+    # 10, 11, 30, 31 (the same spread); each sample against its class, not its group or batch.
+    std = 100.25**0.5 + 1e-8
+    expected = torch.tensor([-10.5, -9.5, -10.5, -9.5, 9.5, 10.5, 9.5, 10.5]) / std
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], expected.float())

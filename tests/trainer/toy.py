@@ -46,6 +46,20 @@ class AffineVelocity(nn.Module):
         return self.linear(x) + t[:, None] * self.time
 
 
+class ConditionalAffine(AffineVelocity):
+    """``v = W x + b + c t + e[label]``: an affine velocity with a learned shift per class; it
+    keeps the labels of every call (``calls``) so tests can see what it was conditioned on."""
+
+    def __init__(self, dim: int, classes: int, seed: int = 0) -> None:
+        super().__init__(dim, seed)
+        self.shift = nn.Embedding(classes, dim)
+        self.calls: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        self.calls.append(labels.clone())
+        return super().forward(x, t) + self.shift(labels)
+
+
 class MeanReward:
     """Deterministic per-group reward ``-|mean of group - target|^2`` (a stand-in for FD)."""
 

@@ -3,7 +3,8 @@
 Every noisy transition ``k`` of every sample ``i`` is one action with the sample's advantage
 ``A_i``, scored by the clipped surrogate of :mod:`reward_client.training.ppo` with the ratio
 ``r = exp(log pi_theta - log pi_old)`` of that transition. The trajectories are split into
-minibatches and each takes one optimizer step, so later minibatches see ratios != 1.
+minibatches and each takes one optimizer step, so later minibatches see ratios != 1. A
+conditional trajectory's conditions go with their samples into every minibatch.
 """
 
 from __future__ import annotations
@@ -64,8 +65,12 @@ def policy_update(
             b = idx.numel()
             t = times[:noisy_steps].repeat_interleave(b)
             step_dt = dt[:noisy_steps].repeat_interleave(b)
+            # Step-major like x.flatten(0, 1): transition s of sample idx[j] is row s * b + j.
+            cond = trajectory.cond
+            if cond is not None:
+                cond = cond[idx].repeat(noisy_steps, *(1,) * (cond.dim() - 1))
             log_prob = step_log_prob(
-                policy, x.flatten(0, 1), x_next.flatten(0, 1), t, step_dt, sde
+                policy, x.flatten(0, 1), x_next.flatten(0, 1), t, step_dt, sde, cond
             ).reshape(noisy_steps, b)
             old = trajectory.log_probs[:, idx]
             step = ppo_step(

@@ -4,9 +4,14 @@ One :meth:`TrainerWorker.update` (stepped by :meth:`~reward_client.training.loop
 which also evaluates, logs, checkpoints and resumes):
 
 1. draw G·K noises and integrate the SDE sampler (:mod:`reward_client.training.sde`), keeping
-   the trajectory and each transition's log-probability;
+   the trajectory and each transition's log-probability; a class-conditional policy
+   (``classes > 0``) samples group g's K samples of class ``g % classes`` (the group's
+   "prompt");
 2. map the samples to features (a frozen network, no gradients);
-3. ask the reward source for rewards and advantages of the (G, K, d) groups;
+3. ask the reward source for rewards and advantages of the (G, K, d) groups; a conditional
+   run normalises the rewards per class instead, each sample against the other samples of its
+   class in the batch (:func:`~reward_client.training.sources.per_prompt`, as flow_grpo does
+   per prompt);
 4. run the PPO-clip update (:mod:`.update`) on the stored trajectory;
 5. every ``commit_every`` steps, commit the first ``commit_groups`` groups (an unbiased draw
    from the policy) so the source's pool tracks the policy.
@@ -27,7 +32,7 @@ from torch import nn
 from ..training import distributed
 from ..training.loop import Evaluator, Featurizer, Record, RunConfig, Trainer
 from ..training.sde import SDEConfig, sample_sde
-from ..training.sources import RewardSource
+from ..training.sources import RewardSource, per_prompt
 from .update import GRPOConfig, policy_update
 
 __all__ = ["TrainSetup", "TrainerWorker", "WorkerConfig"]
@@ -50,6 +55,9 @@ class WorkerConfig(RunConfig):
         groups, group_size: G groups of K samples per step.
         lr: Adam learning rate.
         commit_groups: groups committed each time.
+        classes: 0 for an unconditional policy ``policy(x, t)``; otherwise the number of class
+            labels of a conditional ``policy(x, t, labels)``, whose advantages are normalised
+            per class.
         sde: the sampler's discretisation and noise.
         grpo: the policy update's settings.
     """
@@ -58,6 +66,7 @@ class WorkerConfig(RunConfig):
     group_size: int = 32
     lr: float = 3e-5
     commit_groups: int = 1
+    classes: int = 0
     sde: SDEConfig = field(default_factory=SDEConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
 
@@ -98,18 +107,32 @@ class TrainerWorker(Trainer[WorkerConfig]):
         self.rank = distributed.rank()
         self._train_module = distributed.wrap(policy)
 
+    def labels(self) -> torch.Tensor | None:
+        """The class of every sample of a step (G·K,): group g is class ``g % classes``, so
+        every class has the same number of groups when G is a multiple of ``classes``; None
+        for an unconditional policy."""
+        cfg = self.config
+        if cfg.classes == 0:
+            return None
+        return (torch.arange(cfg.groups) % cfg.classes).repeat_interleave(cfg.group_size)
+
     def update(self) -> Record:
         """One sample → score → update (→ commit) step; returns its metrics."""
         cfg = self.config
         seed = self.step_seed(self.rank)
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn((cfg.groups * cfg.group_size, *self.sample_shape), generator=generator)
-        trajectory = sample_sde(self.policy, noise, cfg.sde, generator)
+        labels = self.labels()
+        trajectory = sample_sde(self.policy, noise, cfg.sde, generator, labels)
         with torch.no_grad():
             features = self.featurize(trajectory.samples).float().cpu().numpy()
         features = features.reshape(cfg.groups, cfg.group_size, -1)
         scores = self.source.score(features, seed)
-        advantages = torch.as_tensor(scores.advantages.reshape(-1), dtype=torch.float32)
+        if labels is None:
+            flat = scores.advantages.reshape(-1)
+        else:
+            flat = per_prompt(scores.rewards.reshape(-1), labels.numpy())
+        advantages = torch.as_tensor(flat, dtype=torch.float32)
         stats = policy_update(
             self._train_module, self.optimizer, trajectory, advantages, cfg.sde, cfg.grpo, generator
         )

@@ -17,6 +17,11 @@ term ``(s^2 / 2) lap p``). Euler–Maruyama turns each step into a Gaussian tran
 
 whose log-density is what Flow-GRPO style policy gradients use. The last step is taken without
 noise (its score needs ``1 / (1 - t)`` near ``t = 1``), so it has no log-probability.
+
+A conditional model (a class label or prompt embedding per sample: ``cond``, shape (B, ...)) is
+called as ``model(x, t, cond)``; every function here takes ``cond=None`` (unconditional,
+``model(x, t)``) or the batch's conditions, and a :class:`Trajectory` keeps them for the policy
+update.
 """
 
 from __future__ import annotations
@@ -37,10 +42,19 @@ __all__ = [
     "step_log_prob",
     "time_grid",
     "transition",
+    "velocity",
 ]
 
-VelocityModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``v = model(x, t)``: ``x`` of shape (B, ...), ``t`` of shape (B,), ``v`` shaped like ``x``."""
+VelocityModel = Callable[..., torch.Tensor]
+"""``v = model(x, t)`` or, conditional, ``model(x, t, cond)``: ``x`` of shape (B, ...), ``t`` of
+shape (B,), ``cond`` of shape (B, ...), ``v`` shaped like ``x``."""
+
+
+def velocity(
+    model: VelocityModel, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``model(x, t)``, or ``model(x, t, cond)`` when there are conditions."""
+    return model(x, t) if cond is None else model(x, t, cond)
 
 
 @dataclass(frozen=True)
@@ -75,11 +89,13 @@ class Trajectory:
         times: (T + 1,) the time grid.
         log_probs: (T - 1, B) log-density of each noisy transition ``states[k] -> states[k+1]``
             under the sampling policy (the final, noiseless step has none).
+        cond: (B, ...) the samples' conditions, or None for an unconditional model.
     """
 
     states: torch.Tensor
     times: torch.Tensor
     log_probs: torch.Tensor
+    cond: torch.Tensor | None = None
 
     @property
     def samples(self) -> torch.Tensor:
@@ -104,14 +120,16 @@ def transition(
     dt: torch.Tensor,
     config: SDEConfig,
     noisy: bool = True,
+    cond: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation of one Euler–Maruyama step from ``(x, t)`` over ``dt``.
 
     ``mean = x + [v + (s^2 / 2) score] dt`` with ``score = -(x - t v) / max(1 - t, c)``
     and ``std = s sqrt(dt)``; with ``noisy=False`` it is the ODE step
-    ``mean = x + v dt``, ``std = 0``. ``t`` and ``dt`` are per-sample, shape (B,).
+    ``mean = x + v dt``, ``std = 0``. ``t`` and ``dt`` are per-sample, shape (B,); ``cond``
+    the per-sample conditions (None: unconditional).
     """
-    v = model(x, t)
+    v = velocity(model, x, t, cond)
     t_b, dt_b = _expand(t, x), _expand(dt, x)
     if not noisy:
         return x + v * dt_b, torch.zeros_like(dt_b)
@@ -141,13 +159,14 @@ def step_log_prob(
     t: torch.Tensor,
     dt: torch.Tensor,
     config: SDEConfig,
+    cond: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Log-probability (B,) of the noisy transition ``x -> x_next`` under ``model``.
 
     Differentiable in the model's parameters: this is the policy's ``log pi(a | s)`` of
     Flow-GRPO, with the state ``(x, t)`` and the action ``x_next``.
     """
-    mean, std = transition(model, x, t, dt, config)
+    mean, std = transition(model, x, t, dt, config, cond=cond)
     return gaussian_log_prob(x_next, mean, std)
 
 
@@ -157,8 +176,10 @@ def sample_sde(
     noise: torch.Tensor,
     config: SDEConfig,
     generator: torch.Generator | None = None,
+    cond: torch.Tensor | None = None,
 ) -> Trajectory:
-    """Integrate the SDE from ``noise`` (B, ...) with Euler–Maruyama, recording log-probs.
+    """Integrate the SDE from ``noise`` (B, ...) with Euler–Maruyama, recording log-probs
+    (conditioned on ``cond`` (B, ...) when given).
 
     Steps 0..T-2 are noisy (``x_{k+1} = mean_k + std_k eps``); step T-1 is the ODE step.
     """
@@ -171,7 +192,7 @@ def sample_sde(
         t = times[k].expand(batch)
         dt = (times[k + 1] - times[k]).expand(batch)
         last = k == config.steps - 1
-        mean, std = transition(model, x, t, dt, config, noisy=not last)
+        mean, std = transition(model, x, t, dt, config, noisy=not last, cond=cond)
         if last:
             x = mean
         else:
@@ -180,15 +201,18 @@ def sample_sde(
             log_probs.append(gaussian_log_prob(x, mean, std))
         states.append(x)
     lp = torch.stack(log_probs) if log_probs else noise.new_zeros((0, batch))
-    return Trajectory(states=torch.stack(states), times=times, log_probs=lp)
+    return Trajectory(states=torch.stack(states), times=times, log_probs=lp, cond=cond)
 
 
 @torch.no_grad()
-def sample_ode(model: VelocityModel, noise: torch.Tensor, steps: int) -> torch.Tensor:
-    """Euler integration of the probability-flow ODE ``dx = v dt`` from ``noise`` to data."""
+def sample_ode(
+    model: VelocityModel, noise: torch.Tensor, steps: int, cond: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Euler integration of the probability-flow ODE ``dx = v dt`` from ``noise`` to data
+    (conditioned on ``cond`` (B, ...) when given)."""
     times = time_grid(steps, noise.device)
     x = noise
     for k in range(steps):
         t = times[k].expand(x.shape[0])
-        x = x + model(x, t) * (times[k + 1] - times[k])
+        x = x + velocity(model, x, t, cond) * (times[k + 1] - times[k])
     return x

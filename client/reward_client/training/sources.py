@@ -9,8 +9,14 @@ optionally rolls a pool with accepted samples. Three kinds:
 * :class:`CreditRewards` — per-sample distribution-wise credits from the reward service (each
   sample replaces one pool row shared by the request), advantages normalised within each
   group (each "prompt"); a share of every request is committed in the same request.
+* :class:`LeaveOneOutCredits` — per-sample credits inside groups from the service's group
+  rewards: sample j's credit is its group's reward minus the reward of the group without it
+  (its marginal effect on the group), both in float64 from one pool version.
 * :class:`PerSampleRewards` — a per-sample reward ``r_i = f(features_i)`` with the advantage
   ``(r_i - mean r) / (std r + 1e-8)`` over the whole batch; there is no pool to roll.
+
+A trainer that normalises per prompt (flow_grpo, ddpo-pytorch) uses the ``rewards`` of the
+scores with :func:`per_prompt` instead of the source's advantages.
 
 numpy only: the worker converts tensors at its boundary.
 """
@@ -28,11 +34,13 @@ from .._types import Mode
 
 __all__ = [
     "CreditRewards",
+    "LeaveOneOutCredits",
     "PerSampleRewards",
     "RewardSource",
     "Scores",
     "ServiceRewards",
     "normalise",
+    "per_prompt",
 ]
 
 
@@ -70,25 +78,56 @@ def normalise(rewards: np.ndarray) -> np.ndarray:
     return advantages
 
 
+def per_prompt(rewards: np.ndarray, prompts: np.ndarray) -> np.ndarray:
+    """Advantages normalised per prompt, as flow_grpo's and ddpo-pytorch's per-prompt stat
+    tracking does within a batch: each reward against the mean and std (ddof 0) of the rewards
+    of the samples with the same prompt, ``(r - mean_p) / (std_p + 1e-8)``.
+
+    ``prompts`` holds one label per reward, shaped like ``rewards``; the result is too.
+    """
+    r = np.asarray(rewards, dtype=np.float64)
+    labels = np.asarray(prompts)
+    if labels.shape != r.shape:
+        raise ValueError(f"prompts {labels.shape} do not match rewards {r.shape}")
+    advantages = np.empty_like(r)
+    for prompt in np.unique(labels):
+        members = labels == prompt
+        advantages[members] = normalise(r[members])
+    return advantages
+
+
 @dataclass
 class ServiceRewards:
     """Distribution-wise rewards from the reward service for reference ``reference``.
 
     ``mode`` is the service's row-replacement mode; ``"shared"`` (common random rows for all
-    groups of a request) keeps the groups' rewards comparable.
+    groups of a request) keeps the groups' rewards comparable. ``commit_fraction`` of every
+    request's samples is committed in the same request under the key ``{run}-{seed}``, as
+    :class:`CreditRewards` does; None (the default) leaves the pool to :meth:`commit`.
     """
 
     client: RewardClient
     reference: str
     mode: Mode = "shared"
+    commit_fraction: float | None = None
+    run: str = "run"
 
     def score(self, features: np.ndarray, seed: int) -> Scores:
         """Post the groups (G, K, d); broadcast each group's reward and advantage over K."""
         size = features.shape[1]
-        batch = self.client.rewards(self.reference, features, mode=self.mode, seed=seed)
+        batch = self.client.rewards(
+            self.reference,
+            features,
+            mode=self.mode,
+            seed=seed,
+            commit_fraction=self.commit_fraction,
+            idempotency_key=None if self.commit_fraction is None else f"{self.run}-{seed}",
+        )
         rewards = np.repeat(np.asarray(batch.rewards, np.float64)[:, None], size, axis=1)
         advantages = np.repeat(np.asarray(batch.advantages, np.float64)[:, None], size, axis=1)
         info = {"base_fd": float(batch.base_fd), "version": float(batch.version)}
+        if batch.freshness is not None:
+            info["freshness"] = float(batch.freshness.share)
         return Scores(rewards=rewards, advantages=advantages, info=info)
 
     def commit(self, features: np.ndarray) -> None:
@@ -129,6 +168,74 @@ class CreditRewards:
             "version": float(batch.version),
             "freshness": float(batch.freshness.share),
         }
+        return Scores(rewards=rewards, advantages=advantages, info=info)
+
+    def commit(self, features: np.ndarray) -> None:
+        """Nothing more to roll: every request committed its share already."""
+
+
+@dataclass
+class LeaveOneOutCredits:
+    """Leave-one-out credits from the service's group rewards for reference ``reference``.
+
+    For a group ``Y`` of K samples replacing pool rows ``I`` (drawn from the step's seed, the
+    same rows for every group), sample j's credit is its marginal effect on the group's reward::
+
+        credit_j = reward(Y; I) - reward(Y without y_j; I without i_last)
+                 = FD(pool with I \\ i_last replaced by Y \\ y_j) - FD(pool with I replaced by Y)
+
+    (a subset-replace depends only on which rows leave and which samples enter, so the row kept
+    in, ``i_last``, is one shared by every group and sample of the step). Both rewards are the
+    service's certified float64 rewards of one pool version: one request of G·K groups of K - 1
+    (no commit), then the G groups pinned to that version, committing ``commit_fraction`` of
+    their samples under the key ``{run}-{seed}`` (None: never). Advantages are normalised
+    within each group, like :class:`CreditRewards`.
+    """
+
+    client: RewardClient
+    reference: str
+    commit_fraction: float | None = 0.25
+    run: str = "run"
+    _pool_rows: int = field(default=0, init=False, repr=False)
+
+    def rows(self, seed: int, size: int) -> np.ndarray:
+        """The ``size`` pool rows a step with ``seed`` replaces: the first of a permutation of
+        the pool's rows drawn from ``seed``."""
+        if not self._pool_rows:  # the pool's size never changes: commits replace rows
+            self._pool_rows = self.client.info(self.reference).n
+        rows: np.ndarray = np.random.default_rng(seed).permutation(self._pool_rows)[:size]
+        return rows
+
+    def score(self, features: np.ndarray, seed: int) -> Scores:
+        """Leave-one-out credits of the (G, K, d) groups, K >= 2, against rows ``seed`` draws."""
+        groups, size, d = features.shape
+        if size < 2:
+            raise ValueError("leave-one-out credit needs groups of at least 2 samples")
+        rows = self.rows(seed, size)
+        # others[j] lists the samples of a group other than j, in order.
+        others = np.array([[i for i in range(size) if i != j] for j in range(size)])
+        without = self.client.rewards(
+            self.reference,
+            features[:, others].reshape(groups * size, size - 1, d),
+            indices=rows[:-1],
+        )
+        key = None if self.commit_fraction is None else f"{self.run}-{seed}"
+        full = self.client.rewards(
+            self.reference,
+            features,
+            indices=rows,
+            version=without.version,
+            commit_fraction=self.commit_fraction,
+            idempotency_key=key,
+        )
+        full_rewards = np.asarray(full.rewards, np.float64)
+        rewards = full_rewards[:, None] - np.asarray(without.rewards, np.float64).reshape(
+            groups, size
+        )
+        info = {"base_fd": float(full.base_fd), "version": float(full.version)}
+        if full.freshness is not None:
+            info["freshness"] = float(full.freshness.share)
+        advantages = np.stack([normalise(group) for group in rewards])
         return Scores(rewards=rewards, advantages=advantages, info=info)
 
     def commit(self, features: np.ndarray) -> None:
