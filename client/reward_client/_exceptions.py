@@ -8,6 +8,7 @@ One tree, so a trainer can catch as broadly or as narrowly as it needs::
     ├── ProtocolError                 the service answered something this client cannot read
     └── APIError                      the service answered with an error status
         ├── ServiceUnavailable          503 (and 502 / 504 from a proxy): retried; `retry_after`
+        │   └── TooManyRequests           429 the token's share is in use: retried; `retry_after`
         ├── ServerError                 any other 5xx: a service bug, never retried
         └── ClientRequestError          4xx: the request itself is wrong, never retried
             ├── BadRequest                400 wrong d, NaN / Inf, ragged or empty groups ...
@@ -39,6 +40,7 @@ __all__ = [
     "RewardClientError",
     "ServerError",
     "ServiceUnavailable",
+    "TooManyRequests",
     "TransportError",
     "Unauthorized",
     "UnprocessableEntity",
@@ -103,6 +105,12 @@ class ServiceUnavailable(APIError):
         self.retry_after = retry_after
 
 
+class TooManyRequests(ServiceUnavailable):
+    """429: the service admits no more of this token's requests right now (its share of
+    requests in flight, or of the memory for decoding bodies, is in use). Nothing was applied;
+    retried after ``retry_after`` like a 503."""
+
+
 class ServerError(APIError):
     """A 5xx other than 502/503/504. The contract promises none, so it is a service bug."""
 
@@ -159,7 +167,7 @@ _BY_STATUS: dict[int, type[ClientRequestError]] = {
 }
 
 #: Statuses that mean "not now" rather than "not this request": worth another try.
-RETRYABLE_STATUSES = frozenset({502, 503, 504})
+RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
 def error_for_status(
@@ -178,9 +186,8 @@ def error_for_status(
     which one it risked.
     """
     if status_code in RETRYABLE_STATUSES:
-        return ServiceUnavailable(
-            status_code, detail, retry_after=retry_after, method=method, url=url
-        )
+        unavailable = TooManyRequests if status_code == 429 else ServiceUnavailable
+        return unavailable(status_code, detail, retry_after=retry_after, method=method, url=url)
     if status_code >= 500:
         return ServerError(status_code, detail, method=method, url=url)
     if status_code == 409 and version_pinned:

@@ -48,7 +48,7 @@ _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 def failure_kind(reply: Reply) -> FailureKind:
     """What a failed attempt says about the request (see `FailureKind`)."""
     if isinstance(reply, httpx.Response):
-        if reply.status_code == 503:  # the service's own "not now": nothing was applied
+        if reply.status_code in (429, 503):  # the service's own "not now": nothing was applied
             return "retry"
         # A gateway's 502 / 504 may hide a request that reached the service.
         return "ambiguous" if reply.status_code in RETRYABLE_STATUSES else "final"

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
     "BadInput",
     "Conflict",
     "NotFound",
     "PayloadTooLarge",
+    "RejectionReason",
     "ServiceError",
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "Unprocessable",
     "UnsupportedMediaType",
+]
+
+
+#: Why a request was refused by a limit or a share (413 / 429): the ``reason`` label of the
+#: ``distreward_rejections`` metric. ``body_size``: bytes over the body limit; ``shape``: G, K or
+#: B over their limits; ``json_fields``: a JSON body's members beside its array over their
+#: limit; ``cost``: estimated engine work over the bound; ``decode_memory``: the memory for
+#: decoding bodies; ``token_in_flight``: the token's share of requests in flight.
+RejectionReason = Literal[
+    "body_size", "shape", "json_fields", "cost", "decode_memory", "token_in_flight"
 ]
 
 
@@ -40,7 +53,7 @@ class PayloadTooLarge(ServiceError):
     """A request over a configured limit: its body, group count or size, estimated work or
     decoding memory; ``reason`` names which (the ``reason`` label of the rejections metric)."""
 
-    def __init__(self, detail: str, *, reason: str = "body_size") -> None:
+    def __init__(self, detail: str, *, reason: RejectionReason = "body_size") -> None:
         super().__init__(detail)
         self.reason = reason
 
@@ -49,7 +62,7 @@ class TooManyRequests(ServiceError):
     """Admission refused for now (429 with ``Retry-After``): the caller's token has its share of
     requests in flight, or the memory for decoding bodies is taken; ``reason`` names which."""
 
-    def __init__(self, detail: str, *, reason: str) -> None:
+    def __init__(self, detail: str, *, reason: RejectionReason) -> None:
         super().__init__(detail)
         self.reason = reason
 

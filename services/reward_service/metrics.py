@@ -5,7 +5,7 @@ Labels come from bounded sets, whatever callers send: ``endpoint`` is the route 
 requests the router refuses (unknown path: 404, a method the route does not serve: 405) are
 counted as ``endpoint="unmatched", method="other"`` and not timed;
 ``reference`` is a reference name, which only admins can create, and a deleted reference's
-series are removed with it.
+series are removed with it; ``reason`` one of :data:`~reward_service.errors.RejectionReason`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TypeVar, get_args
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .engine import Method
+from .errors import RejectionReason
 
 __all__ = ["ServiceMetrics"]
 
@@ -47,6 +48,14 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.rejections = Counter(
+            "distreward_rejections",
+            "requests refused by a limit or a share (413, 429), by reason",
+            ["reason"],
+            registry=r,
+        )
+        for reason in get_args(RejectionReason):  # every reason shows, at 0 until it happens
+            self.rejections.labels(reason)
         self.store_errors = Counter(
             "distreward_store_errors", "store operations that failed", ["operation"], registry=r
         )

@@ -1,7 +1,7 @@
 """Error mapping and the retry policy, against both clients.
 
 Policy under test: 4xx and other 5xx are raised at once, as their own exception class;
-503 (and 502 / 504) and failures to reach the service are retried with backoff, honouring
+503 (and 502 / 504), 429 and failures to reach the service are retried with backoff, honouring
 Retry-After; a commit keeps its idempotency key across its retries.
 """
 
@@ -80,6 +80,20 @@ def test_retry_after_is_honoured(client_for):
     start = time.monotonic()
     client.info("ref")
     assert time.monotonic() - start >= 0.3
+
+
+def test_429_is_retried_after_its_retry_after_and_then_raised_as_too_many_requests(client_for):
+    too_many = error(429, "this token has 4 requests in flight", **{"Retry-After": "0.3"})
+    fake = FakeService(too_many, ok(info_json()))
+    start = time.monotonic()
+    assert client_for(fake, backoff=0.001, max_backoff=5.0).info("ref").version == 1
+    assert time.monotonic() - start >= 0.3
+    fake = FakeService(error(429, "in flight", **{"Retry-After": "0"}))
+    with pytest.raises(rc.TooManyRequests) as caught:  # a ServiceUnavailable: one except
+        client_for(fake, retries=1).commit("ref", np.ones((2, 4)))
+    assert isinstance(caught.value, rc.ServiceUnavailable)
+    assert caught.value.retry_after == 0.0
+    assert fake.count == 2
 
 
 def test_retry_after_is_capped_by_max_backoff(client_for):

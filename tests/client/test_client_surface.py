@@ -17,7 +17,7 @@ EXPORTED = {
     "RewardClientError", "TransportError", "ProtocolError", "APIError", "ClientRequestError",
     "ServerError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "RequestTimeout",
     "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "UnprocessableEntity",
-    "VersionMismatch", "ServiceUnavailable",
+    "VersionMismatch", "ServiceUnavailable", "TooManyRequests",
 }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from ..settings import Settings
 
 __all__ = [
     "AdminAuth",
+    "CallerKey",
     "MetricsDep",
     "RefName",
     "Role",
@@ -100,4 +101,15 @@ def _require_admin(settings: SettingsDep, credentials: Credentials) -> Role:
 
 
 TrainerAuth = Annotated[Role, Depends(_require_trainer)]
+
+
+def _caller(settings: SettingsDep, credentials: Credentials) -> str:
+    """Who is asking, for the per-token shares (``reward_service.admission``): a digest of the
+    token, never the token; "" without authentication. Routes authenticate first."""
+    if not settings.auth_enabled or credentials is None:
+        return ""
+    return _digest(credentials.credentials).hex()
+
+
+CallerKey = Annotated[str, Depends(_caller)]
 AdminAuth = Annotated[Role, Depends(_require_admin)]

@@ -1,4 +1,5 @@
-"""Service errors to HTTP answers: JSON ``{"detail": "..."}`` with a 4xx, or 503 + Retry-After.
+"""Service errors to HTTP answers: JSON ``{"detail": "..."}`` with a 4xx, or 429 / 503 with
+``Retry-After``; refusals by a limit or a share (413, 429) are counted by reason.
 A new :class:`~reward_service.errors.ServiceError` subclass gets its status in ``_STATUS``."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
     ServiceError,
+    TooManyRequests,
     Unauthorized,
     Unavailable,
     Unprocessable,
@@ -41,10 +43,14 @@ _STATUS: dict[type[ServiceError], int] = {
 
 def _service_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServiceError)
-    if isinstance(exc, Unavailable):  # counted where it happened (ReplicaSet)
+    if isinstance(exc, PayloadTooLarge | TooManyRequests):
+        request.app.state.metrics.rejections.labels(exc.reason).inc()
+    if isinstance(exc, Unavailable | TooManyRequests):  # 503 counted where it happened
         retry_after = request.app.state.settings.retry_after_seconds
         return JSONResponse(
-            {"detail": exc.detail}, status_code=503, headers={"Retry-After": str(retry_after)}
+            {"detail": exc.detail},
+            status_code=503 if isinstance(exc, Unavailable) else 429,
+            headers={"Retry-After": str(retry_after)},
         )
     if isinstance(exc, Unauthorized):
         if exc.forbidden:
