@@ -13,6 +13,8 @@ from .api import api_router
 from .api.docs import install_docs
 from .api.errors import install_error_handlers
 from .api.middleware import MetricsMiddleware
+from .api.openapi import install_openapi
+from .limits import Limits
 from .metrics import ServiceMetrics
 from .service import ReferenceService
 from .settings import Settings, get_settings
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     app.state.metrics = metrics
     app.include_router(api_router)
     install_docs(app)
+    install_openapi(app, Limits(settings))
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -49,6 +49,9 @@ class Limits:
         self.max_elements = settings.max_body_bytes // 2
         self.groups = ArraySpec("groups", 3, (settings.max_groups, settings.max_group_size))
         self.samples = ArraySpec("samples", 2, (settings.max_samples,))
+        self.mu = ArraySpec("mu", 1)
+        self.sigma = ArraySpec("sigma", 2)
+        self.target_features = self.rows("features", min_rows=2)  # a covariance needs two
 
     @staticmethod
     def rows(what: str, min_rows: int = 1) -> ArraySpec:
