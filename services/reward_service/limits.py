@@ -82,7 +82,8 @@ class Limits:
             if maximum is not None and size > maximum:
                 raise PayloadTooLarge(
                     f"{what}: shape {shape} exceeds the limit of {maximum} along an axis; "
-                    "split the request"
+                    "split the request",
+                    reason="shape",
                 )
         if width is not None and shape[-1] != width:
             raise BadInput(f"{what} have d={shape[-1]} but the reference has d={width}")
