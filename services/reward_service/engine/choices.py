@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-__all__ = ["METHODS", "MODES", "Method", "Mode"]
+__all__ = ["METHODS", "MODES", "SEED_LIMIT", "Method", "Mode"]
 
 Mode = Literal["shared", "independent", "indices"]
 """Which pool rows a group replaces: one random set for all groups of a request (``shared``,
@@ -17,3 +17,7 @@ group (``lowrank``), or one ``eigvalsh`` per group (``exact``)."""
 
 MODES: tuple[Mode, ...] = get_args(Mode)
 METHODS: tuple[Method, ...] = get_args(Method)
+
+SEED_LIMIT = 2**63
+"""Seeds lie in ``[0, SEED_LIMIT)``: numpy's generators take non-negative seeds, and 63 bits
+keep every seed a signed 64-bit integer for other languages' clients."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .choices import MODES, Mode
+from .choices import MODES, SEED_LIMIT, Mode
 
 __all__ = ["choose_rows"]
 
@@ -37,8 +37,8 @@ def choose_rows(
     if indices is not None:
         raise ValueError(f"indices are only used with mode 'indices', not {mode!r}")
     if seed is None:
-        seed = secrets.randbits(63)
-    if not 0 <= int(seed) < 2**63:
+        seed = secrets.randbelow(SEED_LIMIT)
+    if not 0 <= int(seed) < SEED_LIMIT:
         raise ValueError(f"seed must be an integer in [0, 2**63); got {seed}")
     rng = np.random.default_rng(int(seed))
     draws = 1 if mode == "shared" else groups
