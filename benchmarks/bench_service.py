@@ -80,8 +80,10 @@ async def _setup(client: httpx.AsyncClient, d: int, pool_rows: int, chunk_rows: 
     rng = np.random.default_rng(0)
     npy_headers = {"Content-Type": "application/x-npy"}
     real = rng.normal(0.1, 1.0, size=(2 * d, d)).astype(np.float32)
+    # Synthetic rows of no network's feature space: the reference records "unknown".
     _check(await client.put(f"/v1/references/{NAME}/target", content=_npy(real),
-                            headers=npy_headers))
+                            headers=npy_headers,
+                            params={"accept_unknown_feature_space": "true"}))
     path = f"/v1/references/{NAME}/pool"
     starts = list(range(0, pool_rows, chunk_rows))
     publish = 0.0

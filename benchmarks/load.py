@@ -64,8 +64,10 @@ async def _upload(client: httpx.AsyncClient, url: str, args: argparse.Namespace)
     """Target fitted to shifted rows, then the pool in chunks; returns the published version."""
     rng = np.random.default_rng(0)
     real = rng.normal(0.1, 1.0, size=(max(2 * args.d, 64), args.d)).astype(np.float32)
+    # Synthetic rows of no network's feature space: the reference records "unknown".
     answer = await client.put(f"{url}/v1/references/{NAME}/target", content=_npy(real),
-                              headers=NPY_HEADERS)
+                              headers=NPY_HEADERS,
+                              params={"accept_unknown_feature_space": "true"})
     answer.raise_for_status()
     starts = list(range(0, args.pool, args.chunk_rows))
     for i, start in enumerate(starts):

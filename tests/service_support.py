@@ -22,6 +22,7 @@ from reward_service.store.base import CommitRecord
 
 __all__ = [
     "ADMIN_TOKEN",
+    "SPACE",
     "TRAINER_TOKEN",
     "Api",
     "ApiAt",
@@ -42,6 +43,8 @@ TRAINER_TOKEN = "trainer-token-for-tests-0001"
 ADMIN_TOKEN = "admin-token-for-tests-000001"
 D = 8
 N = 64
+#: A feature space identifier for tests that name one (the tests' features come from no network).
+SPACE = "test/gaussian@sha256:0123456789abcdef/none"
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -105,7 +108,13 @@ class Api:
         headers: dict[str, str] | None = None,
         token: str | None = None,
     ) -> httpx.Response:
-        """``array`` goes as ``.npy`` (``binary``) or under ``json_fields`` key ``"_array"``."""
+        """``array`` goes as ``.npy`` (``binary``) or under ``json_fields`` key ``"_array"``.
+
+        The tests' targets are statistics that name no feature space: a ``PUT .../target``
+        without ``params`` accepts feature space "unknown" (tests of the feature-space rules
+        pass their own ``params``)."""
+        if method == "PUT" and path.endswith("/target") and params is None:
+            params = {"accept_unknown_feature_space": "true"}
         all_headers = self.headers(token, **(headers or {}))
         if array is not None and binary:
             all_headers["Content-Type"] = "application/x-npy"
@@ -136,8 +145,9 @@ class Api:
         path = f"/v1/references/{name}/rewards"
         if binary:
             return await self.send("POST", path, groups, params=params)
-        return await self.send("POST", path, binary=False,
-                               json_fields={"groups": groups.tolist(), **params})
+        return await self.send(
+            "POST", path, binary=False, json_fields={"groups": groups.tolist(), **params}
+        )
 
     async def commit(
         self, name: str, rows: np.ndarray, key: str, *, binary: bool = True
@@ -145,8 +155,12 @@ class Api:
         path = f"/v1/references/{name}/commit"
         if binary:
             return await self.send("POST", path, rows, headers={"Idempotency-Key": key})
-        return await self.send("POST", path, binary=False,
-                               json_fields={"features": rows.tolist(), "idempotency_key": key})
+        return await self.send(
+            "POST",
+            path,
+            binary=False,
+            json_fields={"features": rows.tolist(), "idempotency_key": key},
+        )
 
     async def info(self, name: str) -> httpx.Response:
         return await self.send("GET", f"/v1/references/{name}")

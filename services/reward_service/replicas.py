@@ -176,6 +176,12 @@ class ReplicaSet:
         replica = self._replicas.get(name)
         return replica.state.meta.d if replica is not None and replica.loaded else None
 
+    def held_feature_space(self, name: str) -> str | None:
+        """The feature space of a reference this process holds, so a request of another space
+        can be refused before its body is read; None when not held."""
+        replica = self._replicas.get(name)
+        return replica.state.meta.feature_space if replica is not None and replica.loaded else None
+
     def replica(self, name: str) -> Replica:
         replica = self._replicas.get(name)
         if replica is None:  # deleted meanwhile

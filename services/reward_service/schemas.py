@@ -36,6 +36,7 @@ __all__ = [
     "Timing",
 ]
 
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +88,11 @@ class ReferenceInfo(BaseModel):
         description="true when the store is unreachable and this is the version held"
     )
     freshness: FreshnessInfo | None = Field(None, description="null before a pool")
+    feature_space: str = Field(
+        description="identifier of the feature space of the reference's features, fixed when "
+        "it is created; requests post features with this Feature-Space header ('unknown': "
+        "statistics without provenance, accepted as such by the admin)"
+    )
 
 
 class ReferenceList(BaseModel):

@@ -28,6 +28,7 @@ from .engine import (
     sample_credits,
 )
 from .errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
+from .feature_spaces import check_feature_space
 from .freshness import Freshness
 from .limits import Limits
 from .metrics import ServiceMetrics
@@ -161,13 +162,19 @@ class ReferenceService:
     def held_width(self, name: str) -> int | None:
         return self.references.held_width(name)
 
+    def held_feature_space(self, name: str) -> str | None:
+        return self.references.held_feature_space(name)
+
     async def list_views(self) -> list[View]:
         return await self.references.list_views()
 
-    async def rewards(self, name: str, groups: np.ndarray, params: RewardParams) -> Outcome:
-        """Engine rewards for (G, K, d) ``groups``, then the commit of a share of their rows
-        when asked."""
+    async def rewards(
+        self, name: str, groups: np.ndarray, params: RewardParams, feature_space: str | None
+    ) -> Outcome:
+        """Engine rewards for (G, K, d) ``groups`` of ``feature_space``, then the commit of a
+        share of their rows when asked."""
         view = await self.references.view(name, wait=params.version is not None)
+        check_feature_space(name, view.state.meta.feature_space, feature_space)
         engine = self._engine_of(view.state)
         self.limits.check_array(self.limits.groups, groups, engine.d)
         self._check_pin(params.version, engine.version)
@@ -184,12 +191,15 @@ class ReferenceService:
         self._check_pin(params.version, result.version)
         g, _, _ = groups.shape
         self._metrics.groups_rewarded.labels(name).inc(g)
-        return await self._rewarded(name, view, result, rows, params.commit, seed)
+        return await self._rewarded(name, view, result, rows, params.commit, seed, feature_space)
 
-    async def credits(self, name: str, samples: np.ndarray, params: CreditParams) -> Outcome:
-        """Per-sample credits of (B, d) ``samples`` against one shared pool row, then the
-        commit of a share of them when asked."""
+    async def credits(
+        self, name: str, samples: np.ndarray, params: CreditParams, feature_space: str | None
+    ) -> Outcome:
+        """Per-sample credits of (B, d) ``samples`` of ``feature_space`` against one shared pool
+        row, then the commit of a share of them when asked."""
         view = await self.references.view(name, wait=params.version is not None)
+        check_feature_space(name, view.state.meta.feature_space, feature_space)
         engine = self._engine_of(view.state)
         self.limits.check_array(self.limits.samples, samples, engine.d)
         self._check_pin(params.version, engine.version)
@@ -206,7 +216,7 @@ class ReferenceService:
         )
         self._check_pin(params.version, result.version)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
-        return await self._rewarded(name, view, result, samples, params.commit, seed)
+        return await self._rewarded(name, view, result, samples, params.commit, seed, feature_space)
 
     def _commit_seed(
         self, commit: CommitShare | None, seed: int | None, rows: int, n: int
@@ -234,6 +244,7 @@ class ReferenceService:
         rows: np.ndarray,
         commit: CommitShare | None,
         seed: int | None,
+        feature_space: str | None,
     ) -> Outcome:
         """Count the request, commit its share, and say how fresh the pool was."""
         self._metrics.samples_rewarded.labels(name).inc(len(rows))
@@ -243,16 +254,19 @@ class ReferenceService:
         if commit is not None and commit.key:
             chosen = _drawn(rows, commit.fraction, 0 if seed is None else seed, commit.key)
             if len(chosen):
-                committed = await self.commit(name, chosen, commit.key)
+                committed = await self.commit(name, chosen, commit.key, feature_space)
         return Outcome(result, view.stale, freshness, committed)
 
     def freshness(self, name: str) -> Freshness:
         """How fresh the held pool of ``name`` is."""
         return self.references.replica(name).freshness()
 
-    async def fd(self, name: str, features: np.ndarray) -> tuple[float, View]:
+    async def fd(
+        self, name: str, features: np.ndarray, feature_space: str | None
+    ) -> tuple[float, View]:
         view = await self.references.view(name, wait=False)
         state = view.state
+        check_feature_space(name, state.meta.feature_space, feature_space)
         self.limits.check_array(Limits.rows("features"), features, state.meta.d)
         if len(features) < 2:
             raise BadInput("fd needs at least 2 feature rows to fit a covariance")
@@ -265,30 +279,43 @@ class ReferenceService:
 
     # -- writes: every check runs before anything is stored ----------------------------------
 
-    async def put_target(self, name: str, mu: np.ndarray, sigma: np.ndarray) -> View:
-        """Target statistics as sent: checked to be a Gaussian's (:meth:`Limits.check_target`)."""
+    async def put_target(
+        self, name: str, mu: np.ndarray, sigma: np.ndarray, *, feature_space: str
+    ) -> View:
+        """Target statistics as sent: checked to be a Gaussian's (:meth:`Limits.check_target`).
+        A new reference records ``feature_space``; an existing one must hold the same (409)."""
         await self._run(self.limits.check_target, mu, sigma)
         target = Target(mu.astype(np.float64), sigma.astype(np.float64))
-        return await self._store_target(name, target)
+        return await self._store_target(name, target, feature_space)
 
-    async def fit_target(self, name: str, features: np.ndarray) -> View:
+    async def fit_target(self, name: str, features: np.ndarray, *, feature_space: str) -> View:
         self.limits.check_array(Limits.rows("features"), features)
         if len(features) < 2:
             raise BadInput("fitting a target needs at least 2 feature rows")
         mu, sigma = await self._run(_fit, features)
-        return await self._store_target(name, Target(mu, sigma))
+        return await self._store_target(name, Target(mu, sigma), feature_space)
 
-    async def _store_target(self, name: str, target: Target) -> View:
-        await self.references.call(self._store.put_target(name, target, time.time()))
+    async def _store_target(self, name: str, target: Target, feature_space: str) -> View:
+        await self.references.call(
+            self._store.put_target(name, target, time.time(), feature_space=feature_space)
+        )
         return await self.references.view(name, allow_stale=False)
 
     async def upload_pool(
-        self, name: str, chunk: np.ndarray, *, first: bool, final: bool
+        self,
+        name: str,
+        chunk: np.ndarray,
+        *,
+        first: bool,
+        final: bool,
+        feature_space: str | None,
     ) -> View | int:
-        """Stage a chunk (``first`` starts a new upload); on ``final`` publish the staged rows.
-        Returns the published view, or the rows staged so far. Needs the stored record only,
-        so a reference whose pool cannot be loaded can still be given a new one."""
+        """Stage a chunk of ``feature_space`` (``first`` starts a new upload); on ``final``
+        publish the staged rows. Returns the published view, or the rows staged so far. Needs
+        the stored record only, so a reference whose pool cannot be loaded can still be given a
+        new one."""
         meta = await self.references.meta(name)
+        check_feature_space(name, meta.feature_space, feature_space)
         self.limits.check_array(Limits.rows("pool rows"), chunk, meta.d)
         staged_before = 0 if first else meta.staged_rows
         if not first and staged_before == 0:
@@ -296,23 +323,22 @@ class ReferenceService:
         if final and staged_before + len(chunk) < 2:
             raise BadInput("a pool needs at least 2 rows")
         store, incarnation = self._store, meta.incarnation
-        staged = await self.references.call(
-            store.stage_pool(name, incarnation, chunk, reset=first)
-        )
+        staged = await self.references.call(store.stage_pool(name, incarnation, chunk, reset=first))
         if not final:
             return staged
         await self.references.call(store.publish_pool(name, incarnation, time.time()))
         return await self.references.view(name, allow_stale=False)
 
-    async def commit(self, name: str, features: np.ndarray, key: str) -> CommitOutcome:
+    async def commit(
+        self, name: str, features: np.ndarray, key: str, feature_space: str | None
+    ) -> CommitOutcome:
         view = await self.references.view(name, allow_stale=False)
         state, replica = view.state, view.replica
+        check_feature_space(name, state.meta.feature_space, feature_space)
         engine = self._engine_of(state)
         self.limits.check_array(Limits.rows("commit rows"), features, engine.d)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
-        record = CommitRecord.of(
-            features, key, self._settings.idempotency_ttl_seconds, time.time()
-        )
+        record = CommitRecord.of(features, key, self._settings.idempotency_ttl_seconds, time.time())
         ack = await self.references.call(
             self._store.append_commit(name, state.meta.incarnation, record)
         )
@@ -324,9 +350,7 @@ class ReferenceService:
             self._metrics.commits.labels(name).inc()
             if ack.version % self._settings.snapshot_every == 0:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))
-        return CommitOutcome(
-            ack.version, float(base_fd), state.meta.n, ack.replayed, len(features)
-        )
+        return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed, len(features))
 
     async def delete(self, name: str) -> None:
         existed = await self.references.call(self._store.delete(name))

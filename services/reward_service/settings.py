@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     device: str = Field(default="", description='engine torch device; "" picks CUDA if present')
 
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_target_npz_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=1024,
+        description="a target .npz body, spooled to disk: only its mu and sigma are read (each "
+        "within max_body_bytes), so reference batches with their images fit",
+    )
+    spool_dir: str = Field(
+        default="", description='where target .npz bodies are spooled; "" = the system temp dir'
+    )
     max_groups: int = Field(default=256, ge=1)
     max_group_size: int = Field(default=4096, ge=1)
     max_samples: int = Field(
@@ -75,9 +84,7 @@ class Settings(BaseSettings):
         ge=0,
         description="target sigma is PSD when min eigenvalue >= -tolerance * max eigenvalue",
     )
-    max_concurrent_compute: int = Field(
-        default=2, ge=1, description="engine calls running at once"
-    )
+    max_concurrent_compute: int = Field(default=2, ge=1, description="engine calls running at once")
     retry_after_seconds: int = Field(default=2, ge=1)
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     snapshot_every: int = Field(

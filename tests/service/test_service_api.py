@@ -157,10 +157,12 @@ async def test_target_from_npz(api: Api, rng: np.random.Generator) -> None:
     answer = await api.client.put(
         "/v1/references/z/target",
         content=buffer.getvalue(),
+        params={"accept_unknown_feature_space": "true"},  # pytorch-fid's layout: no provenance
         headers=api.headers(**{"Content-Type": "application/x-npz"}),
     )
     assert answer.status_code == 200, answer.text
     assert answer.json()["d"] == D
+    assert answer.json()["feature_space"] == "unknown"
 
 
 @FORMATS

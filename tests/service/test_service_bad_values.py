@@ -164,6 +164,7 @@ async def test_refused_before_anything_is_stored(
 ) -> None:
     before = await _served(stack.api)
     headers, content = body
+    headers = {**headers, "Feature-Space": "unknown"}  # the references' space: see create
     if route == "commit":
         headers = {**headers, "Idempotency-Key": "key-1"}
     answer = await stack.api.client.request(

@@ -6,7 +6,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from service_support import D, N, record
+from service_support import SPACE, D, N, record
 
 from reward_service.replica import Replica
 from reward_service.store import MemoryStore
@@ -29,7 +29,7 @@ class GatedStore(MemoryStore):
 
 
 async def _reference(store: MemoryStore, rng: np.random.Generator) -> str:
-    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), now=0.0)
+    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), 0.0, feature_space=SPACE)
     await store.stage_pool("r", meta.incarnation, rng.normal(size=(N, D)), reset=True)
     await store.publish_pool("r", meta.incarnation, now=0.0)
     return meta.incarnation

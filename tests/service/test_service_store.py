@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 import pytest_asyncio
-from service_support import D, N, record
+from service_support import SPACE, D, N, record
 
 from reward_service.store import MemoryStore, Store, StoreConflict
 from reward_service.store.base import Target
@@ -28,8 +28,8 @@ async def store(store_kind: str, request: pytest.FixtureRequest) -> AsyncIterato
 
 
 async def _published(store: Store, rng: np.random.Generator) -> str:
-    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), now=1.0)
-    assert (meta.d, meta.n, meta.version) == (D, 0, 0)
+    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), 1.0, feature_space=SPACE)
+    assert (meta.d, meta.n, meta.version, meta.feature_space) == (D, 0, 0, SPACE)
     await store.stage_pool("r", meta.incarnation, rng.normal(size=(N // 2, D)), reset=True)
     rows = await store.stage_pool("r", meta.incarnation, rng.normal(size=(N // 2, D)), reset=False)
     assert rows == N
@@ -63,13 +63,20 @@ async def test_commits_are_logged_in_order_and_keys_apply_once(
 
 
 async def test_refusals(store: Store, rng: np.random.Generator) -> None:
-    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), now=1.0)
+    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), 1.0, feature_space=SPACE)
     with pytest.raises(StoreConflict, match="no pool"):
         await store.append_commit("r", meta.incarnation, record(np.zeros((1, D)), "k", now=1.0))
     with pytest.raises(StoreConflict, match="no pool upload"):
         await store.publish_pool("r", meta.incarnation, now=1.0)
     with pytest.raises(StoreConflict, match="d="):
-        await store.put_target("r", Target(np.zeros(D + 1), np.eye(D + 1)), now=1.0)
+        await store.put_target(
+            "r", Target(np.zeros(D + 1), np.eye(D + 1)), 1.0, feature_space=SPACE
+        )
+    with pytest.raises(StoreConflict, match=f"holds features of '{SPACE}'.*'other/space'"):
+        await store.put_target("r", Target(np.ones(D), np.eye(D)), 2.0, feature_space="other/space")
+    kept = await store.read_meta("r")
+    assert kept is not None and (kept.feature_space, kept.updated_at) == (SPACE, 1.0)
+    np.testing.assert_array_equal((await store.read_target("r")).mu, np.zeros(D))
     incarnation = await _published(store, rng)
     with pytest.raises(StoreConflict, match="exceed"):
         await store.append_commit("r", incarnation, record(np.zeros((N + 1, D)), "k", now=1.0))
@@ -77,9 +84,7 @@ async def test_refusals(store: Store, rng: np.random.Generator) -> None:
         await store.append_commit("r", "another-life", record(np.zeros((1, D)), "k", now=1.0))
 
 
-async def test_snapshots_move_the_base_forward_only(
-    store: Store, rng: np.random.Generator
-) -> None:
+async def test_snapshots_move_the_base_forward_only(store: Store, rng: np.random.Generator) -> None:
     incarnation = await _published(store, rng)
     for i in range(3):
         rows = rng.normal(size=(2, D))
@@ -99,8 +104,8 @@ async def test_target_change_with_a_pool_is_a_version(
     store: Store, rng: np.random.Generator
 ) -> None:
     await _published(store, rng)
-    meta = await store.put_target("r", Target(np.ones(D), 2 * np.eye(D)), now=5.0)
-    assert meta.version == 2
+    meta = await store.put_target("r", Target(np.ones(D), 2 * np.eye(D)), 5.0, feature_space=SPACE)
+    assert meta.version == 2 and meta.feature_space == SPACE
     target = await store.read_target("r")
     np.testing.assert_array_equal(target.sigma, 2 * np.eye(D))
     log = await store.read_log("r", (await store.read_base("r")).log_id)
@@ -115,6 +120,23 @@ async def test_delete(store: Store, rng: np.random.Generator) -> None:
     assert await store.read_meta("r") is None
     assert await store.list_names() == []
 
+
+async def test_a_redis_record_without_a_feature_space_is_unknown(redis_url: str) -> None:
+    """References stored before feature spaces were recorded keep working as "unknown"."""
+    store = RedisStore.from_url(redis_url)
+    try:
+        await store.put_target("r", Target(np.zeros(D), np.eye(D)), 1.0, feature_space=SPACE)
+        await store._client.hdel(store._keys.meta("r"), "feature_space")  # an older record
+        meta = await store.read_meta("r")
+        assert meta is not None and meta.feature_space == "unknown"
+        with pytest.raises(StoreConflict, match="'unknown'"):
+            await store.put_target("r", Target(np.ones(D), np.eye(D)), 2.0, feature_space=SPACE)
+        again = await store.put_target(
+            "r", Target(np.ones(D), np.eye(D)), 3.0, feature_space="unknown"
+        )
+        assert again.updated_at == 3.0
+    finally:
+        await store.close()
 
 
 async def test_the_memory_store_forgets_expired_keys(rng: np.random.Generator) -> None:

@@ -127,6 +127,7 @@ async def test_bad_input_is_refused_and_changes_nothing(
     await api.create("ref", rng)
     before = (await api.info("ref")).json()
     headers, content = _request_parts(kind, body)
+    headers["Feature-Space"] = "unknown"  # the reference's space: see Api.create
     answer = await api.client.request(method, path, headers=api.headers(**headers), **content)
     assert answer.status_code == status, answer.text
     detail = answer.json()["detail"]

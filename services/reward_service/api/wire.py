@@ -16,7 +16,7 @@ import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar
+from typing import IO, Any, Final, Generic, Literal, TypeVar
 
 import numpy as np
 from fastapi import Request
@@ -27,6 +27,7 @@ from ..limits import ArraySpec, Limits
 from .deps import RefName, ServiceDep, SettingsDep
 
 __all__ = [
+    "ARCHIVE_ERRORS",
     "JSON",
     "NPY",
     "NPZ",
@@ -37,6 +38,7 @@ __all__ = [
     "array_from_json",
     "decode_npy",
     "decode_npz",
+    "media_type",
     "parse_json",
     "read_payload",
 ]
@@ -51,6 +53,11 @@ _NPY_MAGIC = b"\x93NUMPY"
 _MAX_HEAD_BYTES = 12 + 10_000  # magic, version, length field, header (numpy's default cap)
 M = TypeVar("M", bound=BaseModel)
 ShapeCheck = Callable[[tuple[int, ...]], None]
+
+
+def media_type(request: Request) -> str:
+    """The ``Content-Type`` sent, without parameters, lower case ("" when none)."""
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,9 @@ async def read_payload(
     header is decoded as soon as it has arrived, and ``check_shape`` (the route's G/K/d limits)
     runs on the announced shape, so an oversize batch costs one header, not the whole body.
     """
-    sent = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    media_type = next((kind for kind in accepted if kind == sent), None)
-    if media_type is None:
+    sent = media_type(request)
+    kind = next((kind for kind in accepted if kind == sent), None)
+    if kind is None:
         raise UnsupportedMediaType(
             f"Content-Type {sent or '(none)'!r} is not accepted here; send one of "
             + ", ".join(accepted)
@@ -83,7 +90,7 @@ async def read_payload(
     declared = int(declared_text) if declared_text and declared_text.isdigit() else None
     if declared is not None and declared > limit:
         raise PayloadTooLarge(_too_large(declared, limit))
-    head = bytearray() if media_type == NPY else None  # the .npy header while it arrives
+    head = bytearray() if kind == NPY else None  # the .npy header while it arrives
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -99,7 +106,7 @@ async def read_payload(
                 _check_header(header, declared, check_shape)
     if size == 0:
         raise BadInput("the request body is empty")
-    return Payload(media_type, b"".join(chunks))
+    return Payload(kind, b"".join(chunks))
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -205,16 +212,17 @@ def decode_npy(data: bytes, spec: ArraySpec, limits: Limits) -> np.ndarray:
 # What zipfile and zlib raise for a damaged or unsupported member: CRC mismatch and truncation
 # (BadZipFile, EOFError), encryption (RuntimeError), unknown compression (NotImplementedError),
 # corrupt deflate data (zlib.error).
-_ARCHIVE_ERRORS = (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error)
+ARCHIVE_ERRORS = (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error)
 
 
 def decode_npz(
-    data: bytes, members: dict[str, ArraySpec], limits: Limits, limit: int
+    file: IO[bytes], members: dict[str, ArraySpec], limits: Limits, limit: int
 ) -> dict[str, np.ndarray]:
-    """The ``members`` of an ``.npz`` archive, each decoded like a ``.npy`` body; the archive's
-    declared sizes are checked before anything is inflated, and a damaged archive is a 400."""
+    """The ``members`` of an ``.npz`` archive (a seekable file; other members are not read),
+    each decoded like a ``.npy`` body; the archive's declared sizes are checked before anything
+    is inflated, and a damaged archive is a 400."""
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        with zipfile.ZipFile(file) as archive:
             infos = {info.filename: info for info in archive.infolist()}
             missing = [name for name in members if f"{name}.npy" not in infos]
             if missing:
@@ -224,7 +232,7 @@ def decode_npz(
             if sum(infos[f"{name}.npy"].file_size for name in members) > limit:
                 raise PayloadTooLarge(f".npz members inflate beyond the limit of {limit} bytes")
             raw = {name: archive.read(f"{name}.npy") for name in members}
-    except _ARCHIVE_ERRORS as exc:
+    except ARCHIVE_ERRORS as exc:
         raise BadInput(
             f"body is not a readable .npz archive ({exc}); save it with numpy.savez"
         ) from exc
@@ -236,9 +244,7 @@ def array_from_json(values: list[Any], spec: ArraySpec, limits: Limits) -> np.nd
     try:
         array = np.asarray(values, dtype=np.float64)
     except ValueError as exc:
-        raise BadInput(
-            f"{spec.what}: ragged nesting; every row must have the same length"
-        ) from exc
+        raise BadInput(f"{spec.what}: ragged nesting; every row must have the same length") from exc
     limits.check_shape(spec, array.shape)
     return array
 

@@ -37,6 +37,7 @@ __all__ = [
     "StoreKind",
     "StoreUnavailable",
     "Target",
+    "space_conflict",
 ]
 
 LogKind = Literal["commit", "target", "pool"]
@@ -57,6 +58,15 @@ class StoreUnavailable(StoreError):
 
 class StoreConflict(StoreError):
     """The reference is not in the state the operation needs (gone, no target, no pool...)."""
+
+
+def space_conflict(name: str, held: str, sent: str) -> StoreConflict:
+    """A target of another feature space than the reference's (decided atomically by the store:
+    a reference never holds statistics of two spaces)."""
+    return StoreConflict(
+        f"feature space mismatch: reference {name!r} holds features of {held!r}, the new target "
+        f"is in {sent!r}; delete the reference to change its feature space"
+    )
 
 
 class IdempotencyConflict(StoreConflict):
@@ -81,6 +91,7 @@ class ReferenceMeta:
     created_at: float  # unix seconds
     updated_at: float
     staged_rows: int  # rows of a pool upload in progress
+    feature_space: str  # identifier of the features' space, fixed for the reference's life
 
 
 @dataclass(frozen=True)
@@ -168,9 +179,12 @@ class Store(ABC):
     async def read_meta(self, name: str) -> ReferenceMeta | None: ...
 
     @abstractmethod
-    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
-        """Create the reference or replace its target; with a pool this appends a ``target``
-        entry (version + 1). A different d than the stored one is a :class:`StoreConflict`."""
+    async def put_target(
+        self, name: str, target: Target, now: float, *, feature_space: str
+    ) -> ReferenceMeta:
+        """Create the reference in ``feature_space`` or replace its target; with a pool this
+        appends a ``target`` entry (version + 1). A different d or feature space than the stored
+        one is a :class:`StoreConflict`."""
 
     @abstractmethod
     async def read_target(self, name: str) -> Target: ...
@@ -201,9 +215,7 @@ class Store(ABC):
         """Entries after log position ``after``, in order."""
 
     @abstractmethod
-    async def write_snapshot(
-        self, name: str, incarnation: str, base: Base
-    ) -> bool:
+    async def write_snapshot(self, name: str, incarnation: str, base: Base) -> bool:
         """Move the base forward to ``base`` unless the stored base is already as new; drop the
         log entries it covers. Returns whether it was written."""
 

@@ -25,7 +25,8 @@ class Keys:
         return f"{self.prefix}:ref:{{{name}}}"
 
     def meta(self, name: str) -> str:
-        """HASH: d, n, version, incarnation, times, staged_rows, base_* (see redis.py)."""
+        """HASH: d, n, version, incarnation, times, staged_rows, feature_space, base_* (see
+        redis.py)."""
         return f"{self._ref(name)}:meta"
 
     def target(self, name: str) -> str:

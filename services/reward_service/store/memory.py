@@ -23,6 +23,7 @@ from .base import (
     Store,
     StoreConflict,
     Target,
+    space_conflict,
 )
 
 __all__ = ["MemoryStore"]
@@ -94,17 +95,22 @@ class MemoryStore(Store):
         ref = self._refs.get(name)
         return None if ref is None else ref.meta
 
-    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
+    async def put_target(
+        self, name: str, target: Target, now: float, *, feature_space: str
+    ) -> ReferenceMeta:
         stored = Target(_frozen(target.mu), _frozen(target.sigma))
         ref = self._refs.get(name)
         if ref is None:
-            meta = ReferenceMeta(name, len(target.mu), 0, 0, secrets.token_hex(8), now, now, 0)
+            token = secrets.token_hex(8)
+            meta = ReferenceMeta(name, len(target.mu), 0, 0, token, now, now, 0, feature_space)
             self._refs[name] = _Reference(meta, stored)
             return meta
         if ref.meta.d != len(target.mu):
             raise StoreConflict(
                 f"reference {name!r} has d={ref.meta.d}; delete it to change the dimension"
             )
+        if ref.meta.feature_space != feature_space:
+            raise space_conflict(name, ref.meta.feature_space, feature_space)
         ref.target = stored
         if ref.base is not None:
             ref.append("target", None, now)

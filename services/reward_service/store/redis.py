@@ -5,7 +5,9 @@ list of ``.npy`` chunks of one *generation*, the base's sufficient statistics (s
 log as a Redis Stream. Every version change is one Lua script, so it is atomic: no lost, doubled
 or torn commits under concurrent trainers and replicas.
 
-Metadata hash fields: ``incarnation d n version created_at updated_at staged_rows`` and the base
+Metadata hash fields: ``incarnation d n version created_at updated_at staged_rows feature_space``
+(records written before feature spaces were kept lack the last: their space is ``"unknown"``) and
+the base
 pointer ``base_gen base_version base_log_id base_cursor``.
 """
 
@@ -25,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from ..feature_spaces import UNKNOWN_FEATURE_SPACE
 from .base import (
     Base,
     CommitAck,
@@ -38,6 +41,7 @@ from .base import (
     StoreConflict,
     StoreUnavailable,
     Target,
+    space_conflict,
 )
 from .codec import array_from_bytes, array_to_bytes
 from .keys import Keys
@@ -47,16 +51,20 @@ __all__ = ["RedisStore"]
 log = logging.getLogger(__name__)
 
 # KEYS[1] meta, KEYS[2] target, KEYS[3] log
-# ARGV[1] incarnation for a new reference, ARGV[2] d, ARGV[3] mu, ARGV[4] sigma (.npy), ARGV[5] now
+# ARGV[1] incarnation for a new reference, ARGV[2] d, ARGV[3] mu, ARGV[4] sigma (.npy), ARGV[5] now,
+# ARGV[6] feature space, ARGV[7] the space of a record that has none (written before spaces were)
 # Creates the reference or replaces its target; with a pool, bumps the version and logs "target".
-# Returns the version, or -1 when the reference exists with another d.
+# Returns the version, or -1 when the reference exists with another d, -2 with another space.
 PUT_TARGET = """
 local d = redis.call('HGET', KEYS[1], 'd')
 if not d then
   redis.call('HSET', KEYS[1], 'incarnation', ARGV[1], 'd', ARGV[2], 'n', 0, 'version', 0,
-             'created_at', ARGV[5], 'updated_at', ARGV[5], 'staged_rows', 0)
+             'created_at', ARGV[5], 'updated_at', ARGV[5], 'staged_rows', 0,
+             'feature_space', ARGV[6])
 elseif d ~= ARGV[2] then
   return -1
+elseif (redis.call('HGET', KEYS[1], 'feature_space') or ARGV[7]) ~= ARGV[6] then
+  return -2
 end
 redis.call('HSET', KEYS[2], 'mu', ARGV[3], 'sigma', ARGV[4])
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
@@ -228,9 +236,12 @@ class RedisStore(Store):
             created_at=float(fields["created_at"]),
             updated_at=float(fields["updated_at"]),
             staged_rows=int(fields["staged_rows"]),
+            feature_space=fields.get("feature_space", UNKNOWN_FEATURE_SPACE),
         )
 
-    async def put_target(self, name: str, target: Target, now: float) -> ReferenceMeta:
+    async def put_target(
+        self, name: str, target: Target, now: float, *, feature_space: str
+    ) -> ReferenceMeta:
         keys = self._keys
         args: list[str | int | bytes] = [
             secrets.token_hex(8),
@@ -238,6 +249,8 @@ class RedisStore(Store):
             array_to_bytes(target.mu),
             array_to_bytes(target.sigma),
             repr(now),
+            feature_space,
+            UNKNOWN_FEATURE_SPACE,
         ]
         async with self._op("put_target"):
             answer = await self._put_target(
@@ -249,6 +262,9 @@ class RedisStore(Store):
                 raise StoreConflict(
                     f"reference {name!r} has d={d}; delete it to change the dimension"
                 )
+            if answer == -2:
+                meta = await self.read_meta(name)
+                raise space_conflict(name, meta.feature_space if meta else "?", feature_space)
             await self._client.sadd(keys.names(), name)
         meta = await self.read_meta(name)
         if meta is None:

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
+from ...feature_spaces import target_feature_space
 from ...limits import ArraySpec, Limits
 from ...schemas import (
     FreshnessInfo,
@@ -21,7 +22,9 @@ from ...schemas import (
 from ...service import ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
+from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
 from ..openapi import array_body
+from ..spool import read_target_npz, spooled_body
 from . import references_router
 
 __all__ = ["router"]
@@ -47,6 +50,7 @@ def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
         freshness=None
         if state.engine is None
         else FreshnessInfo.of(service.freshness(state.meta.name)),
+        feature_space=state.meta.feature_space,
     )
 
 
@@ -71,36 +75,63 @@ async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> 
     "/{name}/target",
     response_model=ReferenceInfo,
     openapi_extra=array_body(
-        TargetRequest, "(n, d) of features to fit", npz=".npz with mu (d,) and sigma (d, d)"
+        TargetRequest,
+        "(n, d) of features to fit",
+        npz=".npz with mu (d,) and sigma (d, d), optionally feature_space (a string) and any "
+        "other members (left unread); up to DISTREWARD_MAX_TARGET_NPZ_BYTES",
     ),
 )
 async def put_target(
-    name: RefName, _: AdminAuth, request: Request, service: ServiceDep, settings: SettingsDep
+    name: RefName,
+    _: AdminAuth,
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    feature_space: DeclaredFeatureSpace = None,
+    accept_unknown_feature_space: Annotated[
+        bool,
+        Query(
+            description="accept statistics that name no feature space (no feature_space member, "
+            "no Feature-Space header): the reference records 'unknown'"
+        ),
+    ] = False,
 ) -> ReferenceInfo:
-    """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from."""
+    """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from, in the
+    feature space the ``.npz`` records or the ``Feature-Space`` header names."""
     limits, features = service.limits, Limits.rows("features")
+
+    def space(from_file: str | None = None) -> str:
+        return target_feature_space(name, from_file, feature_space, accept_unknown_feature_space)
+
+    if wire.media_type(request) == wire.NPZ:  # any size up to its own limit, spooled to disk
+        async with spooled_body(request, settings) as file:
+            stats = read_target_npz(file, limits, settings.max_body_bytes)
+        view = await service.put_target(
+            name, stats.mu, stats.sigma, feature_space=space(stats.feature_space)
+        )
+        return _info_of(view, service)
     payload = await wire.read_payload(
         request,
-        (wire.NPZ, wire.NPY, wire.JSON),
+        (wire.NPZ, wire.NPY, wire.JSON),  # .npz never reaches here; named in a 415's message
         settings.max_body_bytes,
         lambda shape: limits.check_shape(features, shape),  # a new target may set d
     )
-    if payload.media_type == wire.NPZ:
-        members = {"mu": ArraySpec("mu", 1), "sigma": ArraySpec("sigma", 2)}
-        arrays = wire.decode_npz(payload.data, members, limits, settings.max_body_bytes)
-        view = await service.put_target(name, arrays["mu"], arrays["sigma"])
-    elif payload.media_type == wire.NPY:
-        view = await service.fit_target(name, wire.decode_npy(payload.data, features, limits))
+    if payload.media_type == wire.NPY:
+        view = await service.fit_target(
+            name, wire.decode_npy(payload.data, features, limits), feature_space=space()
+        )
     else:
         body = wire.parse_json(TargetRequest, payload.data)
         if body.features is not None and body.mu is None and body.sigma is None:
             view = await service.fit_target(
-                name, wire.array_from_json(body.features, features, limits)
+                name,
+                wire.array_from_json(body.features, features, limits),
+                feature_space=space(),
             )
         elif body.mu is not None and body.sigma is not None and body.features is None:
             mu = wire.array_from_json(body.mu, ArraySpec("mu", 1), limits)
             sigma = wire.array_from_json(body.sigma, ArraySpec("sigma", 2), limits)
-            view = await service.put_target(name, mu, sigma)
+            view = await service.put_target(name, mu, sigma, feature_space=space())
         else:
             raise BadInput('send either "mu" and "sigma", or "features" (not both)')
     return _info_of(view, service)
@@ -118,11 +149,18 @@ def _pool_route(*, first: bool, doc: str) -> Callable[..., Awaitable[ReferenceIn
     """The pool upload endpoint: ``first`` starts a new upload (PUT), else continues it (POST)."""
 
     async def upload(
-        name: RefName, _: AdminAuth, body: PoolBody, service: ServiceDep, final: bool = _FINAL
+        name: RefName,
+        _: AdminAuth,
+        space: FeatureSpaceDep,
+        body: PoolBody,
+        service: ServiceDep,
+        final: bool = _FINAL,
     ) -> ReferenceInfo | StagedPool:
         if body.json is not None:
             final = body.json.final
-        outcome = await service.upload_pool(name, body.array, first=first, final=final)
+        outcome = await service.upload_pool(
+            name, body.array, first=first, final=final, feature_space=space
+        )
         if isinstance(outcome, int):
             return StagedPool(staged_rows=outcome)
         return _info_of(outcome, service)

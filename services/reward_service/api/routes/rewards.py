@@ -32,6 +32,7 @@ from ...schemas import (
 )
 from ...service import CommitShare, CreditParams, Outcome, RewardParams
 from ..deps import RefName, ServiceDep, TrainerAuth
+from ..feature_space import FeatureSpaceDep
 from ..openapi import array_body
 from ..wire import ArrayBody, Decoded
 from . import references_router
@@ -136,6 +137,7 @@ def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
 async def rewards(
     name: RefName,
     _: TrainerAuth,  # before the body: a caller without a token gets nothing read
+    space: FeatureSpaceDep,  # before the body too: features of another space are not read
     body: RewardsBody,
     service: ServiceDep,
     mode: Annotated[Mode, Query()] = "shared",
@@ -157,7 +159,7 @@ async def rewards(
         rows = None if j.indices is None else _index_array(j.indices)
         share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
         params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share)
-    outcome = await service.rewards(name, body.array, params)
+    outcome = await service.rewards(name, body.array, params, space)
     result = outcome.result
     assert not isinstance(result, CreditResult)
     return RewardsResponse(
@@ -171,6 +173,7 @@ async def rewards(
 async def credits(
     name: RefName,
     _: TrainerAuth,
+    space: FeatureSpaceDep,
     body: CreditsBody,
     service: ServiceDep,
     seed: Annotated[int | None, Query(description="draws the replaced row")] = None,
@@ -191,7 +194,7 @@ async def credits(
         j = body.json
         share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
         params = CreditParams(j.seed, j.row, j.method, j.version, share)
-    outcome = await service.credits(name, body.array, params)
+    outcome = await service.credits(name, body.array, params, space)
     result = outcome.result
     assert isinstance(result, CreditResult)
     return CreditsResponse(**_answered(name, outcome, start), row=result.row)
@@ -201,6 +204,7 @@ async def credits(
 async def commit(
     name: RefName,
     _: TrainerAuth,
+    space: FeatureSpaceDep,
     body: CommitBody,
     service: ServiceDep,
     idempotency_key: IdempotencyKey = None,
@@ -213,7 +217,7 @@ async def commit(
             "an idempotency key is required: the Idempotency-Key header (1-128 chars) or, in "
             'JSON, "idempotency_key"; reuse it when retrying the same commit'
         )
-    outcome = await service.commit(name, body.array, key)
+    outcome = await service.commit(name, body.array, key, space)
     return CommitResponse(
         reference=name,
         version=outcome.version,
@@ -224,7 +228,9 @@ async def commit(
 
 
 @_post("fd", FDResponse, FDRequest, "(n, d), n >= 2")
-async def fd(name: RefName, _: TrainerAuth, body: FDBody, service: ServiceDep) -> FDResponse:
+async def fd(
+    name: RefName, _: TrainerAuth, space: FeatureSpaceDep, body: FDBody, service: ServiceDep
+) -> FDResponse:
     """Fréchet distance of the posted features' Gaussian to the target (float64)."""
-    value, view = await service.fd(name, body.array)
+    value, view = await service.fd(name, body.array, space)
     return FDResponse(reference=name, version=view.state.version, fd=value, n=len(body.array))
