@@ -4,6 +4,7 @@ digits far from the origin and whatever passed through the ring."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -114,6 +115,68 @@ def test_commits_during_a_rebuild_stay_pending_on_the_new_build() -> None:
     np.testing.assert_allclose(result.rewards, reference.rewards, atol=1e-9 * _scale(fresh))
     engine.rebuild()
     assert engine.built_version == engine.version == 4
+
+
+def test_commits_extend_the_pending_factorisation_and_stay_exact_across_a_chain() -> None:
+    # Commits of several sizes (one over a block) extend the head's factorisation; each base FD
+    # matches a from-scratch float64 recompute of the rows held, and a rebuild in the middle
+    # hands its successor a factorisation of the commits that landed meanwhile.
+    rng, basis, mu, sigma, pool = _problem(11, d=160, n=400)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    sizes = [1, 3, 2, 70, 1, 2]
+    for step, size in enumerate(sizes):
+        factor_before = engine._head.factor
+        committed = engine.append(features(rng, size, basis, 0.3 + 0.02 * step))
+        factor = engine._head.factor
+        assert committed.method == "lowrank" and factor is not None
+        assert factor.size == 2 * engine.pending_rows
+        if factor_before is not None:  # extended: the earlier blocks are the same objects
+            assert factor.blocks[: len(factor_before.blocks)] == factor_before.blocks
+        fresh = _fresh(engine, mu, sigma)
+        assert abs(committed.base_fd - fresh.base_fd) <= 1e-9 * _scale(fresh)
+        assert abs(committed.base_fd - _held_fd(engine, mu, sigma)) <= 1e-9 * _scale(fresh)
+        if step == 2:
+            engine.rebuild()
+            assert engine.pending_rows == 0 and engine._head.factor is None
+
+
+def test_a_factorisation_extended_block_by_block_equals_one_made_at_once() -> None:
+    rng, basis, mu, sigma, pool = _problem(12)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    for size in (2, 1, 4):
+        engine.append(features(rng, size, basis, 0.4))
+    head = engine._head
+    incremental = head.factor
+    assert incremental is not None and len(incremental.blocks) == 3
+    columns = torch.cat([block.columns for block in incremental.blocks], dim=1)
+    weights = torch.cat([block.weights for block in incremental.blocks])
+    once = dataclasses.replace(
+        incremental, blocks=(), log_total=None, positive_mass=0.0, signs_at_lo=0
+    ).extended(columns, weights)
+    assert len(once.blocks) == 1 and once.log_total is not None
+    assert incremental.log_total is not None
+    torch.testing.assert_close(once.log_total, incremental.log_total, rtol=1e-12, atol=1e-15)
+
+
+def test_a_commit_that_wraps_onto_pending_rows_factors_them_anew() -> None:
+    # A pool of 40 rows: the fourth commit of 12 wraps the ring onto positions still pending,
+    # whose rows change, so the head's factorisation cannot be extended and is made anew (a
+    # rank above d is allowed here so that the whole ring can be pending).
+    rng, basis, mu, sigma, pool = _problem(13, d=16, n=40)
+    settings = QuadratureSettings(max_rank_fraction=8.0)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=settings)
+    for step in range(5):
+        before = engine._head.factor
+        committed = engine.append(features(rng, 12, basis, 0.3))
+        factor = engine._head.factor
+        assert committed.method == "lowrank" and factor is not None
+        assert factor.size == 2 * engine.pending_rows
+        extended = before is not None and factor.blocks[0] is before.blocks[0]
+        if step == 1:  # within the interval it started with: extended
+            assert extended
+        if step == 3:  # rows at pending positions changed
+            assert not extended
+        assert abs(committed.base_fd - _held_fd(engine, mu, sigma)) <= 1e-9 * _scale(engine)
 
 
 def test_beyond_the_rank_limit_the_version_is_built_and_says_so() -> None:

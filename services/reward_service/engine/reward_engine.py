@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,8 @@ import torch
 
 from .choices import METHODS, Method, Mode
 from .linalg import as_float64, frechet_from_terms, gaussian_of, resolve_device, trace_sqrt_psd
-from .lowrank import QuadratureSettings
+from .lowrank import QuadratureSettings, TraceSqrtChange
+from .pending import PendingFactor
 from .replacement import Replacement, exact_rewards, lowrank_rewards
 from .selection import choose_rows
 from .statistics import ShiftedSums
@@ -407,15 +408,24 @@ class RewardEngine:
         return version
 
     def _certified_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head | None:
-        """The next head with its base FD by the low-rank path from ``head.built``; None when
-        that cannot be certified."""
+        """The next head with its base FD by the low-rank path from ``head.built``, the pending
+        factorisation extended by the new positions; None when that cannot be certified."""
         built = head.built
         if not self._fits(changes.rows):
             return None
         nothing = current[:0].unsqueeze(0)  # the head adds no rows beyond the pending ones
         terms = Replacement.of(built, changes.originals[None], current, nothing, self._target)
-        rewards, errors = lowrank_rewards(built, terms, self._settings)
-        reward, error = float(rewards[0]), float(errors[0])
+        if not bool(terms.trusted.all()):
+            return None
+        shift = built.projector @ terms.delta[0]
+        held = self._pool[head.changes.positions]
+        factored = self._factor_of(head, held, changes, current, shift)
+        if factored is None:
+            return None
+        factor, change = factored
+        assert change is not None
+        reward = float(2.0 * change.change[0] - terms.mean_change[0] - terms.trace_change[0])
+        error = 2.0 * float(change.error_estimate[0])
         base_fd = built.base_fd - reward
         tolerance = max(
             self._settings.reward_rtol * abs(reward),
@@ -423,7 +433,34 @@ class RewardEngine:
         )
         if not error <= tolerance:  # NaN too
             return None
-        return Head(head.version + 1, built, changes, base_fd, error)
+        return Head(head.version + 1, built, changes, base_fd, error, factor)
+
+    def _factor_of(
+        self,
+        head: Head,
+        held: torch.Tensor,
+        changes: Changes,
+        current: torch.Tensor,
+        shift: torch.Tensor | None,
+    ) -> tuple[PendingFactor, TraceSqrtChange | None] | None:
+        """The factorisation of ``changes`` (rows ``current`` at their positions) relative to
+        ``head.built`` and, given the mean ``shift`` (projected), the change of ``tr sqrt``
+        it makes. The head's factorisation (made with rows ``held`` at its positions) is
+        extended by the positions ``changes`` adds after the head's when those positions
+        still hold those rows (a commit that wraps around the ring onto a pending position
+        changes one) and the spectrum stays in its interval; otherwise it is started anew.
+        None where the built spectrum allows no certified quadrature."""
+        built = head.built
+        factor, first = head.factor, head.changes.rows
+        if factor is not None and torch.equal(current[:first], held):
+            result = _extended(built, factor, changes.originals[first:], current[first:], shift)
+            if result[0].contains():
+                return result
+        spread = float(_projected(built, current).square().sum()) / (built.n - 1)
+        factor = PendingFactor.start(built.eigenvalues, spread, self._settings)
+        if factor is None:
+            return None
+        return _extended(built, factor, changes.originals, current, shift)
 
     def _built_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head:
         """The next head, built here from its own statistics (under the commit lock)."""
@@ -466,6 +503,9 @@ class RewardEngine:
                 built = self._build(
                     head.version, head.built.sums, head.changes, current, self._rows_of_head
                 )
+                # The commits that arrived meanwhile are factored here, outside the locks; the
+                # few that arrive during that are appended at the swap.
+                early = self._later_factor(built)
             except BaseException:
                 with self._commit_lock:
                     self._later = None
@@ -478,14 +518,38 @@ class RewardEngine:
                     return newest.built.version  # a commit built a newer version meanwhile
                 assert later is not None
                 if later.rows:
+                    factor = self._caught_up(early, later)
                     successor = Head(
-                        newest.version, built, later, newest.base_fd, newest.base_error
+                        newest.version, built, later, newest.base_fd, newest.base_error, factor
                     )
                 else:
                     successor = Head.at(built)
                 with self._swap_lock:
                     self._head = successor
             return built.version
+
+    def _later_factor(self, built: Built) -> tuple[Head, torch.Tensor]:
+        """During a rebuild: the commits since the head it builds, as a head on ``built`` with
+        their factorisation (its base FD not computed), and the rows they hold."""
+        with self._commit_lock:
+            assert self._later is not None
+            later = self._later
+            current = self._pool[later.positions]
+        head = Head(built.version, built, later, built.base_fd, 0.0)
+        if not later.rows or not self._fits(later.rows):
+            return head, current
+        start = Head(built.version, built, Changes.none(self.d, self._device), 0.0, 0.0)
+        factored = self._factor_of(start, current[:0], later, current, None)
+        return replace(head, factor=None if factored is None else factored[0]), current
+
+    def _caught_up(self, early: tuple[Head, torch.Tensor], later: Changes) -> PendingFactor | None:
+        """Under the commit lock: ``early``'s factorisation extended by the commits since it
+        (None when it cannot be, and the next commit factors the pending rows anew)."""
+        head, held = early
+        if head.factor is None or not self._fits(later.rows):
+            return None
+        factored = self._factor_of(head, held, later, self._pool[later.positions], None)
+        return None if factored is None else factored[0]
 
     def _rows_of_head(self) -> torch.Tensor:
         """During a rebuild: the pool rows of the head it builds (the current rows with the
@@ -581,3 +645,27 @@ class RewardEngine:
             cursor=int(state.get("cursor", 0)),
             statistics=statistics,
         )
+
+
+def _projected(built: Built, rows: torch.Tensor) -> torch.Tensor:
+    """Rows (m, d) centred at the built mean, in ``M``'s eigenbasis: columns ``B x~`` (d, m)."""
+    return built.projector @ (rows - built.mean).T
+
+
+def _extended(
+    built: Built,
+    factor: PendingFactor,
+    originals: torch.Tensor,
+    current: torch.Tensor,
+    shift: torch.Tensor | None,
+) -> tuple[PendingFactor, TraceSqrtChange | None]:
+    """``factor`` with the positions that held ``originals`` (m, d) and hold ``current`` now
+    appended, the removals first so that every prefix is a pool's scatter; with the mean
+    ``shift`` (projected), the change of ``tr sqrt`` too."""
+    weight = 1.0 / (built.n - 1)
+    columns = torch.cat([_projected(built, originals), _projected(built, current)], dim=1)
+    count = originals.shape[0]
+    weights = torch.cat([columns.new_full((count,), -weight), columns.new_full((count,), weight)])
+    if shift is None:
+        return factor.extended(columns, weights), None
+    return factor.extended_change(columns, weights, shift, -built.n * weight)

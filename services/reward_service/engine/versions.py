@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from .linalg import frechet_from_terms, symmetric_sqrt, symmetrize
+from .pending import PendingFactor
 from .statistics import ShiftedSums
 
 __all__ = ["Built", "Changes", "Head", "TargetTerms"]
@@ -121,13 +122,16 @@ class Changes:
 @dataclass(frozen=True)
 class Head:
     """The newest pool version: ``built`` plus ``changes``, with its base FD and that value's
-    estimated absolute error (0 where it was computed exactly or built)."""
+    estimated absolute error (0 where it was computed exactly or built), and the factorisation
+    of ``changes`` the next commit extends (None when nothing is pending, or when it has to be
+    started again)."""
 
     version: int
     built: Built
     changes: Changes
     base_fd: float
     base_error: float
+    factor: PendingFactor | None = None
 
     @classmethod
     def at(cls, built: Built) -> Head:

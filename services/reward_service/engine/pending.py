@@ -1,0 +1,254 @@
+"""The head's pending change as a factorisation that commits extend instead of redoing.
+
+Between builds the head differs from the built version by removing the built rows at the
+touched positions (weight ``-1/(N-1)``) and adding the rows held there now (``+1/(N-1)``),
+centred at the built mean and projected into ``M``'s eigenbasis: columns ``V`` (d x a) and
+weights ``c``. At a quadrature shift ``s`` (:mod:`.lowrank`) the integrand is
+``log det(I + C G(s))``, ``G(s) = V^T (diag(lam) + s)^-1 V``, and
+
+    det(I + C G) = det(C) det(K),   K(s) = C^-1 + G(s) = L D L^T,
+
+factored without pivoting in the order the columns came. Each prefix of that order removes
+rows the pool holds or adds rows, so it is the scatter of some rows about the built mean:
+positive semi-definite. For ``s > 0`` the pivot of column ``i`` is therefore
+``c_i^-1 (1 + c_i v_i^T N_<i(s)^-1 v_i)`` with ``N_<i(s) = M_<i + s`` positive definite: of
+the sign of ``c_i``, and ``|c_i|^-1`` times one row's determinant ratio, whose logs the log
+determinant sums (as ``log1p`` of the part beyond 1, which keeps the digits of the far nodes,
+where that part is tiny). No pivoting is needed for stability; the signs are checked all the
+same, and a wrong one leaves the head uncertified.
+
+A commit of ``k`` rows at positions not pending yet appends ``2k`` columns: a bordered
+``L D L^T`` (one forward substitution through ``L``'s rows, block by block), ``O(S (d a k +
+a^2 k))`` for ``S`` shifts, against ``O(S d a^2)`` for factoring the pending block again. The
+mean shift column (weight ``-N/(N-1)``), which every commit moves, is eliminated with the new
+block in the same pass and never stored.
+
+The shifts are fixed per factorisation (the nodes of the interval ``[lo, hi]`` chosen when it
+started, with room above): certification needs the updated spectrum inside it, checked by Weyl
+above and, below, by the inertia of ``K(-lo)`` from the same factorisation (Haynsworth: ``M'``
+has no eigenvalue below ``lo`` iff ``K(-lo)`` has as many positive pivots as ``C`` has positive
+weights). A head whose spectrum outgrows ``hi`` starts a new factorisation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .lowrank import QuadratureSettings, TraceSqrtChange
+from .quadrature import QuadratureRule, convergence_exponent, nodes_needed, sqrt_trace_rule
+
+__all__ = ["PendingFactor"]
+
+_HEADROOM = 2.0
+"""The interval's top is this multiple of the Weyl bound when a factorisation starts, so the
+spectrum can grow over many commits before the nodes change (doubling ``hi`` costs
+``log 2 / (log(hi / lo) + 6)`` more nodes, a few per cent)."""
+
+_BLOCK = 64
+"""Most columns eliminated as one block: a bordered step per block, a loop inside it."""
+
+_MIN_PIVOT_RATIO = 1e-8
+"""At ``s = -lo`` a prefix may pass near an eigenvalue ``lo``; a pivot ratio ``c_i D_i``
+smaller than this leaves its sign, and so the inertia, to rounding: not certified."""
+
+
+@dataclass(frozen=True)
+class _Block:
+    """Consecutive columns of the factorisation: the columns (d, b), their weights, their
+    rows of ``L`` (S, b, a + b; ``a`` columns before them), the inverse of the block's
+    diagonal part of ``L`` (S, b, b), pivots ``D`` and ``log(c D)`` (S, b)."""
+
+    columns: torch.Tensor
+    weights: torch.Tensor
+    lower: torch.Tensor
+    diagonal_inverse: torch.Tensor
+    pivots: torch.Tensor
+    logs: torch.Tensor
+
+    @property
+    def width(self) -> int:
+        return int(self.weights.shape[0])
+
+    def leading(self, count: int) -> _Block:
+        """The block of its first ``count`` columns (what follows them does not enter)."""
+        start = self.lower.shape[2] - self.width
+        return _Block(
+            self.columns[:, :count],
+            self.weights[:count],
+            self.lower[:, :count, : start + count],
+            self.diagonal_inverse[:, :count, :count],
+            self.pivots[:, :count],
+            self.logs[:, :count],
+        )
+
+
+@dataclass(frozen=True)
+class PendingFactor:
+    """``L D L^T`` of ``K(s)`` for the pending columns at fixed shifts (see the module)."""
+
+    fine: QuadratureRule
+    coarse: QuadratureRule
+    lo: float
+    hi: float
+    top: float  # lambda_max(M)
+    resolvent: torch.Tensor  # (S, d): 1 / (lam + s), shifts = fine^2, coarse^2, -lo
+    blocks: tuple[_Block, ...] = ()
+    log_total: torch.Tensor | None = None  # (S,): sum of log(c D) over the columns
+    positive_mass: float = 0.0  # sum of c_i |v_i|^2 over positive weights: Weyl's term
+    signs_at_lo: int = 0  # positive pivots at -lo minus positive weights
+    smallest_at_lo: float = math.inf  # smallest |c D| at -lo
+
+    @classmethod
+    def start(
+        cls, eigenvalues: torch.Tensor, spread: float, settings: QuadratureSettings
+    ) -> PendingFactor | None:
+        """An empty factor for ``M = diag(eigenvalues)`` whose interval leaves room for updates
+        that add ``spread`` to the top of the spectrum. None when ``M`` is numerically
+        singular (no rate holds; see :mod:`.lowrank`)."""
+        lam_max, lam_min = float(eigenvalues[-1]), float(eigenvalues[0])
+        if lam_max <= 0.0 or lam_min <= settings.min_relative_eigenvalue * lam_max:
+            return None
+        lo = settings.spectrum_margin * lam_min
+        hi = _HEADROOM * (lam_max + spread)
+        needed = nodes_needed(hi / lo, settings.target_error)
+        n = max(8, min(settings.max_nodes, 2 * math.ceil(needed / 2)))
+        fine, coarse = sqrt_trace_rule(lo, hi, n), sqrt_trace_rule(lo, hi, n // 2)
+        nodes = torch.as_tensor(
+            np.concatenate([fine.nodes, coarse.nodes]), device=eigenvalues.device
+        )
+        shifts = torch.cat([nodes.square(), nodes.new_tensor([-lo])])
+        resolvent = 1.0 / (eigenvalues.unsqueeze(0) + shifts.unsqueeze(1))
+        return cls(fine, coarse, lo, hi, lam_max, resolvent)
+
+    @property
+    def size(self) -> int:
+        return sum(block.width for block in self.blocks)
+
+    def contains(self) -> bool:
+        """Whether the top of the updated spectrum (Weyl) stays inside the interval."""
+        return self.top + self.positive_mass <= self.hi
+
+    def _forward(self, scaled: torch.Tensor) -> torch.Tensor:
+        """``L^-1 G_ab`` for new columns, given ``diag(1 / (lam + s)) V_b`` (S, d, m): one pass
+        through ``L``'s rows, block by block."""
+        shifts, _, count = scaled.shape
+        solved = scaled.new_empty(shifts, self.size, count)
+        start = 0
+        for block in self.blocks:
+            end = start + block.width
+            rhs = block.columns.T.unsqueeze(0) @ scaled  # (S, b, m)
+            if start:
+                rhs = rhs - block.lower[:, :, :start] @ solved[:, :start]
+            solved[:, start:end] = block.diagonal_inverse @ rhs
+            start = end
+        return solved
+
+    def _eliminated(self, columns: torch.Tensor, weights: torch.Tensor) -> _Block:
+        """``columns`` (d, b) of ``weights`` (b,) eliminated after this factor's columns:
+        ``F = L^-1 G_ab``, the Schur complement ``C_b^-1 + G_bb - F^T D^-1 F``, and its own
+        ``L D L^T`` column by column."""
+        size = self.size
+        scaled = self.resolvent.unsqueeze(-1) * columns.unsqueeze(0)  # (S, d, b)
+        excess = columns.T.unsqueeze(0) @ scaled  # G_bb, (S, b, b)
+        shifts, count = self.resolvent.shape[0], columns.shape[1]
+        dtype, device = columns.dtype, columns.device
+        lower = torch.zeros(shifts, count, size + count, dtype=dtype, device=device)
+        if size:
+            solved = self._forward(scaled)
+            pivots_before = torch.cat([block.pivots for block in self.blocks], dim=1)
+            coupling = solved / pivots_before.unsqueeze(-1)  # L_ba^T
+            excess = excess - solved.transpose(1, 2) @ coupling
+            lower[:, :, :size] = coupling.transpose(1, 2)
+        excess = 0.5 * (excess + excess.transpose(1, 2))
+        own = torch.zeros(shifts, count, count, dtype=dtype, device=device)
+        pivots = torch.empty(shifts, count, dtype=dtype, device=device)
+        ratios = torch.empty_like(pivots)  # c_j D_j - 1 = c_j e_j, kept apart from the 1
+        for j in range(count):
+            part = excess[:, j, j] * weights[j]
+            ratios[:, j] = part
+            pivots[:, j] = (1.0 + part) / weights[j]
+            own[:, j, j] = 1.0
+            if j + 1 < count:
+                column = excess[:, j + 1 :, j] / pivots[:, j].unsqueeze(-1)
+                own[:, j + 1 :, j] = column
+                excess[:, j + 1 :, j + 1 :] -= column.unsqueeze(-1) * excess[
+                    :, j, j + 1 :
+                ].unsqueeze(1)
+        lower[:, :, size:] = own
+        identity = torch.eye(count, dtype=dtype, device=device)
+        diagonal_inverse = torch.linalg.solve_triangular(
+            own, identity, upper=False, unitriangular=True
+        )
+        logs = torch.where(ratios > -1.0, torch.log1p(ratios), torch.nan)
+        return _Block(columns, weights, lower, diagonal_inverse, pivots, logs)
+
+    def _with(self, block: _Block) -> PendingFactor:
+        """This factor with ``block`` appended."""
+        logs = block.logs.sum(1)
+        at_lo = block.pivots[-1]
+        ratios = at_lo * block.weights
+        mass = float((block.columns.square().sum(0) * block.weights.clamp_min(0.0)).sum())
+        return PendingFactor(
+            self.fine,
+            self.coarse,
+            self.lo,
+            self.hi,
+            self.top,
+            self.resolvent,
+            (*self.blocks, block),
+            logs if self.log_total is None else self.log_total + logs,
+            self.positive_mass + mass,
+            self.signs_at_lo + int((at_lo > 0).sum()) - int((block.weights > 0).sum()),
+            min(self.smallest_at_lo, float(ratios.abs().min())),
+        )
+
+    def extended(self, columns: torch.Tensor, weights: torch.Tensor) -> PendingFactor:
+        """This factor with ``columns`` (d, b) of ``weights`` (b,) appended."""
+        factor = self
+        for start in range(0, columns.shape[1], _BLOCK):
+            block = slice(start, start + _BLOCK)
+            factor = factor._with(factor._eliminated(columns[:, block], weights[block]))
+        return factor
+
+    def extended_change(
+        self, columns: torch.Tensor, weights: torch.Tensor, column: torch.Tensor, weight: float
+    ) -> tuple[PendingFactor, TraceSqrtChange]:
+        """:meth:`extended`, and ``tr sqrt(M') - tr sqrt(M)`` for the columns of the result and
+        ``column`` (d,) of ``weight`` (the mean shift) on top, eliminated with the last block
+        in the same pass; its error estimate as in :mod:`.lowrank`, NaN where the spectrum
+        leaves the interval or a pivot has the wrong sign."""
+        count = columns.shape[1]
+        last = count - (count - 1) % _BLOCK - 1 if count else 0
+        factor = self.extended(columns[:, :last], weights[:last])
+        block = factor._eliminated(
+            torch.cat([columns[:, last:], column.unsqueeze(1)], dim=1),
+            torch.cat([weights[last:], weights.new_tensor([weight])]),
+        )
+        probe = factor._with(block)  # the factor with the mean column: checks and logs
+        if count > last:
+            factor = factor._with(block.leading(count - last))
+        assert probe.log_total is not None
+        n = self.fine.nodes.shape[0]
+        device = column.device
+        fine = probe.log_total[:n] @ torch.as_tensor(self.fine.weights, device=device) / math.pi
+        coarse_logs = probe.log_total[n:-1]
+        coarse = coarse_logs @ torch.as_tensor(self.coarse.weights, device=device) / math.pi
+        decay = math.exp(-convergence_exponent(self.hi / self.lo) * (n // 2))
+        error = (fine - coarse).abs() * decay / (1.0 - decay)
+        # M' has no eigenvalue below lo (inertia of K(-lo)), none of the signs is rounding's,
+        # and the top of its spectrum is below hi.
+        certified = (
+            probe.signs_at_lo == 0
+            and probe.smallest_at_lo >= _MIN_PIVOT_RATIO
+            and probe.contains()
+            and bool(torch.isfinite(error))
+        )
+        if not certified:
+            error = torch.full_like(error, torch.nan)
+        return factor, TraceSqrtChange(
+            change=fine.reshape(1), error_estimate=error.reshape(1), nodes=n
+        )
