@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from .admission import Admission
 from .engine import (
     CreditResult,
     Method,
@@ -131,7 +132,7 @@ class ReferenceService:
         self._store = store
         self._settings = settings
         self._metrics = metrics
-        self._compute = asyncio.Semaphore(settings.max_concurrent_compute)
+        self.admission = Admission(settings)
         self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -361,9 +362,10 @@ class ReferenceService:
     # -- helpers -----------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Engine work in a worker thread, at most ``max_concurrent_compute`` at once; the
-        engine's ``ValueError`` is the caller's input problem."""
-        async with self._compute:
+        """Engine work in a worker thread, in one of the compute slots the caller's token may
+        hold (``reward_service.admission``); the engine's ``ValueError`` is the caller's input
+        problem."""
+        async with self.admission.compute.slot():
             try:
                 return await asyncio.to_thread(fn, *args, **kwargs)
             except ValueError as exc:

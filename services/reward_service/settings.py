@@ -85,7 +85,32 @@ class Settings(BaseSettings):
         description="target sigma is PSD when min eigenvalue >= -tolerance * max eigenvalue",
     )
     max_concurrent_compute: int = Field(default=2, ge=1, description="engine calls running at once")
-    retry_after_seconds: int = Field(default=2, ge=1)
+    token_max_compute: int = Field(
+        default=1, ge=1, description="of those, the engine calls one token may hold at once"
+    )
+    token_max_in_flight: int = Field(
+        default=4, ge=1, description="array-body requests one token may have in flight (429 beyond)"
+    )
+    decode_memory_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=1024 * 1024,
+        description="request bodies in flight and the arrays decoded from them, per process; "
+        "one token may hold half",
+    )
+    decode_wait_seconds: float = Field(
+        default=5.0, ge=0, description="a request waits this long for decode memory, then 429"
+    )
+    max_request_gflop: float = Field(
+        default=500.0,
+        gt=0,
+        description="estimated engine work of one rewards or credits request (413 beyond)",
+    )
+    max_json_fields_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        description="a JSON array body's members beside the array (mode, seed, indices ...)",
+    )
+    retry_after_seconds: int = Field(default=2, ge=1, description="Retry-After of a 429 or 503")
     idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     snapshot_every: int = Field(
         default=1000, ge=1, description="commits between pool snapshots written to the store"

@@ -27,8 +27,8 @@ order.
 Memory: the body, the float64 array and one chunk's temporaries (a few times the chunk).
 Numbers are read by numpy's ``strtod`` (correctly rounded, like Python's ``float``); it also
 reads a few spellings JSON does not allow (``+1``, ``.5``, ``01``), which are numbers all the
-same. ``NaN`` and ``Infinity`` are not number characters and are refused here; an overflowing
-exponent becomes ``inf`` and is refused by the value check that follows decoding.
+same. ``NaN`` and ``Infinity`` (which Python's ``json`` writes) are read as what they are and,
+like an overflowing exponent, refused with 400 by the value check that follows decoding.
 """
 
 from __future__ import annotations
@@ -47,14 +47,15 @@ __all__ = ["JsonArray", "array_shape", "fill_array", "split_json", "without_arra
 
 _CHUNK_BYTES = 2**20  # a chunk's temporaries take a few times this
 _WHITESPACE = b" \t\n\r"  # JSON's whitespace, nothing else
-# What an array of numbers is written with, and \s so that the span takes in the whitespace
+# What an array of numbers is written with (NaN and Infinity included, to be refused by the
+# value check with a message that says so), and \s so that the span takes in the whitespace
 # after it (whitespace JSON does not allow is refused when the chunks are checked).
-_ARRAY_RUN = re.compile(rb"[\[\]0-9.eE+\-,\s]*")
+_ARRAY_RUN = re.compile(rb"[\[\]0-9.eE+\-,\sNaInfity]*")
 _OPEN, _CLOSE, _COMMA = ord("["), ord("]"), ord(",")
 # Character classes: 0 not allowed, then part of a number, structure, whitespace.
 _NUMBER, _STRUCTURE, _SPACE = 1, 2, 3
 _CLASS = np.zeros(256, dtype=np.uint8)
-_CLASS[np.frombuffer(b"0123456789.eE+-", dtype=np.uint8)] = _NUMBER
+_CLASS[np.frombuffer(b"0123456789.eE+-NaInfity", dtype=np.uint8)] = _NUMBER
 _CLASS[[_OPEN, _CLOSE, _COMMA]] = _STRUCTURE
 _CLASS[np.frombuffer(_WHITESPACE, dtype=np.uint8)] = _SPACE
 # Adjacent structure characters that may follow each other; any other pair ("[,", ",,", ",]",
@@ -122,6 +123,8 @@ def array_shape(found: JsonArray, ndim: int, what: str) -> tuple[int, ...]:
     while at < end and data[at] in b"[ \t\n\r":
         depth += data[at] == _OPEN
         at += 1
+    if at < end and data[at] == _CLOSE:  # "[]" first: empty, whatever the nesting
+        return (0,) * ndim
     if depth != ndim:
         raise BadInput(f"{what}: expected {ndim} nested levels of arrays, got {depth}")
     first_close = data.find(b"]", start, end)

@@ -10,21 +10,26 @@ values (finite, in range) with the same limits. Pickled or object arrays are nev
 
 from __future__ import annotations
 
+import asyncio
 import io
 import math
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Final, Generic, Literal, TypeVar
+from typing import IO, Any, Final, Generic, Literal, TypeVar, cast
 
 import numpy as np
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
+from ..admission import Ticket
+from ..cost import check_cost
 from ..errors import BadInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
 from ..limits import ArraySpec, Limits
-from .deps import RefName, ServiceDep, SettingsDep
+from ..settings import Settings
+from . import json_array
+from .deps import CallerKey, RefName, ServiceDep, SettingsDep
 
 __all__ = [
     "ARCHIVE_ERRORS",
@@ -260,8 +265,17 @@ class Decoded(Generic[M]):
 
 class ArrayBody(Generic[M]):
     """Dependency: a route's array body of ``spec``, as ``.npy`` or as the field ``field`` of the
-    JSON ``model``. A ``.npy`` body is refused by its header (shape, and d when this process
-    holds the reference) before the rest of it is read."""
+    JSON ``model``, admitted by :class:`~reward_service.admission.Admission` for the duration of
+    the request: the caller's share of requests in flight, and memory reserved from the decode
+    budget before the body is read (its declared length; a ``.npy`` body twice, for its decoded
+    copy) and before a JSON array is allocated (8 bytes a value), kept for the decoded array
+    until the answer.
+
+    Refused before the work they announce: a ``.npy`` body by its header (shape, d when this
+    process holds the reference, and the cost bound) before the rest of it is read; a JSON body
+    by its array's shape, counted over the text (:mod:`.json_array`), before it is allocated.
+    Requests that choose an engine ``method`` (rewards, credits) are held to the cost bound
+    (:func:`~reward_service.cost.check_cost`)."""
 
     def __init__(
         self, spec: ArraySpec | Callable[[Limits], ArraySpec], model: type[M], field: str
@@ -270,19 +284,67 @@ class ArrayBody(Generic[M]):
         self._spec = spec
         self._model = model
         self._field = field
+        self._costed = "method" in model.model_fields
 
     async def __call__(
-        self, name: RefName, request: Request, service: ServiceDep, settings: SettingsDep
-    ) -> Decoded[M]:
+        self,
+        name: RefName,
+        request: Request,
+        service: ServiceDep,
+        settings: SettingsDep,
+        caller: CallerKey,
+    ) -> AsyncIterator[Decoded[M]]:
         limits = service.limits
         spec = self._spec(limits) if callable(self._spec) else self._spec
         width = service.held_width(name)
 
-        def check(shape: tuple[int, ...]) -> None:
+        def check(shape: tuple[int, ...], method: str) -> None:
             limits.check_shape(spec, shape, width)
+            if self._costed:
+                check_cost(spec.what, shape, method, settings.max_request_gflop)
 
-        payload = await read_payload(request, (NPY, JSON), settings.max_body_bytes, check)
-        if payload.media_type == NPY:
-            return Decoded(decode_npy(payload.data, spec, limits), None)
-        body = parse_json(self._model, payload.data)
-        return Decoded(array_from_json(getattr(body, self._field), spec, limits), body)
+        async with service.admission.admit(caller) as ticket:
+            declared = request.headers.get("content-length", "")
+            body_bytes = min(
+                int(declared) if declared.isdigit() else settings.max_body_bytes,
+                settings.max_body_bytes,  # more is refused by its length, unread
+            )
+            binary = media_type(request) == NPY
+            await ticket.reserve(2 * body_bytes if binary else body_bytes)
+            method = request.query_params.get("method", "lowrank")
+            payload = await read_payload(
+                request, (NPY, JSON), settings.max_body_bytes, lambda shape: check(shape, method)
+            )
+            if payload.media_type == NPY:
+                array = decode_npy(payload.data, spec, limits)
+                decoded: Decoded[M] = Decoded(array, None)
+            else:
+                decoded = await self._json(payload.data, spec, settings, ticket, check)
+            del payload  # the body goes; the decoded array stays reserved until the answer
+            await ticket.settle(decoded.array.nbytes)
+            yield decoded
+
+    async def _json(
+        self,
+        data: bytes,
+        spec: ArraySpec,
+        settings: Settings,
+        ticket: Ticket,
+        check: Callable[[tuple[int, ...], str], None],
+    ) -> Decoded[M]:
+        """The JSON body: its members beside the array validated, the array's shape checked
+        and its memory reserved, then the array decoded in a worker thread."""
+        found = json_array.split_json(data, self._field, settings.max_json_fields_bytes)
+        if found is None:
+            if len(data) <= settings.max_json_fields_bytes:  # small: the model says what is
+                parse_json(self._model, data)  # wrong (a missing member, not a list ...)
+            raise Unprocessable(
+                f"the JSON body has no array member {self._field!r}; send it as nested lists"
+            )
+        members = parse_json(json_array.without_array(self._model, self._field), found.rest())
+        shape = json_array.array_shape(found, spec.ndim, spec.what)
+        check(shape, str(getattr(members, "method", "lowrank")))
+        await ticket.reserve(8 * math.prod(shape))
+        array = np.empty(shape, dtype=np.float64)
+        await asyncio.to_thread(json_array.fill_array, found, array, spec.what)
+        return Decoded(array, cast(M, members))

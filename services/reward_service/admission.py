@@ -1,0 +1,245 @@
+"""Admission: what one caller may hold at once, so that no token sets another token's latency.
+
+Three shares, each enforced where it is cheapest:
+
+* **Requests in flight** (:class:`Admission`): a token may have at most
+  ``token_max_in_flight`` array-body requests (rewards, credits, commit, fd, pool uploads)
+  being read, decoded, queued or computed at once; one more is answered 429 with
+  ``Retry-After`` at once, before its body is read.
+* **Decoding memory** (:class:`MemoryBudget`): bodies in flight and the arrays decoded from them
+  hold reservations from one budget (``decode_memory_bytes``), taken before the body is read
+  (its declared length) and before an array is allocated; a token may hold at most half of it,
+  so another token always finds room. Beyond it a request waits up to ``decode_wait_seconds``,
+  then gets 429; one that could never fit gets 413.
+* **Compute slots** (:class:`ComputeSlots`): ``max_concurrent_compute`` engine calls at once, of
+  which one token may hold at most ``token_max_compute``; a freed slot goes to the waiting
+  token that holds the fewest, first come first served among equals. With the defaults (2
+  slots, 1 per token) a token that floods the service holds one slot and the other stays free
+  for everyone else.
+
+Callers are told apart by a digest of their token (never the token itself). Without tokens
+(development) every caller is the same one and only the memory budget applies.
+
+Knows no HTTP: refusals are :mod:`reward_service.errors` with a ``reason`` (the label of the
+``distreward_rejections`` metric).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+
+from .errors import PayloadTooLarge, TooManyRequests
+from .settings import Settings
+
+__all__ = ["Admission", "ComputeSlots", "MemoryBudget", "Ticket"]
+
+# The caller of the request being served: set when it is admitted (one asyncio task per
+# request, and worker threads copy it), read where the engine is called, so that the use cases
+# in between need not carry it.
+_caller: ContextVar[str] = ContextVar("distreward_caller", default="")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB"
+
+
+class MemoryBudget:
+    """Bytes that decoding may hold at once; one caller at most ``share`` of them."""
+
+    def __init__(self, capacity: int, share: int, wait_seconds: float) -> None:
+        self.capacity = capacity
+        self.share = share
+        self._wait = wait_seconds
+        self._used = 0
+        self._held: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+
+    @property
+    def used(self) -> int:
+        return self._used
+
+    def _fits(self, caller: str, size: int) -> bool:
+        return self._used + size <= self.capacity and self._held.get(caller, 0) + size <= self.share
+
+    async def reserve(self, caller: str, size: int) -> None:
+        """Take ``size`` bytes for ``caller``: at once when they fit, else after waiting up to
+        the configured time for other requests to give theirs back (429 after that); 413 when
+        they can never fit."""
+        if size > self.share:
+            raise PayloadTooLarge(
+                f"decoding this body needs about {_mib(size)}; the service decodes at most "
+                f"{_mib(self.share)} per token at once (DISTREWARD_DECODE_MEMORY_BYTES); send "
+                "fewer rows per request, or .npy instead of JSON",
+                reason="decode_memory",
+            )
+        async with self._changed:
+            if not self._fits(caller, size):
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda: self._fits(caller, size)), self._wait
+                    )
+                except TimeoutError:
+                    raise TooManyRequests(
+                        f"the memory for decoding request bodies is in use ({_mib(self._used)} "
+                        f"of {_mib(self.capacity)}, this token {_mib(self._held.get(caller, 0))}"
+                        f" of {_mib(self.share)}); retry after the Retry-After delay",
+                        reason="decode_memory",
+                    ) from None
+            self._used += size
+            self._held[caller] = self._held.get(caller, 0) + size
+
+    async def release(self, caller: str, size: int) -> None:
+        if size <= 0:
+            return
+        async with self._changed:
+            self._used -= size
+            left = self._held[caller] - size
+            if left:
+                self._held[caller] = left
+            else:
+                del self._held[caller]
+            self._changed.notify_all()
+
+
+class ComputeSlots:
+    """``slots`` engine calls at once, at most ``per_caller`` of them for one caller; a freed
+    slot goes to the waiting caller holding the fewest (the earliest waiter among equals)."""
+
+    def __init__(self, slots: int, per_caller: int) -> None:
+        self._free = slots
+        self._per_caller = per_caller
+        self._held: dict[str, int] = {}
+        self._waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._order = itertools.count()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold a slot for the current request's caller while the block runs."""
+        caller = _caller.get()
+        await self._acquire(caller)
+        try:
+            yield
+        finally:
+            self._release(caller)
+
+    def _eligible(self, caller: str) -> bool:
+        return self._held.get(caller, 0) < self._per_caller
+
+    async def _acquire(self, caller: str) -> None:
+        if self._free and self._eligible(caller) and not self._waiting.get(caller):
+            self._take(caller)
+            return
+        entry = (next(self._order), asyncio.get_running_loop().create_future())
+        self._waiting.setdefault(caller, deque()).append(entry)
+        try:
+            await entry[1]
+        except asyncio.CancelledError:
+            if entry[1].done() and not entry[1].cancelled():  # granted as it was cancelled
+                self._release(caller)
+            else:
+                self._drop(caller, entry)
+            raise
+
+    def _take(self, caller: str) -> None:
+        self._free -= 1
+        self._held[caller] = self._held.get(caller, 0) + 1
+
+    def _release(self, caller: str) -> None:
+        self._free += 1
+        left = self._held[caller] - 1
+        if left:
+            self._held[caller] = left
+        else:
+            del self._held[caller]
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._free:
+            ready = [c for c, queue in self._waiting.items() if queue and self._eligible(c)]
+            if not ready:
+                return
+            caller = min(ready, key=lambda c: (self._held.get(c, 0), self._waiting[c][0][0]))
+            _, future = self._waiting[caller].popleft()
+            if not self._waiting[caller]:
+                del self._waiting[caller]
+            self._take(caller)
+            future.set_result(None)
+
+    def _drop(self, caller: str, entry: tuple[int, asyncio.Future[None]]) -> None:
+        queue = self._waiting.get(caller)
+        if queue is not None and entry in queue:
+            queue.remove(entry)
+            if not queue:
+                del self._waiting[caller]
+
+
+class Ticket:
+    """One admitted request's reservations from the memory budget."""
+
+    def __init__(self, budget: MemoryBudget, caller: str) -> None:
+        self._budget = budget
+        self._caller = caller
+        self.held = 0
+
+    async def reserve(self, size: int) -> None:
+        """Reserve ``size`` more bytes (see :meth:`MemoryBudget.reserve`)."""
+        await self._budget.reserve(self._caller, size)
+        self.held += size
+
+    async def settle(self, size: int) -> None:
+        """Keep ``size`` bytes reserved (what the request still holds, e.g. its decoded array
+        once the body is dropped) and give back the rest."""
+        if size < self.held:
+            await self._budget.release(self._caller, self.held - size)
+            self.held = size
+
+    async def close(self) -> None:
+        await self.settle(0)
+
+
+class Admission:
+    """The shares of one service process (from its settings)."""
+
+    def __init__(self, settings: Settings) -> None:
+        # Without tokens there is one caller: a share of its own would only halve the service.
+        per_token = settings.auth_enabled
+        capacity = settings.decode_memory_bytes
+        self.memory = MemoryBudget(
+            capacity, capacity // 2 if per_token else capacity, settings.decode_wait_seconds
+        )
+        self.compute = ComputeSlots(
+            settings.max_concurrent_compute,
+            settings.token_max_compute if per_token else settings.max_concurrent_compute,
+        )
+        self._max_in_flight = settings.token_max_in_flight if per_token else None
+        self._in_flight: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def admit(self, caller: str) -> AsyncIterator[Ticket]:
+        """Admit a request of ``caller`` for the duration of the block (429 when the caller has
+        its share in flight), with a ticket for its memory; everything is given back on exit."""
+        current = self._in_flight.get(caller, 0)
+        if self._max_in_flight is not None and current >= self._max_in_flight:
+            raise TooManyRequests(
+                f"this token has {current} requests in flight, its share "
+                "(DISTREWARD_TOKEN_MAX_IN_FLIGHT); wait for their answers or retry after the "
+                "Retry-After delay",
+                reason="token_in_flight",
+            )
+        self._in_flight[caller] = current + 1
+        _caller.set(caller)
+        ticket = Ticket(self.memory, caller)
+        try:
+            yield ticket
+        finally:
+            await ticket.close()
+            left = self._in_flight[caller] - 1
+            if left:
+                self._in_flight[caller] = left
+            else:
+                del self._in_flight[caller]
