@@ -7,8 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 COMPOSE := docker compose $(if $(CPU),-f compose.yaml -f compose.cpu.yaml)
+# Where the demos keep their trained networks; e.g. `make demo CACHE=/tmp/cold` for a cold run.
+CACHE ?= out/cache
 
-.PHONY: venv redis cluster-tools cluster-images test bench load demo demo-merge lint up down clean
+.PHONY: venv redis cluster-tools cluster-images test bench load demo demo-unconditional demo-merge lint up down clean
 
 venv: $(VENV_STAMP)
 
@@ -44,16 +46,22 @@ bench: venv
 load: venv redis
 	$(PY) -m benchmarks.load $(LOAD_ARGS)
 
-# Trains the feature CNN and flow model (cached in out/cache by config hash), starts the reward
-# service on a free loopback port (or uses DISTREWARD_URL + DISTREWARD_ADMIN_TOKEN), runs GRPO
-# with distribution-wise and per-sample rewards over 3 seeds, writes out/demo/.
+# Trains the feature CNN and a class-conditional flow model (cached in $(CACHE) by config hash),
+# starts the reward service on a free loopback port (or uses DISTREWARD_URL +
+# DISTREWARD_ADMIN_TOKEN), runs GRPO with per-class advantage normalisation and four rewards
+# (per-sample credits, group rewards, credits with a stalled pool, classifier confidence) over
+# 3 seeds, writes out/demo/.
 demo: venv
-	$(PY) -m examples.digits --out out/demo --cache out/cache
+	$(PY) -m examples.digits --out out/demo --cache $(CACHE)
+
+# The same comparison on the unconditional digits flow; writes out/demo-unconditional/.
+demo-unconditional: venv
+	$(PY) -m examples.digits --unconditional --out out/demo-unconditional --cache $(CACHE)
 
 # Learns merge coefficients of the digits flow's snapshots (pretrained or loaded from out/cache)
 # over 3 seeds and compares them with last / best single / uniform / EMA; writes out/demo-merge/.
 demo-merge: venv
-	$(PY) -m examples.digits.merge_demo --out out/demo-merge --cache out/cache
+	$(PY) -m examples.digits.merge_demo --out out/demo-merge --cache $(CACHE)
 
 lint: venv
 	$(VENV)/bin/ruff check .

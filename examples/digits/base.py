@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,9 @@ from . import data
 from .config import DemoConfig
 from .evaluation import fixed_noise
 from .models import FeatureCNN, VelocityMLP
-from .pretrain import cache_dir, cached, train_classifier, train_flow
+from .pretrain import FlowConfig, cache_dir, cached, train_classifier, train_flow
 
-__all__ = ["Base", "base_flow", "feature_cnn", "load_base"]
+__all__ = ["Base", "base_flow", "feature_cnn", "flow_config", "load_base"]
 
 ACCURACY = "accuracy.json"
 
@@ -33,10 +34,12 @@ class Base:
 
     @torch.no_grad()
     def pool(self, config: DemoConfig) -> np.ndarray:
-        """Features (pool_size, d) of base-model samples from the training sampler (the SDE)."""
+        """Features (pool_size, d) of base-model samples from the training sampler (the SDE);
+        a conditional model's pool holds every class equally often."""
         noise = fixed_noise(config.pool_size, config.pool_seed)
         generator = torch.Generator().manual_seed(config.pool_seed)
-        samples = sample_sde(self.flow, noise, config.worker.sde, generator).samples
+        labels = data.balanced_labels(config.pool_size, config.classes)
+        samples = sample_sde(self.flow, noise, config.worker.sde, generator, labels).samples
         return self.cnn.features(samples).double().numpy()
 
 
@@ -54,14 +57,21 @@ def feature_cnn(config: DemoConfig) -> FeatureCNN:
 
 
 def base_flow(config: DemoConfig) -> VelocityMLP:
-    """The base flow model from ``config.cache``, trained (and cached) first if missing."""
-    images, _ = data.load()
+    """The base flow model from ``config.cache``, trained (and cached) first if missing;
+    class-conditional when ``config.classes`` is not 0."""
+    images, labels = data.load()
+    flow = flow_config(config)
     return cached(
-        cache_dir(config.cache, "flow", config.flow),
-        lambda: VelocityMLP(width=config.flow.width, depth=config.flow.depth),
-        lambda model, out: train_flow(model, images, config.flow, out),
-        config.flow.seed,
+        cache_dir(config.cache, "flow", flow),
+        lambda: VelocityMLP(width=flow.width, depth=flow.depth, classes=flow.classes),
+        lambda model, out: train_flow(model, images, labels, flow, out),
+        flow.seed,
     )
+
+
+def flow_config(config: DemoConfig) -> FlowConfig:
+    """The flow's training settings, with the demo's number of classes."""
+    return dataclasses.replace(config.flow, classes=config.classes)
 
 
 def _cnn_dir(config: DemoConfig) -> Path:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,17 @@ from reward_client.grpo.worker import WorkerConfig
 
 from .pretrain import ClassifierConfig, FlowConfig
 
-__all__ = ["KINDS", "DemoConfig", "JobConfig", "job_parser", "job_settings"]
+__all__ = ["DEMO_KINDS", "KINDS", "DemoConfig", "JobConfig", "job_parser", "job_settings"]
 
-KINDS = ("distribution", "per_sample", "credits", "credits_stalled")
-"""The rewards compared: distribution-wise group rewards (the service, one group committed a
-step), per-sample CNN confidence, per-sample distribution-wise credits committing a quarter of
-every request (``COMMIT_FRACTION``), and the same credits never committed (a stalled pool)."""
+KINDS = ("distribution", "per_sample", "credits", "credits_stalled", "loo_credits")
+"""The rewards a run can train with: distribution-wise group rewards (the service), per-sample
+CNN confidence, per-sample distribution-wise credits committing a quarter of every request
+(``COMMIT_FRACTION``), the same credits never committed (a stalled pool), and leave-one-out
+credits inside groups (each sample's marginal effect on its group's reward, from the service's
+group rewards) with the same commits."""
+
+DEMO_KINDS = KINDS[:4]
+"""What ``make demo`` compares; ``--kinds`` picks others (e.g. ``credits loo_credits``)."""
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,15 @@ def job_settings(args: argparse.Namespace) -> dict[str, Any]:
 class DemoConfig(JobConfig):
     """Everything a demo run depends on, beyond :class:`JobConfig`.
 
+    The defaults are the class-conditional demo: the digit class is the prompt, 100 steps of
+    20 groups of 12 samples (two groups of each class), advantages normalised per class, a pool
+    of 1,000, and every distribution-wise run commits a quarter of each request (60 rows a step:
+    the pool turns over every 17 steps, as the unconditional demo's 128 rows a step of 2,000).
+    :meth:`unconditional` gives the unconditional demo's settings.
+
     Attributes:
+        classes: digit classes of the conditional flow (0: an unconditional flow).
+        kinds: the rewards compared (see :data:`KINDS`), one run per kind and seed.
         jobs: runs in parallel (processes); the cores are split between them.
         grid: samples shown per panel of the image grid (a square number).
         resume: continue interrupted runs from their checkpoints instead of starting over.
@@ -68,6 +82,9 @@ class DemoConfig(JobConfig):
         worker: fine-tuning settings (its ``seed`` and ``out_dir`` are set per run).
     """
 
+    pool_size: int = 1000
+    classes: int = 10
+    kinds: tuple[str, ...] = DEMO_KINDS
     jobs: int = 2
     grid: int = 100
     resume: bool = False
@@ -75,4 +92,17 @@ class DemoConfig(JobConfig):
     flow: FlowConfig = field(default_factory=FlowConfig)
     # Adam 1e-5 rather than 3e-5: on a validation setting (training seed 100, eval noise seed 999,
     # neither reported) 3e-5 reached FD 40.5 but lost 23% coverage, 1e-5 reached 43.3 and lost 6%.
-    worker: WorkerConfig = field(default_factory=lambda: WorkerConfig(lr=1e-5, progress=False))
+    worker: WorkerConfig = field(
+        default_factory=lambda: WorkerConfig(
+            lr=1e-5, steps=100, groups=20, group_size=12, commit_every=0, progress=False
+        )
+    )
+
+    def unconditional(self) -> DemoConfig:
+        """These settings for the unconditional flow: no classes, 200 steps of 16 groups of 32,
+        a pool of 2,000, advantages as each reward source gives them, the group-reward run
+        committing its first group every step."""
+        worker = dataclasses.replace(
+            self.worker, steps=200, groups=16, group_size=32, commit_every=1
+        )
+        return dataclasses.replace(self, pool_size=2000, classes=0, worker=worker)

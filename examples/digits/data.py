@@ -6,10 +6,13 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-__all__ = ["SHAPE", "load", "to_pixels"]
+__all__ = ["CLASSES", "SHAPE", "balanced_labels", "load", "to_pixels"]
 
 SHAPE = (1, 8, 8)
 """One image: a single channel of 8 x 8 pixels."""
+
+CLASSES = 10
+"""The digits 0 to 9."""
 
 _MAX = 16.0  # pixel intensities of the dataset are integers 0..16
 
@@ -19,6 +22,12 @@ def load() -> tuple[torch.Tensor, torch.Tensor]:
     digits = load_digits()
     images = digits.images.astype(np.float32) / (_MAX / 2) - 1.0
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(digits.target).long()
+
+
+def balanced_labels(count: int, classes: int) -> torch.Tensor | None:
+    """Class labels ``i % classes`` of ``count`` samples (every class equally often, up to one),
+    or None for an unconditional model (``classes == 0``)."""
+    return torch.arange(count) % classes if classes else None
 
 
 def to_pixels(images: np.ndarray) -> np.ndarray:

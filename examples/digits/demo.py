@@ -17,7 +17,14 @@ from tqdm.auto import tqdm
 from .base import base_flow, feature_cnn, load_base
 from .config import KINDS, DemoConfig, job_parser, job_settings
 from .report import plot_curves, plot_grid, write_results
-from .runs import SAMPLES, evaluator_for, run_dir, run_one, upload_reference
+from .runs import (
+    SAMPLES,
+    evaluator_for,
+    run_dir,
+    run_one,
+    upload_class_targets,
+    upload_reference,
+)
 from .service import reward_service
 
 __all__ = ["main", "parse_args", "run_demo"]
@@ -26,22 +33,38 @@ log = logging.getLogger("examples.digits")
 
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
-    """Command-line settings over the defaults of :class:`DemoConfig`."""
+    """Command-line settings over the defaults of :class:`DemoConfig` (or of its
+    :meth:`~DemoConfig.unconditional` form with ``--unconditional``)."""
     default = DemoConfig()
     parser = job_parser(
         "python -m examples.digits", "Distribution-wise rewards on the digits.", default
     )
-    parser.add_argument("--steps", type=int, default=default.worker.steps)
+    parser.add_argument(
+        "--unconditional", action="store_true", help="an unconditional flow, not one per class"
+    )
+    parser.add_argument(
+        "--kinds", nargs="+", choices=KINDS, default=list(default.kinds), help="rewards compared"
+    )
+    # None: the setting of the demo chosen (conditional or --unconditional).
+    parser.add_argument("--steps", type=int, help=f"policy updates ({default.worker.steps})")
     parser.add_argument("--jobs", type=int, default=default.jobs, help="runs in parallel")
-    parser.add_argument("--lr", type=float, default=default.worker.lr, help="Adam step size")
-    parser.add_argument("--eval-every", type=int, default=default.worker.eval_every)
+    parser.add_argument("--lr", type=float, help=f"Adam step size ({default.worker.lr})")
+    parser.add_argument("--eval-every", type=int, help=f"({default.worker.eval_every})")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
     args = parser.parse_args(argv)
+    if args.unconditional:
+        default = default.unconditional()
+    given = {"steps": args.steps, "lr": args.lr, "eval_every": args.eval_every}
     worker = dataclasses.replace(
-        default.worker, steps=args.steps, lr=args.lr, eval_every=args.eval_every
+        default.worker, **{k: v for k, v in given.items() if v is not None}
     )
     return dataclasses.replace(
-        default, **job_settings(args), jobs=args.jobs, resume=args.resume, worker=worker
+        default,
+        **job_settings(args),
+        kinds=tuple(dict.fromkeys(args.kinds)),
+        jobs=args.jobs,
+        resume=args.resume,
+        worker=worker,
     )
 
 
@@ -82,13 +105,14 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         base = load_base(config)
         log.info("base networks ready (%.1f s)", time.perf_counter() - start)
         upload_reference(client, "digits-base", base, base.pool(config))
+        upload_class_targets(client, base, config.classes)
         evaluator = evaluator_for(config, base, client, "digits-base")
         base_metrics = evaluator(base.flow)
         log.info("base: %s", base_metrics)
         futures = [
             pool.submit(run_one, config, endpoint, kind, seed)
             for seed in config.seeds
-            for kind in KINDS
+            for kind in config.kinds
         ]
         runs = []
         for future in tqdm(as_completed(futures), total=len(futures), desc="runs"):
@@ -96,24 +120,24 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
             log.info("%s seed %d done in %.1f s", run["kind"], run["seed"], run["seconds"])
             runs.append(run)
         base_samples = evaluator.samples(base.flow, config.grid).numpy()
-    runs.sort(key=lambda r: (KINDS.index(r["kind"]), r["seed"]))
+    runs.sort(key=lambda r: (config.kinds.index(r["kind"]), r["seed"]))
     first = config.seeds[0]
-    plot_grid(
-        {
-            "base": base_samples,
-            "distribution-wise": _samples(config, "distribution", first),
-            "per-sample": _samples(config, "per_sample", first),
-            "credits": _samples(config, "credits", first),
-            "credits, stalled pool": _samples(config, "credits_stalled", first),
-        },
-        config.out / "samples.png",
-    )
-    plot_curves(runs, base_metrics, config.out / "curves.png")
-    results = write_results(
-        config, base_metrics, base.accuracy, runs, time.perf_counter() - start
-    )
+    panels = {TITLES[kind]: _samples(config, kind, first) for kind in config.kinds}
+    plot_grid({"base": base_samples, **panels}, config.out / "samples.png")
+    plot_curves(config, runs, base_metrics, config.out / "curves.png")
+    results = write_results(config, base_metrics, base.accuracy, runs, time.perf_counter() - start)
     log.info("wrote %s (%.1f s)", config.out / "results.json", results["wall_seconds"])
     return results
+
+
+TITLES = {
+    "distribution": "group rewards",
+    "per_sample": "per-sample confidence",
+    "credits": "per-sample credits",
+    "credits_stalled": "credits, stalled pool",
+    "loo_credits": "leave-one-out credits",
+}
+"""Sample-grid panel titles of the reward kinds."""
 
 
 def _samples(config: DemoConfig, kind: str, seed: int) -> np.ndarray:

@@ -78,8 +78,8 @@ class MergeDemoConfig(JobConfig):
 
     @property
     def base(self) -> DemoConfig:
-        """The digits demo's settings that key the cached networks."""
-        return DemoConfig(cache=self.cache)
+        """The digits demo's settings that key the cached networks (the unconditional flow)."""
+        return DemoConfig(cache=self.cache).unconditional()
 
 
 def snapshot_iterations(snapshots: Snapshots) -> list[int]:

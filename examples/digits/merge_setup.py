@@ -22,7 +22,7 @@ __all__ = ["build"]
 
 def build() -> MergeSetup:
     """A frozen digits velocity model as the merge buffer, the snapshot files, the CNN features."""
-    config = DemoConfig()
+    config = DemoConfig().unconditional()
     base = load_base(config)
     snapshots = cache_dir(config.cache, "flow", config.flow) / "snapshots"
     model = VelocityMLP(width=config.flow.width, depth=config.flow.depth).eval()

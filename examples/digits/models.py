@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["FeatureCNN", "VelocityMLP"]
@@ -47,26 +48,39 @@ class VelocityMLP(nn.Module):
     """Velocity field ``v(x, t)`` of a flow-matching model on flattened 8x8 images.
 
     The time enters through sinusoidal features ``[sin(2^j pi t), cos(2^j pi t)]`` concatenated
-    with the pixels; ``depth`` SiLU layers of ``width`` units follow.
+    with the pixels; ``depth`` SiLU layers of ``width`` units follow. With ``classes > 0`` the
+    model is class-conditional, ``v(x, t, y)``: a one-hot code of the digit class ``y`` is
+    concatenated too.
     """
 
     freqs: torch.Tensor
 
-    def __init__(self, dim: int = 64, width: int = 256, depth: int = 3, freqs: int = 8) -> None:
+    def __init__(
+        self, dim: int = 64, width: int = 256, depth: int = 3, freqs: int = 8, classes: int = 0
+    ) -> None:
         super().__init__()
+        self.classes = classes
         self.register_buffer(
             "freqs", (2.0 ** torch.arange(freqs, dtype=torch.float32)) * math.pi, persistent=False
         )
         layers: list[nn.Module] = []
-        size = dim + 2 * freqs
+        size = dim + 2 * freqs + classes
         for _ in range(depth):
             layers += [nn.Linear(size, width), nn.SiLU()]
             size = width
         layers.append(nn.Linear(size, dim))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Velocity shaped like ``x`` (B, ...) at times ``t`` (B,)."""
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Velocity shaped like ``x`` (B, ...) at times ``t`` (B,) (and classes ``labels``
+        (B,), which a conditional model needs and an unconditional one refuses)."""
+        if (labels is None) != (self.classes == 0):
+            given = "no labels" if labels is None else "labels"
+            raise ValueError(f"a model of {self.classes} classes was given {given}")
         angles = t[:, None] * self.freqs
-        h = torch.cat([x.flatten(1), angles.sin(), angles.cos()], dim=1)
-        return self.net(h).reshape(x.shape)
+        parts = [x.flatten(1), angles.sin(), angles.cos()]
+        if labels is not None:
+            parts.append(F.one_hot(labels, self.classes).to(x.dtype))
+        return self.net(torch.cat(parts, dim=1)).reshape(x.shape)

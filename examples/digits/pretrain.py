@@ -3,8 +3,9 @@
 * :func:`train_classifier` — the feature CNN, cross-entropy with one-pixel random shifts.
 * :func:`train_flow` — the base generator, conditional flow matching: with ``x0 ~ N(0, I)``,
   data ``x1``, ``t ~ U(0, 1)`` and ``x_t = (1 - t) x0 + t x1``, minimise
-  ``E |v(x_t, t) - (x1 - x0)|^2``; an exponential moving average of the weights is the base
-  model and raw snapshots along training are kept (``snapshots/``) for checkpoint merging.
+  ``E |v(x_t, t) - (x1 - x0)|^2`` (with ``classes > 0``: ``v(x_t, t, y)``, y the digit's
+  label); an exponential moving average of the weights is the base model and raw snapshots
+  along training are kept (``snapshots/``) for checkpoint merging.
 
 :func:`cached` returns the trained module from ``<cache>/<kind>-<hash>/model.pt`` when present.
 """
@@ -55,7 +56,8 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Flow model: MLP size, Adam ``iters`` steps, EMA ``ema`` decay, ``snapshots`` kept."""
+    """Flow model: MLP size, Adam ``iters`` steps, EMA ``ema`` decay, ``snapshots`` kept;
+    ``classes`` > 0 makes it class-conditional."""
 
     width: int = 256
     depth: int = 3
@@ -65,6 +67,7 @@ class FlowConfig:
     ema: float = 0.999
     snapshots: int = 8
     seed: int = 0
+    classes: int = 0
 
 
 def cache_dir(root: Path, kind: str, config: object) -> Path:
@@ -131,8 +134,11 @@ def train_classifier(
     return accuracy
 
 
-def train_flow(model: VelocityMLP, images: torch.Tensor, config: FlowConfig, out: Path) -> None:
-    """Flow matching in place; ``model`` ends as the EMA weights, snapshots go to ``out``."""
+def train_flow(
+    model: VelocityMLP, images: torch.Tensor, labels: torch.Tensor, config: FlowConfig, out: Path
+) -> None:
+    """Flow matching in place; ``model`` ends as the EMA weights, snapshots go to ``out``.
+    ``labels`` condition a class-conditional model (``config.classes > 0``)."""
     generator = torch.Generator().manual_seed(config.seed)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -140,11 +146,12 @@ def train_flow(model: VelocityMLP, images: torch.Tensor, config: FlowConfig, out
     every = max(1, config.iters // config.snapshots)
     (out / "snapshots").mkdir(parents=True, exist_ok=True)
     for it in range(1, config.iters + 1):
-        x1 = images[torch.randint(0, len(images), (config.batch,), generator=generator)]
+        idx = torch.randint(0, len(images), (config.batch,), generator=generator)
+        x1, y = images[idx], labels[idx] if config.classes else None
         x0 = torch.randn(x1.shape, generator=generator)
         t = torch.rand(config.batch, generator=generator)
         tb = t[:, None, None, None]
-        loss = F.mse_loss(model((1 - tb) * x0 + tb * x1, t), x1 - x0)
+        loss = F.mse_loss(model((1 - tb) * x0 + tb * x1, t, y), x1 - x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

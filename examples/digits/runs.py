@@ -2,10 +2,17 @@
 
 Each run gets its own reference (``digits-<kind>-seed<seed>``: the real-digit target and the
 base pool), so parallel runs roll separate pools. The distribution-wise run takes group rewards
-from that reference and commits one group a step; the credits runs take per-sample credits
-(advantages normalised within each group, as per-prompt trainers do) and commit a quarter of
-every request in it, or nothing (the stalled pool); the per-sample run rewards each sample with
-the feature CNN's top-class probability and uses the reference only for evaluation.
+from that reference; the credits runs take per-sample credits and commit a quarter of every
+request in it, or nothing (the stalled pool); the leave-one-out run takes each sample's marginal
+effect on its group's reward, committing like the credits run; the per-sample run rewards each
+sample with the feature CNN's top-class probability and uses the reference only for evaluation.
+
+Class-conditional (``config.classes > 0``): the trainer normalises every reward per class (each
+sample against the other samples of its class in the batch, flow_grpo's per-prompt
+normalisation) and the group-reward run commits a quarter of every request too; the evaluation
+adds each class's FID against the real digits of that class (references ``digits-class<c>``,
+:func:`upload_class_targets`). Unconditional: advantages as each source gives them (credits
+within each group), and the group-reward run commits its first group every step.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from reward_client import COMMIT_FRACTION, RewardClient
 from reward_client.grpo.worker import TrainerWorker
 from reward_client.training.sources import (
     CreditRewards,
+    LeaveOneOutCredits,
     PerSampleRewards,
     RewardSource,
     ServiceRewards,
@@ -31,18 +39,20 @@ from reward_client.training.sources import (
 
 from .base import Base, load_base
 from .config import DemoConfig
-from .data import SHAPE
+from .data import SHAPE, balanced_labels, load
 from .evaluation import Evaluator, fixed_noise
 from .models import FeatureCNN
 from .service import Endpoint
 
 __all__ = [
     "SAMPLES",
+    "class_reference",
     "confidence_reward",
     "evaluator_for",
     "run_dir",
     "run_one",
     "source_for",
+    "upload_class_targets",
     "upload_reference",
 ]
 
@@ -60,6 +70,19 @@ def upload_reference(client: RewardClient, name: str, base: Base, pool: np.ndarr
     client.put_pool(name, pool)
 
 
+def class_reference(label: int) -> str:
+    """The reference whose target is the real digits of class ``label``."""
+    return f"digits-class{label}"
+
+
+def upload_class_targets(client: RewardClient, base: Base, classes: int) -> None:
+    """Create :func:`class_reference` ``c`` for every class: the target fitted to the real
+    features of digit c (no pool: they only evaluate FID)."""
+    labels = load()[1].numpy()
+    for c in range(classes):
+        client.put_target(class_reference(c), features=base.real_features[labels == c])
+
+
 def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
     """Per-sample reward ``max_c softmax(head(features))_c``: the classifier's confidence."""
 
@@ -71,15 +94,20 @@ def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
     return PerSampleRewards(reward)
 
 
-def source_for(kind: str, client: RewardClient, reference: str, base: Base) -> RewardSource:
+def source_for(
+    kind: str, client: RewardClient, reference: str, base: Base, conditional: bool = False
+) -> RewardSource:
     """The reward source of a run of ``kind`` (one of :data:`~.config.KINDS`)."""
     if kind == "distribution":
-        return ServiceRewards(client, reference)
+        share = COMMIT_FRACTION if conditional else None
+        return ServiceRewards(client, reference, commit_fraction=share, run=reference)
     if kind == "per_sample":
         return confidence_reward(base.cnn)
     if kind in ("credits", "credits_stalled"):
         share = COMMIT_FRACTION if kind == "credits" else None
         return CreditRewards(client, reference, commit_fraction=share, run=reference)
+    if kind == "loo_credits":
+        return LeaveOneOutCredits(client, reference, commit_fraction=COMMIT_FRACTION, run=reference)
     raise ValueError(f"unknown reward kind {kind!r}")
 
 
@@ -87,10 +115,13 @@ def evaluator_for(
     config: DemoConfig, base: Base, client: RewardClient, reference: str
 ) -> Evaluator:
     """The demo's evaluation: ``eval_size`` ODE samples (the sampler's steps) from noise
-    ``eval_seed``, FID against ``reference``'s target."""
+    ``eval_seed``, FID against ``reference``'s target; a conditional flow's samples hold every
+    class equally often, and each class's FID is taken too."""
     noise = fixed_noise(config.eval_size, config.eval_seed)
     steps = config.worker.sde.steps
-    return Evaluator(base.cnn, base.real_features, noise, steps, client, reference)
+    labels = balanced_labels(config.eval_size, config.classes)
+    classes = tuple(class_reference(c) for c in range(config.classes))
+    return Evaluator(base.cnn, base.real_features, noise, steps, client, reference, labels, classes)
 
 
 def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dict[str, Any]:
@@ -104,9 +135,11 @@ def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dic
     policy = copy.deepcopy(base.flow).requires_grad_(True)
     with endpoint.client() as client:
         upload_reference(client, reference, base, base.pool(config))
-        source = source_for(kind, client, reference, base)
+        source = source_for(kind, client, reference, base, conditional=config.classes > 0)
         evaluator = evaluator_for(config, base, client, reference)
-        worker_config = dataclasses.replace(config.worker, seed=seed, out_dir=out)
+        worker_config = dataclasses.replace(
+            config.worker, seed=seed, out_dir=out, classes=config.classes
+        )
         worker = TrainerWorker(policy, base.cnn.features, SHAPE, source, worker_config, evaluator)
         history = worker.run()
         np.save(out / SAMPLES, evaluator.samples(policy, config.grid).numpy())

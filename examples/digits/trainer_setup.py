@@ -1,8 +1,8 @@
 """``--setup examples.digits.trainer_setup:build`` for ``python -m reward_client.grpo.train``.
 
-Fine-tunes the demo's base flow model in the feature space of its CNN (both from the demo's
-cache, trained on first use). The reference named on the command line must exist on the
-service, e.g. ``digits-base`` as the demo uploads it.
+Fine-tunes the unconditional demo's base flow model in the feature space of its CNN (both from
+the demo's cache, trained on first use). The reference named on the command line must exist on
+the service, e.g. ``digits-base`` as ``python -m examples.digits --unconditional`` uploads it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,6 @@ __all__ = ["build"]
 
 def build() -> TrainSetup:
     """The base flow (trainable copy), the CNN feature map and the 8x8 sample shape."""
-    base = load_base(DemoConfig())
+    base = load_base(DemoConfig().unconditional())
     policy = copy.deepcopy(base.flow).requires_grad_(True)
     return TrainSetup(policy=policy, featurize=base.cnn.features, sample_shape=SHAPE)

@@ -1,4 +1,5 @@
-"""The digits demo end to end, shrunk: tiny base networks, two steps, one seed per reward."""
+"""The digits demo end to end, shrunk: tiny base networks, two steps, one seed per reward; the
+class-conditional demo with every reward kind, and the unconditional one."""
 
 from __future__ import annotations
 
@@ -8,58 +9,79 @@ from pathlib import Path
 
 import pytest
 
-from examples.digits.config import DemoConfig
+from examples.digits.config import DEMO_KINDS, KINDS, DemoConfig
 from examples.digits.demo import parse_args, run_demo
 from examples.digits.pretrain import ClassifierConfig, FlowConfig
 
 pytestmark = pytest.mark.slow
 
-REQUIRED = [
-    "fid_base",
-    "fid_final",
-    "class_entropy_base",
-    "class_entropy_final",
-    "coverage_base",
-    "coverage_final",
-    "seeds",
-    "steps",
-    "wall_seconds",
-]
+BASE = ("fid", "class_entropy", "coverage", "confidence")
+PER_CLASS = ("fid_class_mean", "class_accuracy", *(f"fid_class{c}" for c in range(10)))
 
 
-def test_demo_writes_results_and_plots(tmp_path: Path) -> None:
-    default = DemoConfig()
-    config = dataclasses.replace(
+def _tiny(default: DemoConfig, root: Path, kinds: tuple[str, ...], **worker: int) -> DemoConfig:
+    return dataclasses.replace(
         default,
-        out=tmp_path / "demo",
-        cache=tmp_path / "cache",
+        out=root / "demo",
+        cache=root / "cache",
         seeds=(0,),
+        kinds=kinds,
         pool_size=300,
         eval_size=300,
         grid=16,
         classifier=ClassifierConfig(epochs=1),
         flow=FlowConfig(iters=40, snapshots=2),
-        worker=dataclasses.replace(
-            default.worker, steps=2, groups=4, group_size=16, eval_every=1
-        ),
+        worker=dataclasses.replace(default.worker, steps=2, eval_every=1, **worker),
     )
+
+
+def _written(config: DemoConfig) -> dict:
     results = run_demo(config)
-    written = json.loads((tmp_path / "demo" / "results.json").read_text())
+    written = json.loads((config.out / "results.json").read_text())
     assert written == json.loads(json.dumps(results))
-    for key in REQUIRED:
-        assert key in written
-    for kind in ("per_sample", "credits", "credits_stalled"):
-        for key in ("fid_final", "class_entropy_final", "coverage_final"):
-            assert key in written[kind]
-    # Credits commit a share of every request: the pool moves; the stalled run's never does.
-    assert written["credits"]["freshness"]["mean"] > 0.0
+    for png in ("samples.png", "curves.png"):
+        assert (config.out / png).stat().st_size > 0
+    assert written["steps"] == 2 and written["seeds"] == [0]
+    return written
+
+
+def test_class_conditional_demo_reports_every_kind_with_per_class_fid(tmp_path: Path) -> None:
+    # Ten groups of two: one group a class, the smallest batch leave-one-out credit works on.
+    written = _written(_tiny(DemoConfig(), tmp_path, KINDS, groups=10, group_size=2))
+    assert written["conditional"] is True
+    for metric in (*BASE, *PER_CLASS):
+        assert f"{metric}_base" in written
+        for kind in KINDS:
+            final = written[kind]["spread"][f"{metric}_final"]
+            assert final["per_seed"] == [written[kind][f"{metric}_final"]]
+    per_class = [written["credits"][f"fid_class{c}_final"] for c in range(10)]
+    assert written["credits"]["fid_class_mean_final"] == pytest.approx(sum(per_class) / 10)
+    # Every distribution-wise run but the stalled one commits a share of each request.
+    for kind in ("distribution", "credits", "loo_credits"):
+        assert written[kind]["freshness"]["mean"] > 0.0
     assert written["credits_stalled"]["freshness"]["per_seed"] == [0.0]
     assert written["per_sample"]["freshness"] is None
-    assert written["spread"]["fid_final"]["per_seed"] == [written["fid_final"]]
-    assert written["steps"] == 2 and written["seeds"] == [0]
-    for png in ("samples.png", "curves.png"):
-        assert (tmp_path / "demo" / png).stat().st_size > 0
+    for check in ("credits_fid_at_least_30pct_below_base", "stalled_fid_above_base"):
+        assert isinstance(written["acceptance"][check], bool)
     assert len(list((tmp_path / "cache").glob("flow-*/snapshots/*.pt"))) == 2
+
+
+def test_unconditional_demo_reports_the_kinds_it_ran(tmp_path: Path) -> None:
+    config = _tiny(DemoConfig().unconditional(), tmp_path, ("credits", "credits_stalled"))
+    written = _written(dataclasses.replace(config, worker=dataclasses.replace(
+        config.worker, groups=4, group_size=16
+    )))  # fmt: skip
+    assert written["conditional"] is False
+    assert "fid_class_mean_base" not in written and "distribution" not in written
+    assert written["credits"]["freshness"]["mean"] > 0.0
+    assert written["credits_stalled"]["freshness"]["per_seed"] == [0.0]
+    assert set(written["acceptance"]) == {
+        "credits_fid_at_least_30pct_below_base",
+        "credits_class_entropy_at_least_95pct_of_base",
+        "credits_coverage_at_least_95pct_of_base",
+        "stalled_fid_above_base",
+        "stalled_fid_above_credits",
+    }
 
 
 def test_command_line_overrides_the_defaults() -> None:
@@ -67,3 +89,8 @@ def test_command_line_overrides_the_defaults() -> None:
     assert config.seeds == (4, 5)
     assert config.jobs == 1
     assert config.worker.steps == 7 and config.worker.lr == 2e-5
+    assert config.classes == 10 and config.kinds == DEMO_KINDS
+    assert config.worker.groups % config.classes == 0  # every class equally often a step
+    plain = parse_args(["--unconditional", "--kinds", "credits", "loo_credits", "credits"])
+    assert plain.classes == 0 and plain.kinds == ("credits", "loo_credits")
+    assert plain.worker.steps == 200 and plain.pool_size == 2000
