@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import os
 import random
 import re
 import threading
@@ -26,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _decode as decode
-from ._config import ClientConfig
-from ._encoding import ArrayLike, as_numpy, npy_bytes, stats_npz, wire_array
+from ._config import ClientConfig, FeatureSpaceLike, feature_space_id
+from ._encoding import ArrayLike, as_numpy, npy_bytes, read_stats, stats_npz, wire_array
 from ._exceptions import ProtocolError, RequestTimeout, RewardClientError, TransportError
 from ._protocol import Call, Op, Sleep
 from ._retry import backoff_delay, error_for_reply, failure_kind
@@ -49,6 +50,7 @@ logger = logging.getLogger("reward_client")
 
 NPY = "application/x-npy"
 NPZ = "application/x-npz"
+FEATURE_SPACE = "Feature-Space"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -67,8 +69,10 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
     Args:
         base_url: Overrides ``config.base_url``.
         token: Overrides ``config.token``.
+        feature_space: Overrides ``config.feature_space``: the space of the features this
+            client posts, an identifier or a `features.FeatureSpace` (``extractor.feature_space``).
         config: All settings; by default `ClientConfig.from_env` (``DISTREWARD_URL``,
-            ``DISTREWARD_TOKEN``).
+            ``DISTREWARD_TOKEN``, ``DISTREWARD_FEATURE_SPACE``).
         transport: Sends the requests instead of the network (``httpx.MockTransport``,
             ``httpx.ASGITransport``, ...).
     """
@@ -78,6 +82,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         base_url: str | None = None,
         *,
         token: str | None = None,
+        feature_space: FeatureSpaceLike | None = None,
         config: ClientConfig | None = None,
         transport: TransportT | None = None,
     ) -> None:
@@ -86,6 +91,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             config = replace(config, base_url=base_url)
         if token is not None:
             config = replace(config, token=token)
+        if feature_space is not None:
+            config = replace(config, feature_space=feature_space_id(feature_space))
         self.config = config
         self._random = random.Random()
         # Per reference: credits answers in a row against a pool that has not moved, and
@@ -158,6 +165,12 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
     def _features(self, x: ArrayLike, ndim: int, name: str) -> npt.NDArray[Any]:
         return wire_array(as_numpy(x, ndim=ndim, name=name), self.config.wire_dtype, name=name)
 
+    def _space_header(self, feature_space: FeatureSpaceLike | None) -> dict[str, str]:
+        """The ``Feature-Space`` header of a request that posts features: the call's space,
+        else the config's; none when neither is set."""
+        space = feature_space_id(feature_space) or self.config.feature_space
+        return {} if space is None else {FEATURE_SPACE: space}
+
     def _array_call(
         self,
         method: str,
@@ -166,6 +179,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         *,
         field: str,
         params: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         binary: bool | None = None,
         replay_safe: bool = True,
@@ -174,14 +188,15 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         """A request whose body is one array: a ``.npy`` body with the parameters in the query
         string, or a JSON object with the array under ``field`` beside the parameters.
 
-        Parameters that are None are left out, so the service's defaults apply.
+        Parameters that are None are left out, so the service's defaults apply; ``query`` stays
+        in the query string in both forms.
         """
         given = {k: v for k, v in (params or {}).items() if v is not None}
         if self.config.binary if binary is None else binary:
             return Call(
                 method,
                 path,
-                params={k: _query_value(v) for k, v in given.items()},
+                params={**(query or {}), **{k: _query_value(v) for k, v in given.items()}},
                 content=npy_bytes(array),
                 headers={"Content-Type": NPY, **(headers or {})},
                 replay_safe=replay_safe,
@@ -191,6 +206,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         return Call(
             method,
             path,
+            params=query or None,
             json=body,
             headers=headers,
             replay_safe=replay_safe,
@@ -203,13 +219,17 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         mu: ArrayLike | None,
         sigma: ArrayLike | None,
         features: ArrayLike | None,
+        headers: Mapping[str, str],
+        accept_unknown: bool,
     ) -> Call:
         path = _reference_path(name) + "/target"
+        query = {"accept_unknown_feature_space": "true"} if accept_unknown else None
         if features is not None:
             if mu is not None or sigma is not None:
                 raise ValueError("pass either mu and sigma, or features, not both")
+            array = self._features(features, 2, "features")
             return self._array_call(
-                "PUT", path, self._features(features, 2, "features"), field="features"
+                "PUT", path, array, field="features", query=query, headers=headers
             )
         if mu is None or sigma is None:
             raise ValueError("pass mu and sigma together, or features")
@@ -219,8 +239,15 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         sigma64 = wire_array(as_numpy(sigma, ndim=2, name="sigma"), "float64", name="sigma")
         if self.config.binary:
             content = stats_npz(mu64, sigma64)
-            return Call("PUT", path, content=content, headers={"Content-Type": NPZ})
-        return Call("PUT", path, json={"mu": mu64.tolist(), "sigma": sigma64.tolist()})
+            return Call(
+                "PUT",
+                path,
+                params=query,
+                content=content,
+                headers={"Content-Type": NPZ, **headers},
+            )
+        body = {"mu": mu64.tolist(), "sigma": sigma64.tolist()}
+        return Call("PUT", path, params=query, json=body, headers=headers)
 
     def _keyed_call(
         self,
@@ -228,17 +255,18 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         array: npt.NDArray[Any],
         field: str,
         key: str | None,
+        space: Mapping[str, str],
         params: Mapping[str, Any] | None = None,
         version_pinned: bool = False,
         binary: bool | None = None,
     ) -> Call:
-        """A POST of ``array`` that may carry an idempotency key: as a header beside a ``.npy``
-        body, in the JSON body otherwise."""
+        """A POST of ``array`` in the feature space whose header is ``space``, that may carry an
+        idempotency key: as a header beside a ``.npy`` body, in the JSON body otherwise."""
         if key is not None and not 1 <= len(key) <= 128:
             raise ValueError("idempotency_key must have 1 to 128 characters")
         binary = self.config.binary if binary is None else binary
         if key is None or binary:
-            headers = None if key is None else {"Idempotency-Key": key}
+            headers = dict(space) if key is None else {**space, "Idempotency-Key": key}
             return self._array_call(
                 "POST",
                 path,
@@ -255,13 +283,16 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             array,
             field=field,
             params={**(params or {}), "idempotency_key": key},
+            headers=space,
             binary=binary,
             version_pinned=version_pinned,
         )
 
-    def _commit_call(self, name: str, features: ArrayLike, key: str) -> Call:
+    def _commit_call(
+        self, name: str, features: ArrayLike, key: str, space: Mapping[str, str]
+    ) -> Call:
         array = self._features(features, 2, "features")
-        return self._keyed_call(_reference_path(name) + "/commit", array, "features", key)
+        return self._keyed_call(_reference_path(name) + "/commit", array, "features", key, space)
 
     def _watch_freshness(self, name: str, freshness: PoolFreshness) -> None:
         """Warn once per reference when credits keep coming against a pool that has not
@@ -320,19 +351,53 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         mu: ArrayLike | None = None,
         sigma: ArrayLike | None = None,
         features: ArrayLike | None = None,
+        *,
+        stats: str | os.PathLike[str] | None = None,
+        feature_space: FeatureSpaceLike | None = None,
+        accept_unknown_feature_space: bool = False,
     ) -> Op[ReferenceInfo]:
-        """Set the target: statistics ``mu`` (d,) and ``sigma`` (d, d) (sent in float64), or
-        raw ``features`` (n, d) for the service to fit. Creates the reference. Admin."""
-        call = self._target_call(name, mu, sigma, features)
+        """Set the target: statistics ``mu`` (d,) and ``sigma`` (d, d) (sent in float64), a
+        statistics file ``stats`` (any ``.npz`` with ``mu`` and ``sigma``: this project's,
+        pytorch-fid's, an ADM / EDM reference batch; only those two are read and sent), or raw
+        ``features`` (n, d) for the service to fit. Creates the reference. Admin.
+
+        The reference records the feature space of its statistics: the file's
+        ``feature_space`` member, else ``feature_space`` (or ``config.feature_space``); a file
+        and a declared space that differ raise ValueError. Statistics that name none are
+        refused (`UnprocessableEntity`) unless ``accept_unknown_feature_space``: the reference
+        then records ``"unknown"`` and accepts requests that name no space. Replacing a target
+        keeps the reference's space (another one: `Conflict`; delete first).
+        """
+        headers = self._space_header(feature_space)
+        if stats is not None:
+            if mu is not None or sigma is not None or features is not None:
+                raise ValueError("pass stats alone, not with mu, sigma or features")
+            mu, sigma, recorded = read_stats(stats)
+            declared = headers.get(FEATURE_SPACE)
+            if recorded is not None and declared is not None and recorded != declared:
+                raise ValueError(
+                    f"{stats} records feature space {recorded!r}, but this call declares "
+                    f"{declared!r}"
+                )
+            if recorded is not None:
+                headers = {FEATURE_SPACE: recorded}
+        call = self._target_call(name, mu, sigma, features, headers, accept_unknown_feature_space)
         body = yield from self._json(self._exchange(call))
         return decode.reference_info(body)
 
     def _op_put_pool(
-        self, name: str, features: ArrayLike, chunk_rows: int | None = None
+        self,
+        name: str,
+        features: ArrayLike,
+        chunk_rows: int | None = None,
+        *,
+        feature_space: FeatureSpaceLike | None = None,
     ) -> Op[ReferenceInfo]:
         """Replace the pool with ``features`` (N, d) and publish it (a new version). Uploaded
         in chunks of ``chunk_rows`` rows (by default about ``config.chunk_bytes`` each);
-        an interrupted upload starts over rather than risk staging a chunk twice. Admin."""
+        an interrupted upload starts over rather than risk staging a chunk twice. Admin.
+        ``feature_space`` (default ``config.feature_space``) must be the reference's."""
+        space = self._space_header(feature_space)
         array = self._features(features, 2, "features")
         if chunk_rows is None:
             chunk_rows = max(1, self.config.chunk_bytes // max(1, array.shape[1] * array.itemsize))
@@ -342,7 +407,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         restarts = 0
         while True:
             try:
-                return (yield from self._upload_pool(name, chunks))
+                return (yield from self._upload_pool(name, chunks, space))
             except _MaybeApplied as exc:  # a continuation chunk may have been staged twice
                 restarts += 1
                 if restarts > self.config.retries:
@@ -353,7 +418,9 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 )
                 yield Sleep(delay)
 
-    def _upload_pool(self, name: str, chunks: Sequence[npt.NDArray[Any]]) -> Op[ReferenceInfo]:
+    def _upload_pool(
+        self, name: str, chunks: Sequence[npt.NDArray[Any]], space: Mapping[str, str]
+    ) -> Op[ReferenceInfo]:
         """PUT the first chunk (which starts a fresh staged upload), POST the rest, the last
         with ``final=true``; check the service's staged row count after every chunk.
 
@@ -371,6 +438,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 chunk,
                 field="features",
                 params={"final": final},
+                headers=space,
                 replay_safe=i == 0,
             )
             body = yield from self._json(self._exchange(call))
@@ -394,6 +462,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         version: int | None = None,
         commit_fraction: float | None = None,
         idempotency_key: str | None = None,
+        feature_space: FeatureSpaceLike | None = None,
     ) -> Op[RewardBatch]:
         """Distribution-wise rewards of ``groups`` (G, K, d): ``base_fd - FD`` after each group
         replaces K pool rows.
@@ -408,6 +477,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 the service raises `VersionMismatch`.
             commit_fraction: Commit this share of the groups' rows in the same request, as
                 `credits` does (``idempotency_key``, or a uuid4 reused on every retry).
+            feature_space: The features' space (overrides ``config.feature_space``); another
+                than the reference's raises `Conflict` (409).
         """
         array = self._features(groups, 3, "groups")
         key = idempotency_key
@@ -433,7 +504,10 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             "commit_fraction": commit_fraction,
         }
         path = _reference_path(name) + "/rewards"
-        call = self._keyed_call(path, array, "groups", key, params, version is not None, binary)
+        space = self._space_header(feature_space)
+        call = self._keyed_call(
+            path, array, "groups", key, space, params, version is not None, binary
+        )
         body = yield from self._json(self._exchange(call))
         batch = decode.reward_batch(body, key)
         if batch.freshness is not None:
@@ -451,6 +525,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         version: int | None = None,
         commit_fraction: float | None = None,
         idempotency_key: str | None = None,
+        feature_space: FeatureSpaceLike | None = None,
     ) -> Op[CreditBatch]:
         """Per-sample distribution-wise credits of ``samples`` (B, d): ``base_fd - FD`` after
         each sample replaces the same pool row, so B samples cost one batched computation.
@@ -465,6 +540,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 unbiased draw), keeping the pool the policy's own. Needs an idempotency key:
                 ``idempotency_key``, or a fresh uuid4 reused on every retry, so the commit
                 applies once.
+            feature_space: The samples' space (overrides ``config.feature_space``).
 
         Logs one warning per reference when the pool has not moved for
         ``config.stalled_calls`` calls in a row.
@@ -482,29 +558,41 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             "commit_fraction": commit_fraction,
         }
         path = _reference_path(name) + "/credits"
-        call = self._keyed_call(path, array, "samples", key, params, version is not None)
+        space = self._space_header(feature_space)
+        call = self._keyed_call(path, array, "samples", key, space, params, version is not None)
         body = yield from self._json(self._exchange(call))
         batch = decode.credit_batch(body, key)
         self._watch_freshness(name, batch.freshness)
         return batch
 
     def _op_commit(
-        self, name: str, features: ArrayLike, idempotency_key: str | None = None
+        self,
+        name: str,
+        features: ArrayLike,
+        idempotency_key: str | None = None,
+        *,
+        feature_space: FeatureSpaceLike | None = None,
     ) -> Op[CommitResult]:
         """Roll the pool: ``features`` (K, d) replace its oldest rows. The idempotency key (a
-        fresh uuid4 when None) is reused on every retry, so the commit applies once."""
+        fresh uuid4 when None) is reused on every retry, so the commit applies once.
+        ``feature_space`` overrides ``config.feature_space``."""
         # One key for every retry of this commit: the service applies a key once.
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
-        body = yield from self._json(self._exchange(self._commit_call(name, features, key)))
+        call = self._commit_call(name, features, key, self._space_header(feature_space))
+        body = yield from self._json(self._exchange(call))
         return decode.commit_result(body, key)
 
-    def _op_fd(self, name: str, features: ArrayLike) -> Op[FDResult]:
-        """Fréchet distance of ``features`` (n >= 2, d) to the reference's target."""
+    def _op_fd(
+        self, name: str, features: ArrayLike, *, feature_space: FeatureSpaceLike | None = None
+    ) -> Op[FDResult]:
+        """Fréchet distance of ``features`` (n >= 2, d) to the reference's target;
+        ``feature_space`` overrides ``config.feature_space``."""
         call = self._array_call(
             "POST",
             _reference_path(name) + "/fd",
             self._features(features, 2, "features"),
             field="features",
+            headers=self._space_header(feature_space),
         )
         body = yield from self._json(self._exchange(call))
         return decode.fd_result(body)

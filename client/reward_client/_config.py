@@ -8,17 +8,53 @@ token (it is left out of ``repr``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
-__all__ = ["ClientConfig", "WireDType"]
+__all__ = ["ClientConfig", "FeatureSpaceLike", "WireDType", "feature_space_id"]
 
 #: Float formats the service accepts in ``.npy`` bodies. float32 is the default: the service
 #: accumulates in float64 anyway, and float16 halves the bytes at a visible cost in precision.
 WireDType = Literal["float32", "float16", "float64"]
 
 _DEFAULT_URL = "http://127.0.0.1:8000"
+# What the service takes in its Feature-Space header: printable ASCII without spaces.
+_FEATURE_SPACE = re.compile(r"[!-~]{1,256}")
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+class _Extracting(Protocol):
+    @property
+    def feature_space(self) -> _Identified: ...
+
+
+#: A feature space identifier, anything that has one as ``.id`` (`features.FeatureSpace`), or
+#: an extractor (its ``.feature_space``).
+FeatureSpaceLike = str | _Identified | _Extracting
+
+
+def feature_space_id(space: FeatureSpaceLike | None) -> str | None:
+    """The identifier the service compares: ``space`` itself, its ``.id``, or an extractor's
+    ``.feature_space.id``; checked to be one the ``Feature-Space`` header can carry."""
+    if space is None:
+        return None
+    if isinstance(space, str):
+        text = space
+    elif hasattr(space, "feature_space"):
+        text = space.feature_space.id
+    else:
+        text = space.id
+    if not _FEATURE_SPACE.fullmatch(text):
+        raise ValueError(
+            f"feature space {text!r}: 1 to 256 printable ASCII characters without spaces"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -45,6 +81,11 @@ class ClientConfig:
             rewarding against a pool that has not moved.
         stalled_calls: After this many such answers in a row for one reference, the client
             logs one warning for it (once per client and reference).
+        feature_space: Identifier of the feature space of the features this client posts
+            (``extractor.feature_space.id``), sent as the ``Feature-Space`` header with every
+            request that carries features; a reference of another space answers 409
+            (`Conflict`). ``None`` sends none, which only references of feature space
+            ``"unknown"`` accept. A per-call ``feature_space=`` overrides it.
     """
 
     base_url: str = _DEFAULT_URL
@@ -59,8 +100,10 @@ class ClientConfig:
     chunk_bytes: int = 16 * 2**20
     stalled_share: float = 0.01
     stalled_calls: int = 8
+    feature_space: str | None = None
 
     def __post_init__(self) -> None:
+        feature_space_id(self.feature_space)  # refused here rather than by the service
         if not self.base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
         if self.timeout <= 0:
@@ -80,7 +123,8 @@ class ClientConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:
-        """Settings from ``DISTREWARD_URL`` and ``DISTREWARD_TOKEN``, then ``overrides``.
+        """Settings from ``DISTREWARD_URL``, ``DISTREWARD_TOKEN`` and
+        ``DISTREWARD_FEATURE_SPACE``, then ``overrides``.
 
         Tokens belong in the environment (or a secret store), not in training scripts.
         """
@@ -90,4 +134,6 @@ class ClientConfig:
             base = replace(base, base_url=env["DISTREWARD_URL"])
         if "DISTREWARD_TOKEN" in env:
             base = replace(base, token=env["DISTREWARD_TOKEN"])
+        if env.get("DISTREWARD_FEATURE_SPACE"):
+            base = replace(base, feature_space=env["DISTREWARD_FEATURE_SPACE"])
         return replace(base, **overrides)

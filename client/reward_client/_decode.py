@@ -102,6 +102,7 @@ def _info(body: JSON) -> ReferenceInfo:
         updated_at=_timestamp(body["updated_at"]),
         stale=bool(body.get("stale", False)),
         freshness=None if freshness is None else _freshness(freshness),
+        feature_space=str(body["feature_space"]),
     )
 
 

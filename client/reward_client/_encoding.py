@@ -9,13 +9,14 @@ only way a tensor can exist.
 from __future__ import annotations
 
 import io
+import os
 import sys
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ArrayLike", "as_numpy", "npy_bytes", "stats_npz", "wire_array"]
+__all__ = ["ArrayLike", "as_numpy", "npy_bytes", "read_stats", "stats_npz", "wire_array"]
 
 #: numpy arrays, torch tensors, or nested sequences of numbers.
 ArrayLike = Any
@@ -71,3 +72,19 @@ def stats_npz(mu: npt.NDArray[Any], sigma: npt.NDArray[Any]) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, mu=mu, sigma=sigma)
     return buf.getvalue()
+
+
+def read_stats(
+    path: str | os.PathLike[str],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], str | None]:
+    """``mu``, ``sigma`` (float64) and the ``feature_space`` member (None when the file records
+    none) of a statistics ``.npz``: pytorch-fid's, this project's, or an ADM / EDM reference batch.
+    Only those members are read (an ADM batch's images stay on disk); never unpickles."""
+    with np.load(path, allow_pickle=False) as archive:
+        missing = {"mu", "sigma"} - set(archive.files)
+        if missing:
+            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}; it needs mu and sigma")
+        mu = np.asarray(archive["mu"], dtype=np.float64)
+        sigma = np.asarray(archive["sigma"], dtype=np.float64)
+        space = str(archive["feature_space"][()]) if "feature_space" in archive.files else None
+    return mu, sigma, space

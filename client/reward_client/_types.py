@@ -75,6 +75,9 @@ class ReferenceInfo:
     updated_at: datetime
     stale: bool
     freshness: PoolFreshness | None = None
+    feature_space: str = "unknown"
+    """Identifier of the feature space of the reference's features (``"unknown"``: statistics
+    without provenance, accepted as such by the admin)."""
 
 
 @dataclass(frozen=True)

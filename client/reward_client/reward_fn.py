@@ -46,6 +46,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._client import RewardClient
+from ._config import FeatureSpaceLike, feature_space_id
 from ._encoding import ArrayLike, as_numpy
 from ._types import Method, Mode
 
@@ -80,6 +81,7 @@ def distribution_reward_fn(
     method: Method | None = None,
     seed: int | None = None,
     version: int | None = None,
+    feature_space: FeatureSpaceLike | None = None,
 ) -> RewardFn:
     """A reward function in the DDPO / Flow-GRPO calling convention.
 
@@ -90,6 +92,8 @@ def distribution_reward_fn(
         feature_fn: Maps a batch of samples (e.g. images) to features (B, d); without it the
             samples must already be features.
         mode, method, seed, version: Passed to `RewardClient.rewards` on every call.
+        feature_space: The features' space, sent with every call; by default ``feature_fn``'s
+            when it is an extractor of `reward_client.features`, else the client's config's.
 
     The returned function gives per-sample rewards (B,) in input order, and an info dict with
     the service's ``version``, ``base_fd``, ``stale`` and ``seed``, the per-group
@@ -98,6 +102,7 @@ def distribution_reward_fn(
     """
     if group_size < 1:
         raise ValueError("group_size must be >= 1")
+    space = _feature_space(feature_fn, feature_space)
 
     def reward_fn(
         samples: ArrayLike, prompts: Any = None, metadata: Any = None
@@ -114,7 +119,13 @@ def distribution_reward_fn(
             )
         groups = features.reshape(batch_size // group_size, group_size, dim)  # input order
         result = client.rewards(
-            reference, groups, mode=mode, method=method, seed=seed, version=version
+            reference,
+            groups,
+            mode=mode,
+            method=method,
+            seed=seed,
+            version=version,
+            feature_space=space,
         )
         info = {
             "version": result.version,
@@ -129,6 +140,18 @@ def distribution_reward_fn(
         return np.repeat(result.rewards, group_size), info
 
     return reward_fn
+
+
+def _feature_space(
+    feature_fn: Callable[[ArrayLike], ArrayLike] | None, declared: FeatureSpaceLike | None
+) -> str | None:
+    """``declared``, else the space of an extractor ``feature_fn`` (its ``feature_space``);
+    the two must agree. None leaves the client's config to decide."""
+    own = feature_space_id(getattr(feature_fn, "feature_space", None))
+    named = feature_space_id(declared)
+    if own is not None and named is not None and own != named:
+        raise ValueError(f"feature_fn makes features of {own!r}, not {named!r}")
+    return named or own
 
 
 def as_multi_score(reward_fn: RewardFn, name: str = "distribution") -> MultiScoreFn:
@@ -158,6 +181,7 @@ def credit_reward_fn(
     method: Method | None = None,
     run_id: str | None = None,
     rank: int | None = None,
+    feature_space: FeatureSpaceLike | None = None,
 ) -> MultiScoreFn:
     """Per-sample distribution-wise rewards in the DDPO / Flow-GRPO calling convention.
 
@@ -174,6 +198,8 @@ def credit_reward_fn(
             so samples of one prompt rewarded in different calls meet the same row.
         run_id, rank: Make the idempotency keys ``{run_id}-r{rank}-{call}``; ``run_id`` is a
             fresh uuid by default, ``rank`` the ``RANK`` environment variable (0 without).
+        feature_space: The features' space, sent with every call; by default ``feature_fn``'s
+            when it is an extractor of `reward_client.features`, else the client's config's.
 
     Prompts, metadata and keyword options (``only_strict``, ...) are accepted and unused: the
     reward compares features with the reference distribution. ``info`` holds the service's
@@ -184,6 +210,7 @@ def credit_reward_fn(
         raise ValueError(f"output must be 'flow_grpo' or 'ddpo', got {output!r}")
     if commit_fraction is not None and not 0.0 < commit_fraction <= 1.0:
         raise ValueError("commit_fraction must lie in (0, 1], or be None")
+    space = _feature_space(feature_fn, feature_space)
     run = uuid.uuid4().hex[:16] if run_id is None else run_id
     worker = int(os.environ.get("RANK", "0")) if rank is None else rank
     row_seed = int.from_bytes(os.urandom(7), "little") if seed is None else seed
@@ -207,6 +234,7 @@ def credit_reward_fn(
             method=method,
             commit_fraction=commit_fraction,
             idempotency_key=key,
+            feature_space=space,
         )
         info = {
             "version": batch.version,

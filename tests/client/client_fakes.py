@@ -67,6 +67,7 @@ def info_json(name: str = "ref", *, n: int = 100, d: int = 4, version: int = 1) 
         "created_at": "2026-11-26T10:00:00Z",
         "updated_at": "2026-11-26T10:05:00+00:00",
         "stale": False,
+        "feature_space": "unknown",
     }
 
 

@@ -34,7 +34,8 @@ def test_async_client_over_asgi_transport():
         async with app.router.lifespan_context(app):  # ASGITransport does not run lifespan
             transport = httpx.ASGITransport(app=app)
             async with rc.AsyncRewardClient("http://app", token=ADMIN, transport=transport) as c:
-                await c.put_target("asgi", features=rng.normal(size=(100, 4)))
+                features = rng.normal(size=(100, 4))
+                await c.put_target("asgi", features=features, accept_unknown_feature_space=True)
                 await c.put_pool("asgi", rng.normal(size=(60, 4)), chunk_rows=25)
                 return await c.rewards("asgi", rng.normal(size=(3, 2, 4)), seed=1)
 

@@ -85,7 +85,7 @@ def _client(url: str, token: str = ADMIN, **settings: Any) -> rc.RewardClient:
 
 def _setup_reference(client: rc.RewardClient, name: str, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    client.put_target(name, features=rng.normal(size=(400, D)))
+    client.put_target(name, features=rng.normal(size=(400, D)), accept_unknown_feature_space=True)
     pool = rng.normal(0.3, 1.0, size=(250, D))
     info = client.put_pool(name, pool, chunk_rows=64)  # four chunks: a staged upload
     assert (info.n, info.d) == (250, D)
@@ -141,8 +141,9 @@ def test_round_trip(service: ServiceProcess) -> None:
 
 def test_target_statistics_upload(service: ServiceProcess) -> None:
     with _client(service.url) as admin, _client(service.url, binary=False) as as_json:
-        assert admin.put_target("stats-npz", mu=np.zeros(D), sigma=np.eye(D)).d == D
-        assert as_json.put_target("stats-json", mu=np.zeros(D), sigma=np.eye(D)).d == D
+        stats = {"mu": np.zeros(D), "sigma": np.eye(D), "accept_unknown_feature_space": True}
+        assert admin.put_target("stats-npz", **stats).d == D
+        assert as_json.put_target("stats-json", **stats).d == D
 
 
 def test_reward_fn_matches_the_service_in_input_order(service: ServiceProcess) -> None:
@@ -210,7 +211,9 @@ def test_retries_ride_over_a_restart(tmp_path: Path) -> None:
             before = transport.attempts
             started = time.monotonic()
             info = client.put_target(
-                "restart", features=np.random.default_rng(4).normal(size=(50, D))
+                "restart",
+                features=np.random.default_rng(4).normal(size=(50, D)),
+                accept_unknown_feature_space=True,
             )
             restarter.join()
             assert info.name == "restart"

@@ -82,7 +82,8 @@ class LosingTransport(httpx.HTTPTransport):
 def reference(service: Any) -> str:
     rng = np.random.default_rng(0)
     with service.client() as admin:
-        admin.put_target("harness", features=rng.normal(0.5, 1.0, size=(4 * N, D)))
+        real = rng.normal(0.5, 1.0, size=(4 * N, D))
+        admin.put_target("harness", features=real, accept_unknown_feature_space=True)
         admin.put_pool("harness", rng.normal(0.0, 1.0, size=(N, D)))
     return "harness"
 
@@ -202,7 +203,8 @@ def test_a_stalled_pool_is_reported_once(service: Any, caplog: pytest.LogCapture
     rng = np.random.default_rng(7)
     config = ClientConfig(base_url=service.url, token=service.token, stalled_calls=3)
     with RewardClient(config=config) as client, caplog.at_level(logging.WARNING):
-        client.put_target("stalled", features=rng.normal(0.5, 1.0, size=(2 * N, D)))
+        real = rng.normal(0.5, 1.0, size=(2 * N, D))
+        client.put_target("stalled", features=real, accept_unknown_feature_space=True)
         client.put_pool("stalled", rng.normal(size=(N, D)))
         still = credit_reward_fn(client, "stalled", commit_fraction=None)
         for _ in range(6):
@@ -210,7 +212,8 @@ def test_a_stalled_pool_is_reported_once(service: Any, caplog: pytest.LogCapture
         stalled = [r for r in caplog.records if "commit a share" in r.getMessage()]
         assert len(stalled) == 1 and "stalled" in stalled[0].getMessage()
         # A pool that moves is not reported.
-        client.put_target("moving", features=rng.normal(0.5, 1.0, size=(2 * N, D)))
+        real = rng.normal(0.5, 1.0, size=(2 * N, D))
+        client.put_target("moving", features=real, accept_unknown_feature_space=True)
         client.put_pool("moving", rng.normal(size=(N, D)))
         moving = credit_reward_fn(client, "moving", commit_fraction=1.0)
         for _ in range(6):

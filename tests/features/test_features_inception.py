@@ -163,7 +163,8 @@ def test_command_uploads_target_and_pool(
     stats = load_stats(tmp_path / "out" / "stats.npz")
     with service.client() as client:
         info = client.info("cli-upload")
-        fd = client.fd("cli-upload", np.load(tmp_path / "out" / "pool.npy"))
+        pool = np.load(tmp_path / "out" / "pool.npy")
+        fd = client.fd("cli-upload", pool, feature_space=stats.feature_space)
         client.delete("cli-upload")
-    assert (info.d, info.n) == (64, 6)
+    assert (info.d, info.n, info.feature_space) == (64, 6, stats.feature_space)
     assert fd.fd == pytest.approx(0.0, abs=1e-6 * np.trace(stats.sigma))  # the pool is the target

@@ -236,8 +236,10 @@ def test_images_to_reference_to_rewards_on_a_real_service(
     with service.client() as client:
         target, pool = upload_reference(client, built, target="features-e2e", pool="features-e2e")
         assert (target.d, pool.d, pool.n) == (5, 5, 48)
+        assert target.feature_space == pool.feature_space == extract.feature_space.id
         groups = extract(torch.from_numpy(_pixels(8, seed=6)).permute(0, 3, 1, 2))
-        batch = client.rewards("features-e2e", groups.reshape(2, 4, 5))
+        space = extract.feature_space
+        batch = client.rewards("features-e2e", groups.reshape(2, 4, 5), feature_space=space)
         client.delete("features-e2e")
     assert len(batch.rewards) == 2
     assert np.isfinite(batch.rewards).all()

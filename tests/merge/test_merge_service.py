@@ -32,7 +32,8 @@ def _make_reference(endpoint: Endpoint, name: str) -> int:
     model.load_state_dict({k: sum(s[k] for s in checkpoints()) / 3 for k in checkpoints()[0]})
     pool = sample_ode(model, torch.randn(128, DIM, generator=torch.Generator().manual_seed(0)), 4)
     with endpoint.client() as client:
-        client.put_target(name, features=np.random.default_rng(0).normal(1.0, 1.0, (512, DIM)))
+        real = np.random.default_rng(0).normal(1.0, 1.0, (512, DIM))
+        client.put_target(name, features=real, accept_unknown_feature_space=True)
         return client.put_pool(name, pool.numpy()).version
 
 

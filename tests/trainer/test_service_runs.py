@@ -31,7 +31,8 @@ def _make_reference(endpoint: Endpoint, name: str) -> int:
     rng = np.random.default_rng(0)
     pool = sample_sde(AffineVelocity(DIM), torch.randn(256, DIM), SDEConfig(steps=4)).samples
     with endpoint.client() as client:
-        client.put_target(name, features=rng.normal(1.0, 1.0, size=(512, DIM)))
+        real = rng.normal(1.0, 1.0, size=(512, DIM))
+        client.put_target(name, features=real, accept_unknown_feature_space=True)
         return client.put_pool(name, pool.numpy()).version
 
 

@@ -116,15 +116,17 @@ def upload_reference(
     """Put ``built``'s statistics as the target of reference ``target`` (creating it) and its
     pool as the pool of reference ``pool``; either may be omitted. Admin token needed.
 
-    The target comes from the real data and the pool from the model's samples, so the two usually
-    come from two runs. The service does not record feature spaces yet; until it does, keep
-    ``stats.npz`` (which names its space) beside the reference.
+    Both go with their feature space: a new reference records the statistics' space, and the
+    service refuses (409, `Conflict`) a target or pool for a reference of another space. The
+    target comes from the real data and the pool from the model's samples, so the two usually
+    come from two runs.
     """
+    space = built.stats.feature_space
     infos = []
     if target is not None:
-        infos.append(client.put_target(target, mu=built.stats.mu, sigma=built.stats.sigma))
+        infos.append(client.put_target(target, stats=built.stats_path, feature_space=space))
     if pool is not None:
-        infos.append(client.put_pool(pool, np.load(built.pool_path)))
+        infos.append(client.put_pool(pool, np.load(built.pool_path), feature_space=space))
     return infos
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from .._encoding import read_stats
 from ._space import UNKNOWN_FEATURE_SPACE, FeatureSpace
 
 __all__ = ["ReferenceStats", "StatsAccumulator", "load_stats", "save_stats"]
@@ -112,16 +112,11 @@ def save_stats(
 
 
 def load_stats(path: str | Path) -> ReferenceStats:
-    """Read ``mu`` and ``sigma`` (and ``feature_space`` when present) from an ``.npz``.
+    """Read ``mu`` and ``sigma`` (and ``feature_space`` when present) from an ``.npz``; other
+    members (an ADM batch's images) are not read.
 
     Never unpickles: ``allow_pickle=False`` refuses object arrays.
     """
-    with np.load(Path(path), allow_pickle=False) as archive:
-        missing = {"mu", "sigma"} - set(archive.files)
-        if missing:
-            raise ValueError(f"{path} lacks {', '.join(sorted(missing))}; it needs mu and sigma")
-        mu = np.asarray(archive["mu"], dtype=np.float64)
-        sigma = np.asarray(archive["sigma"], dtype=np.float64)
-        space: Any = archive["feature_space"] if "feature_space" in archive.files else None
-    feature_space = UNKNOWN_FEATURE_SPACE if space is None else str(space[()])
+    mu, sigma, space = read_stats(path)
+    feature_space = UNKNOWN_FEATURE_SPACE if space is None else space
     return ReferenceStats(mu=mu, sigma=sigma, feature_space=feature_space)

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     cli.set_threads(args.threads)
     try:
         setup = cli.load_setup(args.setup, TrainSetup)
-        with cli.service_rewards(args, args.mode) as source:
+        with cli.service_rewards(args, args.mode, setup.featurize) as source:
             worker = TrainerWorker(
                 setup.policy, setup.featurize, setup.sample_shape, source, worker_config(args)
             )

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cli.set_threads(args.threads)
     setup = cli.load_setup(args.setup, MergeSetup)
-    with cli.service_rewards(args, "shared") as source:
+    with cli.service_rewards(args, "shared", setup.featurize) as source:
         trainer = MergeTrainer(
             setup.model, setup.snapshots, setup.featurize, setup.sample_shape, source,
             merge_config(args),

@@ -4,7 +4,9 @@ run-loop options, torch threads.
 A trainer's ``train.py`` builds its parser with :func:`parser` (which adds the common options),
 adds its own, turns the arguments into its config with ``**run_settings(args)`` and runs inside
 :func:`service_rewards`. The trainer token comes from ``DISTREWARD_TOKEN``, never from the
-command line.
+command line. The features' space is the setup's feature map's when it is an extractor of
+``reward_client.features`` (``--feature-space`` or ``DISTREWARD_FEATURE_SPACE`` otherwise), and
+the client sends it with every request.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +60,11 @@ def parser(
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: cores / ranks)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--feature-space",
+        help="identifier of the features' space (default: the setup's extractor's, else "
+        "DISTREWARD_FEATURE_SPACE)",
+    )
     return p
 
 
@@ -81,8 +88,13 @@ def set_threads(threads: int) -> None:
 
 
 @contextmanager
-def service_rewards(args: argparse.Namespace, mode: Mode) -> Iterator[ServiceRewards]:
-    """Rewards from the service at ``--url`` for ``--reference``; the connection is closed
-    on exit."""
-    with RewardClient(args.url, token=os.environ.get("DISTREWARD_TOKEN")) as client:
+def service_rewards(
+    args: argparse.Namespace, mode: Mode, featurize: Callable[..., Any]
+) -> Iterator[ServiceRewards]:
+    """Rewards from the service at ``--url`` for ``--reference`` of features ``featurize``
+    makes, in ``--feature-space`` or (an extractor's) ``featurize.feature_space``; the
+    connection is closed on exit."""
+    space = args.feature_space or getattr(featurize, "feature_space", None)
+    token = os.environ.get("DISTREWARD_TOKEN")
+    with RewardClient(args.url, token=token, feature_space=space) as client:
         yield ServiceRewards(client, args.reference, mode=mode)
