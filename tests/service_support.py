@@ -153,13 +153,11 @@ class Api:
         self, name: str, rows: np.ndarray, key: str, *, binary: bool = True
     ) -> httpx.Response:
         path = f"/v1/references/{name}/commit"
+        headers = {"Idempotency-Key": key}  # in its header, whatever the body's format
         if binary:
-            return await self.send("POST", path, rows, headers={"Idempotency-Key": key})
+            return await self.send("POST", path, rows, headers=headers)
         return await self.send(
-            "POST",
-            path,
-            binary=False,
-            json_fields={"features": rows.tolist(), "idempotency_key": key},
+            "POST", path, binary=False, json_fields={"features": rows.tolist()}, headers=headers
         )
 
     async def info(self, name: str) -> httpx.Response:

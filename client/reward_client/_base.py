@@ -261,29 +261,18 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         binary: bool | None = None,
     ) -> Call:
         """A POST of ``array`` in the feature space whose header is ``space``, that may carry an
-        idempotency key: as a header beside a ``.npy`` body, in the JSON body otherwise."""
+        idempotency key: in the ``Idempotency-Key`` header, whatever the body's format (the
+        service's commit route reads it only there)."""
         if key is not None and not 1 <= len(key) <= 128:
             raise ValueError("idempotency_key must have 1 to 128 characters")
-        binary = self.config.binary if binary is None else binary
-        if key is None or binary:
-            headers = dict(space) if key is None else {**space, "Idempotency-Key": key}
-            return self._array_call(
-                "POST",
-                path,
-                array,
-                field=field,
-                params=params,
-                headers=headers,
-                binary=binary,
-                version_pinned=version_pinned,
-            )
+        headers = dict(space) if key is None else {**space, "Idempotency-Key": key}
         return self._array_call(
             "POST",
             path,
             array,
             field=field,
-            params={**(params or {}), "idempotency_key": key},
-            headers=space,
+            params=params,
+            headers=headers,
             binary=binary,
             version_pinned=version_pinned,
         )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import Method, Mode
+from .engine.choices import SEED_LIMIT
 from .freshness import Freshness
 from .store.base import StoreKind
 
@@ -116,6 +117,11 @@ class StagedPool(BaseModel):
     staged_rows: int
 
 
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
+Row = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]  # a pool row number, int64 on every platform
+Pin = Annotated[int, Field(ge=0, description="pin: 409 when the reference moved on")]
+
+
 class _CommitsShare(_Body):
     commit_fraction: float | None = Field(
         None, gt=0, le=1, description="commit this share of the rewarded rows (unbiased draw)"
@@ -128,18 +134,20 @@ class _CommitsShare(_Body):
 class RewardsRequest(_CommitsShare):
     groups: list[list[list[float]]] = Field(description="G groups of K feature rows of width d")
     mode: Mode = "shared"
-    seed: int | None = None
-    indices: list[list[int]] | list[int] | None = None
+    seed: Seed | None = None
+    indices: list[list[Row]] | list[Row] | None = Field(
+        None, description='mode "indices" only: K pool rows for every group, or G lists of K'
+    )
     method: Method = "lowrank"
-    version: int | None = Field(None, description="pin: 409 when the reference moved on")
+    version: Pin | None = None
 
 
 class CreditsRequest(_CommitsShare):
     samples: list[list[float]] = Field(description="B feature rows of width d")
-    seed: int | None = Field(None, description="draws the replaced row")
-    row: int | None = Field(None, ge=0, description="the pool row every sample replaces")
+    seed: Seed | None = Field(None, description="draws the replaced row (not with row)")
+    row: Row | None = Field(None, description="the pool row every sample replaces (not with seed)")
     method: Method = "lowrank"
-    version: int | None = Field(None, description="pin: 409 when the reference moved on")
+    version: Pin | None = None
 
 
 class Timing(BaseModel):
@@ -183,10 +191,9 @@ class CreditsResponse(_Rewarded):
 
 
 class CommitRequest(_Body):
+    """The key travels in the ``Idempotency-Key`` header, whatever the body's format."""
+
     features: list[list[float]]
-    idempotency_key: str | None = Field(
-        None, min_length=1, max_length=128, description="or the Idempotency-Key header"
-    )
 
 
 class CommitResponse(BaseModel):

@@ -71,11 +71,11 @@ CASES: list[tuple[str, str, str, str, Any, int, str]] = [
     ("bad-name", "GET", "/v1/references/bad$name", None, None, 422, "name"),
     ("commit-no-key", "POST", COMMIT, "npy", _groups(2, D), 422, "Idempotency-Key"),
     ("commit-wrong-d", "POST", COMMIT, "json",
-     {"features": [[0.0] * (D - 1)], "idempotency_key": "k"}, 400, "d="),
+     {"features": [[0.0] * (D - 1)]}, 400, "d="),
     ("commit-too-many", "POST", COMMIT, "json",
-     {"features": [[0.0] * D] * (N + 1), "idempotency_key": "k"}, 400, "exceed"),
+     {"features": [[0.0] * D] * (N + 1)}, 400, "exceed"),
     ("commit-nan", "POST", COMMIT, "raw-json",
-     b'{"idempotency_key": "k", "features": [[NaN' + b", 0.0" * (D - 1) + b"]]}", 400, "NaN"),
+     b'{"features": [[NaN' + b", 0.0" * (D - 1) + b"]]}", 400, "NaN"),
     ("fd-one-row", "POST", FD, "npy", np.zeros((1, D)), 400, "at least 2"),
     ("fd-wrong-d", "POST", FD, "npy", np.zeros((5, 3)), 400, "d="),
     ("pool-wrong-d", "PUT", POOL, "npy", np.zeros((10, D + 2)), 400, "d="),
@@ -128,6 +128,8 @@ async def test_bad_input_is_refused_and_changes_nothing(
     before = (await api.info("ref")).json()
     headers, content = _request_parts(kind, body)
     headers["Feature-Space"] = "unknown"  # the reference's space: see Api.create
+    if path == COMMIT and status != 422:  # a key, in its header: these fail on their rows
+        headers["Idempotency-Key"] = "k"
     answer = await api.client.request(method, path, headers=api.headers(**headers), **content)
     assert answer.status_code == status, answer.text
     detail = answer.json()["detail"]

@@ -16,14 +16,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import ArraySpec, Limits
 from ..schemas import ErrorResponse
 from .wire import JSON, NPY, NPZ
 
 __all__ = [
-    "ERROR_RESPONSES",
     "BodyDoc",
-    "array_body",
     "array_doc",
     "array_schema",
     "documented_body",
@@ -143,7 +142,16 @@ def target_doc(limits: Limits) -> dict[str, Any]:
     }
     npz = {
         "type": "object",
-        "properties": {"mu": mu, "sigma": sigma, "feature_space": {"type": "string"}},
+        "properties": {
+            "mu": mu,
+            "sigma": sigma,
+            "feature_space": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": FEATURE_SPACE_MAX_LENGTH,
+                "pattern": FEATURE_SPACE_PATTERN,
+            },
+        },
         "required": ["mu", "sigma"],
     }
     return {
@@ -191,25 +199,3 @@ def install_openapi(app: FastAPI, limits: Limits) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 415, 422, 503)
-}
-
-
-def array_body(model: type[BaseModel], shape: str, *, npz: str | None = None) -> dict[str, Any]:
-    """``openapi_extra`` for a body sent as JSON (``model``) or as ``.npy`` of ``shape``."""
-    content: dict[str, Any] = {
-        JSON: {"schema": model.model_json_schema()},
-        NPY: {
-            "schema": {
-                "type": "string",
-                "format": "binary",
-                "description": f".npy array {shape}, float16/32/64; parameters in the query",
-            }
-        },
-    }
-    if npz is not None:
-        content[NPZ] = {"schema": {"type": "string", "format": "binary", "description": npz}}
-    return {"requestBody": {"required": True, "content": content}}

@@ -10,7 +10,7 @@ from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...feature_spaces import target_feature_space
-from ...limits import ArraySpec, Limits
+from ...limits import Limits
 from ...schemas import (
     FreshnessInfo,
     PoolRequest,
@@ -23,7 +23,7 @@ from ...service import ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
-from ..openapi import array_body
+from ..openapi import array_doc, documented_body, errors, target_doc
 from ..spool import read_target_npz, spooled_body
 from . import references_router
 
@@ -54,18 +54,23 @@ def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
     )
 
 
-@router.get("", response_model=ReferenceList)
+@router.get("", response_model=ReferenceList, responses=errors(401, 503))
 async def list_references(service: ServiceDep, _: TrainerAuth) -> ReferenceList:
     views = await service.list_views()
     return ReferenceList(references=[_info_of(view, service) for view in views])
 
 
-@router.get("/{name}", response_model=ReferenceInfo)
+@router.get("/{name}", response_model=ReferenceInfo, responses=errors(401, 404, 409, 422, 503))
 async def get_reference(name: RefName, service: ServiceDep, _: TrainerAuth) -> ReferenceInfo:
     return _info_of(await service.view(name), service)
 
 
-@router.delete("/{name}", status_code=204, response_class=Response)
+@router.delete(
+    "/{name}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 403, 404, 422, 503),
+)
 async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> Response:
     await service.delete(name)
     return Response(status_code=204)
@@ -74,12 +79,8 @@ async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> 
 @router.put(
     "/{name}/target",
     response_model=ReferenceInfo,
-    openapi_extra=array_body(
-        TargetRequest,
-        "(n, d) of features to fit",
-        npz=".npz with mu (d,) and sigma (d, d), optionally feature_space (a string) and any "
-        "other members (left unread); up to DISTREWARD_MAX_TARGET_NPZ_BYTES",
-    ),
+    responses=errors(400, 401, 403, 409, 413, 415, 422, 503),
+    openapi_extra=documented_body("target", target_doc),
 )
 async def put_target(
     name: RefName,
@@ -98,7 +99,8 @@ async def put_target(
 ) -> ReferenceInfo:
     """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from, in the
     feature space the ``.npz`` records or the ``Feature-Space`` header names."""
-    limits, features = service.limits, Limits.rows("features")
+    limits = service.limits
+    features = limits.target_features
 
     def space(from_file: str | None = None) -> str:
         return target_feature_space(name, from_file, feature_space, accept_unknown_feature_space)
@@ -129,19 +131,19 @@ async def put_target(
                 feature_space=space(),
             )
         elif body.mu is not None and body.sigma is not None and body.features is None:
-            mu = wire.array_from_json(body.mu, ArraySpec("mu", 1), limits)
-            sigma = wire.array_from_json(body.sigma, ArraySpec("sigma", 2), limits)
+            mu = wire.array_from_json(body.mu, limits.mu, limits)
+            sigma = wire.array_from_json(body.sigma, limits.sigma, limits)
             view = await service.put_target(name, mu, sigma, feature_space=space())
         else:
             raise BadInput('send either "mu" and "sigma", or "features" (not both)')
     return _info_of(view, service)
 
 
+POOL_ROWS = Limits.rows("pool rows")
 PoolBody = Annotated[
-    wire.Decoded[PoolRequest],
-    Depends(wire.ArrayBody(Limits.rows("pool rows"), PoolRequest, "features")),
+    wire.Decoded[PoolRequest], Depends(wire.ArrayBody(POOL_ROWS, PoolRequest, "features"))
 ]
-_POOL_DOC = array_body(PoolRequest, "(N, d)")
+_POOL_DOC = documented_body("pool", array_doc(lambda _: POOL_ROWS, PoolRequest, "features"))
 _FINAL = Query(True, description="binary bodies: publish after this chunk")
 
 
@@ -179,5 +181,6 @@ for _method, _first, _doc in (
         methods=[_method],
         name=f"{_method.lower()}_pool",
         response_model=ReferenceInfo | StagedPool,
+        responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
         openapi_extra=_POOL_DOC,
     )

@@ -13,7 +13,8 @@ from fastapi import Depends, Header, Query
 from pydantic import BaseModel
 
 from ...engine import CreditResult
-from ...errors import BadInput, Unprocessable
+from ...engine.choices import SEED_LIMIT
+from ...errors import BadInput
 from ...limits import Limits
 from ...schemas import (
     CommitRequest,
@@ -33,7 +34,7 @@ from ...schemas import (
 from ...service import CommitShare, CreditParams, Outcome, RewardParams
 from ..deps import RefName, ServiceDep, TrainerAuth
 from ..feature_space import FeatureSpaceDep
-from ..openapi import array_body
+from ..openapi import BodyDoc, array_doc, documented_body, errors
 from ..wire import ArrayBody, Decoded
 from . import references_router
 
@@ -50,29 +51,38 @@ CreditsBody = Annotated[
     Decoded[CreditsRequest],
     Depends(ArrayBody(lambda limits: limits.samples, CreditsRequest, "samples")),
 ]
-IdempotencyKey = Annotated[str | None, Header(max_length=128)]
+_KEY = Header(
+    alias="Idempotency-Key",
+    min_length=1,
+    max_length=128,
+    description="names this commit: a retry with the same key applies it once",
+)
+IdempotencyKey = Annotated[str, _KEY]
+OptionalIdempotencyKey = Annotated[str | None, _KEY]
+Seed = Annotated[int | None, Query(ge=0, lt=SEED_LIMIT)]
 CommitFraction = Annotated[
     float | None,
     Query(gt=0, le=1, description="commit this share of the rewarded rows; needs a key"),
 ]
-Pin = Annotated[int | None, Query(description="pin: 409 when it moved on")]
+Pin = Annotated[int | None, Query(ge=0, description="pin: 409 when it moved on")]
+COMMIT_ROWS = Limits.rows("commit rows")
+FD_ROWS = Limits.rows("features", min_rows=2)  # a covariance needs two
 CommitBody = Annotated[
-    Decoded[CommitRequest],
-    Depends(ArrayBody(Limits.rows("commit rows"), CommitRequest, "features")),
+    Decoded[CommitRequest], Depends(ArrayBody(COMMIT_ROWS, CommitRequest, "features"))
 ]
-FDBody = Annotated[
-    Decoded[FDRequest], Depends(ArrayBody(Limits.rows("features"), FDRequest, "features"))
-]
+FDBody = Annotated[Decoded[FDRequest], Depends(ArrayBody(FD_ROWS, FDRequest, "features"))]
+# Every route here: a body (400, 413, 415, 422), a reference (404, 409), a trainer token (401),
+# the store for writes or a reference not yet held (503).
+_ERRORS = errors(400, 401, 404, 409, 413, 415, 422, 503)
 
 
-def _post(
-    path: str, response: type[BaseModel], request: type[BaseModel], shape: str
-) -> Callable[[F], F]:
-    """``POST /v1/references/{name}/<path>``, an array body of ``shape`` or JSON ``request``."""
+def _post(path: str, response: type[BaseModel], body: BodyDoc) -> Callable[[F], F]:
+    """``POST /v1/references/{name}/<path>`` with an array body documented by ``body``."""
     return router.post(
         f"/{{name}}/{path}",
         response_model=response,
-        openapi_extra=array_body(request, shape),
+        responses=_ERRORS,
+        openapi_extra=documented_body(path, body),
     )
 
 
@@ -133,7 +143,9 @@ def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
     }
 
 
-@_post("rewards", RewardsResponse, RewardsRequest, "(G, K, d)")
+@_post(
+    "rewards", RewardsResponse, array_doc(lambda limits: limits.groups, RewardsRequest, "groups")
+)
 async def rewards(
     name: RefName,
     _: TrainerAuth,  # before the body: a caller without a token gets nothing read
@@ -141,12 +153,12 @@ async def rewards(
     body: RewardsBody,
     service: ServiceDep,
     mode: Annotated[Mode, Query()] = "shared",
-    seed: Annotated[int | None, Query()] = None,
+    seed: Seed = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
     indices: Annotated[str | None, Query(description="comma-separated rows, mode=indices")] = None,
     commit_fraction: CommitFraction = None,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: OptionalIdempotencyKey = None,
 ) -> RewardsResponse:
     """Per-group reward ``base_fd - fd`` of replacing pool rows by each group; with
     ``commit_fraction``, that share of the rows is committed in the same request."""
@@ -169,19 +181,24 @@ async def rewards(
     )
 
 
-@_post("credits", CreditsResponse, CreditsRequest, "(B, d)")
+@_post(
+    "credits", CreditsResponse, array_doc(lambda limits: limits.samples, CreditsRequest, "samples")
+)
 async def credits(
     name: RefName,
     _: TrainerAuth,
     space: FeatureSpaceDep,
     body: CreditsBody,
     service: ServiceDep,
-    seed: Annotated[int | None, Query(description="draws the replaced row")] = None,
-    row: Annotated[int | None, Query(ge=0, description="the row every sample replaces")] = None,
+    seed: Annotated[Seed, Query(description="draws the replaced row (not with row)")] = None,
+    row: Annotated[
+        int | None,
+        Query(ge=0, lt=SEED_LIMIT, description="the row every sample replaces (not with seed)"),
+    ] = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
     commit_fraction: CommitFraction = None,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: OptionalIdempotencyKey = None,
 ) -> CreditsResponse:
     """Per-sample credit ``base_fd - fd`` of replacing one shared pool row by each sample
     (B up to ``DISTREWARD_MAX_SAMPLES``); ``advantages`` are normalised over the request.
@@ -200,24 +217,18 @@ async def credits(
     return CreditsResponse(**_answered(name, outcome, start), row=result.row)
 
 
-@_post("commit", CommitResponse, CommitRequest, "(K, d); Idempotency-Key header required")
+@_post("commit", CommitResponse, array_doc(lambda _: COMMIT_ROWS, CommitRequest, "features"))
 async def commit(
     name: RefName,
     _: TrainerAuth,
+    idempotency_key: IdempotencyKey,
     space: FeatureSpaceDep,
     body: CommitBody,
     service: ServiceDep,
-    idempotency_key: IdempotencyKey = None,
 ) -> CommitResponse:
     """Accepted rows replace the oldest pool rows; a retried idempotency key applies once (the
     same key with other rows is a 409)."""
-    key = idempotency_key if body.json is None else body.json.idempotency_key or idempotency_key
-    if not key:
-        raise Unprocessable(
-            "an idempotency key is required: the Idempotency-Key header (1-128 chars) or, in "
-            'JSON, "idempotency_key"; reuse it when retrying the same commit'
-        )
-    outcome = await service.commit(name, body.array, key, space)
+    outcome = await service.commit(name, body.array, idempotency_key, space)
     return CommitResponse(
         reference=name,
         version=outcome.version,
@@ -227,7 +238,7 @@ async def commit(
     )
 
 
-@_post("fd", FDResponse, FDRequest, "(n, d), n >= 2")
+@_post("fd", FDResponse, array_doc(lambda _: FD_ROWS, FDRequest, "features"))
 async def fd(
     name: RefName, _: TrainerAuth, space: FeatureSpaceDep, body: FDBody, service: ServiceDep
 ) -> FDResponse:
