@@ -13,9 +13,11 @@ Three shares, each enforced where it is cheapest:
   then gets 429; one that could never fit gets 413.
 * **Compute slots** (:class:`ComputeSlots`): ``max_concurrent_compute`` engine calls at once, of
   which one token may hold at most ``token_max_compute``; a freed slot goes to the waiting
-  token that holds the fewest, first come first served among equals. With the defaults (2
-  slots, 1 per token) a token that floods the service holds one slot and the other stays free
-  for everyone else.
+  token that holds the fewest, and among those to the one served longest ago (round robin), so
+  a token's queued requests never go ahead of another token's waiting one. With the defaults
+  (2 slots, 1 per token) a token that floods the service holds one slot and the other stays
+  free for everyone else; with one slot, another token waits at most for the call in progress
+  (bounded by the cost bound) and no two tokens' computations share the cores.
 
 Callers are told apart by a digest of their token (never the token itself). Without tokens
 (development) every caller is the same one and only the memory budget applies.
@@ -108,13 +110,16 @@ class MemoryBudget:
 
 class ComputeSlots:
     """``slots`` engine calls at once, at most ``per_caller`` of them for one caller; a freed
-    slot goes to the waiting caller holding the fewest (the earliest waiter among equals)."""
+    slot goes to the waiting caller holding the fewest, among equals to the one served longest
+    ago (a caller's own requests in arrival order)."""
 
     def __init__(self, slots: int, per_caller: int) -> None:
         self._free = slots
         self._per_caller = per_caller
         self._held: dict[str, int] = {}
-        self._waiting: dict[str, deque[tuple[int, asyncio.Future[None]]]] = {}
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        # When each active caller (holding or waiting) was last given a slot; -1: not yet.
+        self._served: dict[str, int] = {}
         self._order = itertools.count()
 
     @asynccontextmanager
@@ -134,20 +139,22 @@ class ComputeSlots:
         if self._free and self._eligible(caller) and not self._waiting.get(caller):
             self._take(caller)
             return
-        entry = (next(self._order), asyncio.get_running_loop().create_future())
-        self._waiting.setdefault(caller, deque()).append(entry)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(caller, deque()).append(future)
+        self._served.setdefault(caller, -1)
         try:
-            await entry[1]
+            await future
         except asyncio.CancelledError:
-            if entry[1].done() and not entry[1].cancelled():  # granted as it was cancelled
+            if future.done() and not future.cancelled():  # granted as it was cancelled
                 self._release(caller)
             else:
-                self._drop(caller, entry)
+                self._drop(caller, future)
             raise
 
     def _take(self, caller: str) -> None:
         self._free -= 1
         self._held[caller] = self._held.get(caller, 0) + 1
+        self._served[caller] = next(self._order)
 
     def _release(self, caller: str) -> None:
         self._free += 1
@@ -156,6 +163,7 @@ class ComputeSlots:
             self._held[caller] = left
         else:
             del self._held[caller]
+        self._forget_idle(caller)
         self._grant()
 
     def _grant(self) -> None:
@@ -163,19 +171,26 @@ class ComputeSlots:
             ready = [c for c, queue in self._waiting.items() if queue and self._eligible(c)]
             if not ready:
                 return
-            caller = min(ready, key=lambda c: (self._held.get(c, 0), self._waiting[c][0][0]))
-            _, future = self._waiting[caller].popleft()
+            caller = min(ready, key=lambda c: (self._held.get(c, 0), self._served[c]))
+            future = self._waiting[caller].popleft()
             if not self._waiting[caller]:
                 del self._waiting[caller]
             self._take(caller)
             future.set_result(None)
 
-    def _drop(self, caller: str, entry: tuple[int, asyncio.Future[None]]) -> None:
+    def _drop(self, caller: str, future: asyncio.Future[None]) -> None:
         queue = self._waiting.get(caller)
-        if queue is not None and entry in queue:
-            queue.remove(entry)
+        if queue is not None and future in queue:
+            queue.remove(future)
             if not queue:
                 del self._waiting[caller]
+        self._forget_idle(caller)
+
+    def _forget_idle(self, caller: str) -> None:
+        """A caller neither holding nor waiting is forgotten (the maps stay as small as the
+        callers active at once); when it comes back it ranks as not served yet."""
+        if caller not in self._held and caller not in self._waiting:
+            self._served.pop(caller, None)
 
 
 class Ticket:

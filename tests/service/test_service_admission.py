@@ -54,6 +54,25 @@ async def test_a_freed_slot_goes_to_the_waiting_caller_holding_fewest() -> None:
     await asyncio.gather(*first, more_a, b)
 
 
+async def test_with_one_slot_the_other_caller_goes_before_the_floods_queue() -> None:
+    """Round robin among callers holding equally few: the flood's requests queued earlier do
+    not go ahead of the other caller's, which waits for the call in progress only."""
+    slots = ComputeSlots(1, 1)
+    gates = [asyncio.Event() for _ in range(4)]
+    log: list[str] = []
+    flood = [asyncio.create_task(_hold(slots, "flood", gate, log)) for gate in gates[:3]]
+    await asyncio.sleep(0.01)
+    other = asyncio.create_task(_hold(slots, "other", gates[3], log))
+    await asyncio.sleep(0.01)
+    gates[0].set()  # the call in progress ends
+    await asyncio.sleep(0.01)
+    assert log == ["flood", "other"]
+    for gate in gates:
+        gate.set()
+    await asyncio.gather(*flood, other)
+    assert log == ["flood", "other", "flood", "flood"]
+
+
 async def test_a_cancelled_waiter_gives_its_turn_away() -> None:
     slots = ComputeSlots(1, 1)
     release, log = asyncio.Event(), []
