@@ -10,9 +10,11 @@ import torch
 from torch import nn
 
 from reward_client import RewardClient
+from reward_client.features import FeatureSpace
 from reward_client.training.sde import sample_ode
 
 from .data import SHAPE
+from .features import cnn_feature_space
 from .metrics import class_entropy, coverage
 from .models import FeatureCNN
 
@@ -58,22 +60,23 @@ class Evaluator:
         features = self.cnn.features(self.samples(policy))
         logits = self.cnn.head(features)
         feats = features.double().numpy()
+        space = cnn_feature_space(self.cnn)
         metrics = {
-            "fid": self.client.fd(self.reference, feats).fd,
+            "fid": self.client.fd(self.reference, feats, feature_space=space).fd,
             "class_entropy": class_entropy(logits),
             "coverage": coverage(self.real_features, feats),
             "confidence": float(logits.softmax(dim=1).amax(dim=1).mean()),
         }
         if self.labels is not None:
-            metrics.update(self._per_class(feats, logits, self.labels))
+            metrics.update(self._per_class(feats, logits, self.labels, space))
         return metrics
 
     def _per_class(
-        self, feats: np.ndarray, logits: torch.Tensor, labels: torch.Tensor
+        self, feats: np.ndarray, logits: torch.Tensor, labels: torch.Tensor, space: FeatureSpace
     ) -> dict[str, float]:
         mine = labels.numpy()
         fids = [
-            self.client.fd(name, feats[mine == c]).fd
+            self.client.fd(name, feats[mine == c], feature_space=space).fd
             for c, name in enumerate(self.class_references)
         ]
         return {

@@ -39,6 +39,7 @@ from .base import Base, load_base
 from .config import DemoConfig, JobConfig, job_parser, job_settings
 from .data import SHAPE
 from .evaluation import Evaluator, fixed_noise
+from .features import cnn_feature_space
 from .merge_report import plot_merge, write_merge_results
 from .models import VelocityMLP
 from .pretrain import cache_dir
@@ -254,8 +255,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     flow = config.base.flow
     snapshots = Snapshots.from_dir(cache_dir(config.cache, "flow", flow) / "snapshots", "iter*.pt")
     fixed = baseline_weights(snapshot_iterations(snapshots), flow.ema)
-    with reward_service(config.out / "service.log") as endpoint, endpoint.client() as client:
-        client.put_target(TARGET, features=base.real_features)
+    space = cnn_feature_space(base.cnn)
+    with reward_service(config.out / "service.log") as endpoint, endpoint.client(space) as client:
+        client.put_target(TARGET, features=base.real_features)  # in the client's space
         fixed["best_single"], selection = select_best_single(config, base, snapshots, client)
         runs = []
         for seed in config.seeds:

@@ -14,6 +14,7 @@ from reward_client.merging.trainer import MergeSetup
 from .base import load_base
 from .config import DemoConfig
 from .data import SHAPE
+from .features import cnn_extractor
 from .models import VelocityMLP
 from .pretrain import cache_dir
 
@@ -29,6 +30,6 @@ def build() -> MergeSetup:
     return MergeSetup(
         model=model.requires_grad_(False),
         snapshots=Snapshots.from_dir(snapshots, "iter*.pt"),
-        featurize=base.cnn.features,
+        featurize=cnn_extractor(base.cnn),  # the trainer's client names its feature space
         sample_shape=SHAPE,
     )

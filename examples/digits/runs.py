@@ -41,6 +41,7 @@ from .base import Base, load_base
 from .config import DemoConfig
 from .data import SHAPE, balanced_labels, load
 from .evaluation import Evaluator, fixed_noise
+from .features import cnn_feature_space
 from .models import FeatureCNN
 from .service import Endpoint
 
@@ -65,9 +66,11 @@ def run_dir(config: DemoConfig, kind: str, seed: int) -> Path:
 
 
 def upload_reference(client: RewardClient, name: str, base: Base, pool: np.ndarray) -> None:
-    """Create reference ``name``: target fitted to the real features, pool = ``pool``."""
-    client.put_target(name, features=base.real_features)
-    client.put_pool(name, pool)
+    """Create reference ``name`` in the CNN's feature space: target fitted to the real features,
+    pool = ``pool``."""
+    space = cnn_feature_space(base.cnn)
+    client.put_target(name, features=base.real_features, feature_space=space)
+    client.put_pool(name, pool, feature_space=space)
 
 
 def class_reference(label: int) -> str:
@@ -79,8 +82,10 @@ def upload_class_targets(client: RewardClient, base: Base, classes: int) -> None
     """Create :func:`class_reference` ``c`` for every class: the target fitted to the real
     features of digit c (no pool: they only evaluate FID)."""
     labels = load()[1].numpy()
+    space = cnn_feature_space(base.cnn)
     for c in range(classes):
-        client.put_target(class_reference(c), features=base.real_features[labels == c])
+        real = base.real_features[labels == c]
+        client.put_target(class_reference(c), features=real, feature_space=space)
 
 
 def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
@@ -133,7 +138,7 @@ def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dic
         shutil.rmtree(out, ignore_errors=True)
     reference = f"digits-{kind.replace('_', '-')}-seed{seed}"
     policy = copy.deepcopy(base.flow).requires_grad_(True)
-    with endpoint.client() as client:
+    with endpoint.client(cnn_feature_space(base.cnn)) as client:
         upload_reference(client, reference, base, base.pool(config))
         source = source_for(kind, client, reference, base, conditional=config.classes > 0)
         evaluator = evaluator_for(config, base, client, reference)

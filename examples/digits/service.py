@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reward_client import RewardClient
+from reward_client.features import FeatureSpace
 from reward_service.launch import ServiceProcess
 
 __all__ = ["Endpoint", "reward_service"]
@@ -30,9 +31,9 @@ class Endpoint:
     url: str
     token: str
 
-    def client(self) -> RewardClient:
-        """A new blocking client of this endpoint."""
-        return RewardClient(self.url, token=self.token)
+    def client(self, feature_space: FeatureSpace | None = None) -> RewardClient:
+        """A new blocking client of this endpoint, posting features of ``feature_space``."""
+        return RewardClient(self.url, token=self.token, feature_space=feature_space)
 
 
 @contextlib.contextmanager

@@ -14,12 +14,14 @@ from reward_client.grpo.worker import TrainSetup
 from .base import load_base
 from .config import DemoConfig
 from .data import SHAPE
+from .features import cnn_extractor
 
 __all__ = ["build"]
 
 
 def build() -> TrainSetup:
-    """The base flow (trainable copy), the CNN feature map and the 8x8 sample shape."""
+    """The base flow (trainable copy), the CNN feature map (an extractor: the trainer's client
+    names its feature space) and the 8x8 sample shape."""
     base = load_base(DemoConfig().unconditional())
     policy = copy.deepcopy(base.flow).requires_grad_(True)
-    return TrainSetup(policy=policy, featurize=base.cnn.features, sample_shape=SHAPE)
+    return TrainSetup(policy=policy, featurize=cnn_extractor(base.cnn), sample_shape=SHAPE)

@@ -186,7 +186,8 @@ def start_prometheus(folder: Path, targets: list[str]) -> Child:
 
 
 def upload_reference(url: str, tokens: Tokens) -> None:
-    """A d=8 target and pool (JSON bodies) under :data:`REFERENCE`."""
+    """A d=8 target and pool (JSON bodies) under :data:`REFERENCE`; the rows come from no
+    network, so the reference records feature space "unknown" (and requests name none)."""
     rng = np.random.default_rng(0)
     headers = {"Authorization": f"Bearer {tokens.admin}"}
     with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
@@ -195,7 +196,9 @@ def upload_reference(url: str, tokens: Tokens) -> None:
             ("pool", rng.normal(0.5, 1.0, size=(128, D))),
         ):
             answer = client.put(
-                f"/v1/references/{REFERENCE}/{part}", json={"features": rows.tolist()}
+                f"/v1/references/{REFERENCE}/{part}",
+                json={"features": rows.tolist()},
+                params={"accept_unknown_feature_space": "true"} if part == "target" else None,
             )
             assert answer.status_code == 200, answer.text
 

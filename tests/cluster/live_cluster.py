@@ -119,6 +119,7 @@ class LiveCluster:
     lock: IO[str] | None = None
     locked: bool = False
     measured: dict[str, Any] = field(default_factory=dict)
+    feature_space: str | None = None  # the reference's, once read (see client)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -388,11 +389,19 @@ class LiveCluster:
         return f"http://127.0.0.1:{self.prometheus_port}"
 
     def client(self, url: str | None = None, role: str = "trainer") -> httpx.Client:
-        return httpx.Client(
-            base_url=url or self.lb,
-            headers={"Authorization": f"Bearer {self.tokens[role]}"},
-            timeout=60.0,
-        )
+        """A client as ``role``; its requests name the reference's feature space (the digits
+        CNN's, recorded by the reference-init job) in the Feature-Space header, as a trainer's
+        client does, once the reference exists."""
+        auth = {"Authorization": f"Bearer {self.tokens[role]}"}
+        if self.feature_space is None:
+            try:
+                answer = httpx.get(f"{self.lb}/v1/references/{REFERENCE}", headers=auth, timeout=10)
+            except httpx.TransportError:
+                answer = None
+            if answer is not None and answer.status_code == 200:
+                self.feature_space = str(answer.json()["feature_space"])
+        space = {} if self.feature_space is None else {"Feature-Space": self.feature_space}
+        return httpx.Client(base_url=url or self.lb, headers={**auth, **space}, timeout=60.0)
 
     def info(self, url: str | None = None) -> dict[str, Any]:
         with self.client(url) as client:

@@ -37,6 +37,7 @@ def test_has_pool_only_for_a_reference_with_a_pool(
     answer = httpx.put(
         f"{url}/v1/references/target-only/target",
         json=target,
+        params={"accept_unknown_feature_space": "true"},
         headers={"Authorization": f"Bearer {tokens.admin}"},
         timeout=30.0,
     )

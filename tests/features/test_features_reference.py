@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tarfile
 import zipfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -185,35 +184,33 @@ def _digits_cnn(seed: int) -> nn.Module:
     return FeatureCNN(width=64).eval()
 
 
-def _digits_extractor(cnn: nn.Module, sha256: str | None = None) -> FeatureExtractor:
-    features: Callable[[torch.Tensor], torch.Tensor] = cnn.features  # type: ignore[assignment]
-    return module_extractor(
-        cnn,
-        name="digits-cnn/penultimate",
-        preprocess=lambda images: images,  # the demo's model space: (B, 1, 8, 8) in [-1, 1]
-        preprocess_id="grey-8x8,range=-1..1",
-        dim=64,
-        sha256=sha256,
-        forward=features,
-    )
-
-
 def test_the_digits_cnn_is_a_feature_space(tmp_path: Path) -> None:
+    from examples.digits.features import cnn_extractor
+
     cnn = _digits_cnn(0)
-    extract = _digits_extractor(cnn)
+    extract = cnn_extractor(cnn)
+    assert extract.feature_space.id.startswith("digits-cnn/penultimate@sha256:")
     images = torch.rand(6, 1, 8, 8) * 2 - 1
     torch.testing.assert_close(extract(images), cnn.features(images), rtol=0, atol=0)
 
     # The same weights saved and loaded elsewhere name the same space; other weights do not.
     torch.save(cnn.state_dict(), tmp_path / "model.pt")
     reloaded = _digits_cnn(1)
-    assert _digits_extractor(reloaded).feature_space != extract.feature_space
+    assert cnn_extractor(reloaded).feature_space != extract.feature_space
     reloaded.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
-    assert _digits_extractor(reloaded).feature_space == extract.feature_space
+    assert cnn_extractor(reloaded).feature_space == extract.feature_space
     assert extract.feature_space.weights_sha256 == state_dict_sha256(cnn)
 
+    space = extract.feature_space
     with pytest.raises(WeightsHashMismatch, match="digits-cnn/penultimate"):
-        _digits_extractor(_digits_cnn(2), sha256=extract.feature_space.weights_sha256)
+        module_extractor(
+            _digits_cnn(2),
+            name=space.name,
+            preprocess=extract.preprocess,
+            preprocess_id=space.preprocess,
+            dim=space.dim,
+            sha256=space.weights_sha256,
+        )
 
 
 def test_a_wrong_output_shape_is_reported() -> None:
