@@ -39,6 +39,7 @@ test: venv redis cluster-tools cluster-images
 bench: venv
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_service
+	$(PY) -m benchmarks.bench_memory
 
 # Two service processes on one Redis: 8 trainers (16 groups of 64, d = 2048, pool 50,000) and
 # 2 committers for 60 s, then the stored statistics against a recompute from the stored pool;
