@@ -38,7 +38,9 @@ from reward_service.launch import RedisServer, ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 NAME = "load"
-TRAINER_TOKEN = secrets.token_urlsafe(24)  # this run's tokens: nothing outside it needs them
+# This run's tokens, nothing outside it needs them: one per client, as each trainer has its own
+# (the service shares admission out per token).
+CLIENT_TOKENS = [secrets.token_urlsafe(24) for _ in range(256)]
 ADMIN_TOKEN = secrets.token_urlsafe(24)
 NPY_HEADERS = {"Content-Type": "application/x-npy"}
 
@@ -109,7 +111,7 @@ async def _trainer(
             answer = await client.post(
                 f"{url}/v1/references/{NAME}/rewards",
                 content=body,
-                headers=NPY_HEADERS,
+                headers={**NPY_HEADERS, **_bearer(worker)},
                 params={"seed": worker * 1_000_000 + step},
             )
         except httpx.TransportError as exc:
@@ -141,7 +143,11 @@ async def _committer(
             answer = await client.post(
                 f"{url}/v1/references/{NAME}/commit",
                 content=_npy(rows),
-                headers={**NPY_HEADERS, "Idempotency-Key": f"load-{worker}-{step}"},
+                headers={
+                    **NPY_HEADERS,
+                    **_bearer(args.trainers + worker),
+                    "Idempotency-Key": f"load-{worker}-{step}",
+                },
             )
         except httpx.TransportError as exc:
             tally.errors[f"commit {type(exc).__name__}"] += 1
@@ -169,8 +175,12 @@ async def _rebuilds(client: httpx.AsyncClient, url: str) -> int | None:
     return None
 
 
+def _bearer(client: int) -> dict[str, str]:
+    return {"Authorization": f"Bearer {CLIENT_TOKENS[client]}"}
+
+
 async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    trainer_headers = {"Authorization": f"Bearer {TRAINER_TOKEN}"}
+    trainer_headers = _bearer(0)  # reads: the first trainer's token
     limits = httpx.Limits(max_connections=64)
     async with (
         httpx.AsyncClient(
@@ -273,7 +283,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start Redis and the service processes, load them, stop everything."""
     env = {
         "DISTREWARD_REDIS_URL": "",  # set per run below
-        "DISTREWARD_TOKENS": TRAINER_TOKEN,
+        "DISTREWARD_TOKENS": ",".join(CLIENT_TOKENS[: args.trainers + args.committers]),
         "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
         "DISTREWARD_MAX_BODY_BYTES": str(1 << 30),
         "DISTREWARD_MAX_GROUP_SIZE": str(max(args.group_size, 64)),
@@ -356,6 +366,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600.0, help="per request, seconds")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.trainers + args.committers > len(CLIENT_TOKENS):
+        parser.error(f"at most {len(CLIENT_TOKENS)} trainers and committers together")
     if args.threads is None:
         args.threads = max(1, (os.cpu_count() or 1) // args.processes)
     return args

@@ -180,9 +180,10 @@ def test_a_commit_that_wraps_onto_pending_rows_factors_them_anew() -> None:
 
 
 def test_beyond_the_rank_limit_the_version_is_built_and_says_so() -> None:
-    # d = 24 at the default fraction 1/4: rank 2P + 1 <= 6, so three pending rows are too many.
+    # d = 24 at the fraction 1/4: rank 2P + 1 <= 6, so three pending rows are too many.
     rng, basis, mu, sigma, pool = _problem(4, d=24, n=200)
-    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    settings = QuadratureSettings(max_pending_fraction=0.25)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=settings)
     first = engine.append(features(rng, 2, basis, 0.4))
     assert first.method == "lowrank" and engine.built_version == 0
     second = engine.append(features(rng, 1, basis, 0.4))
@@ -195,6 +196,22 @@ def test_beyond_the_rank_limit_the_version_is_built_and_says_so() -> None:
     result = engine.rewards(groups, seed=1)
     assert result.methods_used == ("lowrank", "lowrank") and engine.pending_rows == 0
     assert result.version == engine.built_version == 3
+
+
+def test_commits_stay_certified_past_the_reward_limit_and_rewards_build_the_head() -> None:
+    # d = 24: rewards' rank limit 6 (P <= 2), commits' 12 (P <= 5). Five pending rows are
+    # certified commits; a reward request then builds the head before it is served.
+    rng, basis, mu, sigma, pool = _problem(14, d=24, n=200)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    for _ in range(5):
+        committed = engine.append(features(rng, 1, basis, 0.4))
+        assert committed.method == "lowrank"
+        assert abs(committed.base_fd - _held_fd(engine, mu, sigma)) <= 1e-9 * _scale(engine)
+    assert engine.pending_rows == 5 and engine.built_version == 0
+    assert engine.append(features(rng, 1, basis, 0.4)).method == "exact"  # P = 6: built
+    engine.append(features(rng, 2, basis, 0.4))
+    result = engine.rewards(features(rng, 2, basis, 0.3).reshape(2, 1, -1), seed=3)
+    assert result.version == engine.built_version == engine.version == 7
 
 
 def test_commit_still_returns_a_built_version() -> None:

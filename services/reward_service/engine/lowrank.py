@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .linalg import single_threaded
 from .quadrature import convergence_exponent, nodes_needed, sqrt_trace_rule
 
 __all__ = ["LowRankUpdate", "QuadratureSettings", "TraceSqrtChange", "trace_sqrt_change"]
@@ -58,6 +59,11 @@ class QuadratureSettings:
     ``max_rank_fraction``: groups whose update rank ``2K + 1`` exceeds this fraction of ``d``
     go to the exact path directly: there ``n`` products of d x r x r cost more than one d x d
     eigendecomposition, and the update is no longer low-rank.
+    ``max_pending_fraction``: the head's pending commits (rank ``2P + 1``) stay on the
+    low-rank path up to this fraction of ``d``. A commit extends their factorisation at a cost
+    linear in ``P`` (:mod:`.pending`), so the bound is the factorisation's memory (``S (2P)^2
+    / 2`` numbers) and how long commits can outpace a rebuild; rewards still go to the
+    rebuild past ``max_rank_fraction``.
     ``max_nodes``: cap on ``n``; ``memory_bytes``: budget for one block of node evaluations.
     """
 
@@ -67,6 +73,7 @@ class QuadratureSettings:
     spectrum_margin: float = 0.25
     min_relative_eigenvalue: float = 1e-11
     max_rank_fraction: float = 0.25
+    max_pending_fraction: float = 0.5
     max_nodes: int = 256
     memory_bytes: int = 256 * 2**20
 
@@ -242,10 +249,11 @@ def trace_sqrt_change(
     for start in range(0, groups, chunk):
         part = update.part(slice(start, start + chunk))
         blocks = _grams(eigenvalues, part, shifts, settings.memory_bytes)
-        terms.append(
-            _log_det_terms(blocks.without_last(), update.shared_weights, update.own_weights)
-        )
-        above.append(_spectrum_above(blocks.last(), weights))
+        with single_threaded():  # batches of r x r factorisations
+            terms.append(
+                _log_det_terms(blocks.without_last(), update.shared_weights, update.own_weights)
+            )
+            above.append(_spectrum_above(blocks.last(), weights))
     log_dets = torch.cat(terms)
     fine = log_dets[:, :n] @ torch.as_tensor(fine_rule.weights, device=device) / math.pi
     coarse = log_dets[:, n:] @ torch.as_tensor(coarse_rule.weights, device=device) / math.pi

@@ -34,7 +34,14 @@ import numpy as np
 import torch
 
 from .choices import METHODS, Method, Mode
-from .linalg import as_float64, frechet_from_terms, gaussian_of, resolve_device, trace_sqrt_psd
+from .linalg import (
+    as_float64,
+    frechet_from_terms,
+    gaussian_of,
+    resolve_device,
+    single_threaded,
+    trace_sqrt_psd,
+)
 from .lowrank import QuadratureSettings, TraceSqrtChange
 from .pending import PendingFactor
 from .replacement import Replacement, exact_rewards, lowrank_rewards
@@ -226,6 +233,12 @@ class RewardEngine:
         path: above ``max_rank_fraction * d`` an eigendecomposition is cheaper."""
         return 2 * rows + 1 <= self._settings.max_rank_fraction * self.d
 
+    def _holds(self, rows: int) -> bool:
+        """Whether ``rows`` pending rows stay on the low-rank path for commits (the head's
+        factorisation grows linearly per commit; see ``max_pending_fraction``)."""
+        fraction = max(self._settings.max_pending_fraction, self._settings.max_rank_fraction)
+        return 2 * rows + 1 <= fraction * self.d
+
     # ----------------------------------------------------------------- rewards
     def rewards(
         self,
@@ -264,13 +277,14 @@ class RewardEngine:
             raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
         count, size = ys.shape[0], ys.shape[1]
         head, rows, used_seed, terms = self._group_terms(ys, mode, seed, indices)
-        pending = head.changes.rows
-        if pending and (
-            (method == "lowrank" and self._fits(size) and not self._fits(pending + size))
-            or not bool(terms.trusted.all())
-        ):
-            self.rebuild()
+        if self._needs_build(head, terms, size, method):
+            # Let the rebuild in flight land first: the rows pending after it may fit.
+            with self._rebuild_lock:
+                pass
             head, rows, used_seed, terms = self._group_terms(ys, mode, used_seed, indices)
+            if self._needs_build(head, terms, size, method):
+                self.rebuild()
+                head, rows, used_seed, terms = self._group_terms(ys, mode, used_seed, indices)
         built = head.built
         # Rewards relative to the built version, less the head's own change from it.
         offset = built.base_fd - head.base_fd
@@ -312,6 +326,15 @@ class RewardEngine:
             base_fd=head.base_fd,
             compute_seconds=time.perf_counter() - started,
         )
+
+    def _needs_build(self, head: Head, terms: Replacement, size: int, method: Method) -> bool:
+        """Whether groups of ``size`` rows want the head built first: its pending rows push
+        them past the low-rank limit, or cannot be folded in without losing digits."""
+        pending = head.changes.rows
+        if not pending:
+            return False
+        too_far = method == "lowrank" and self._fits(size) and not self._fits(pending + size)
+        return too_far or not bool(terms.trusted.all())
 
     def _group_terms(
         self, ys: torch.Tensor, mode: Mode, seed: int | None, indices: Any
@@ -367,7 +390,7 @@ class RewardEngine:
         """
         ys = as_float64(features, self._device, "features")
         check_features(ys, self.d, min_rows=1)
-        if not self._fits(self._head.changes.rows + ys.shape[0]) and self._rebuild_lock.locked():
+        if not self._holds(self._head.changes.rows + ys.shape[0]) and self._rebuild_lock.locked():
             # Too far ahead for the low-rank path: let the build in flight land first rather
             # than build the same version twice.
             with self._rebuild_lock:
@@ -382,7 +405,8 @@ class RewardEngine:
             changes, slots = head.changes.then(positions, before)
             current = self._pool[changes.positions]
             current[slots] = ys
-            successor = self._certified_head(head, changes, current)
+            with single_threaded():  # skinny products and small factorisations
+                successor = self._certified_head(head, changes, current)
             if successor is None:
                 successor = self._built_head(head, changes, current)
                 self._rebuilds += 1
@@ -411,7 +435,7 @@ class RewardEngine:
         """The next head with its base FD by the low-rank path from ``head.built``, the pending
         factorisation extended by the new positions; None when that cannot be certified."""
         built = head.built
-        if not self._fits(changes.rows):
+        if not self._holds(changes.rows):
             return None
         nothing = current[:0].unsqueeze(0)  # the head adds no rows beyond the pending ones
         terms = Replacement.of(built, changes.originals[None], current, nothing, self._target)
@@ -536,7 +560,7 @@ class RewardEngine:
             later = self._later
             current = self._pool[later.positions]
         head = Head(built.version, built, later, built.base_fd, 0.0)
-        if not later.rows or not self._fits(later.rows):
+        if not later.rows or not self._holds(later.rows):
             return head, current
         start = Head(built.version, built, Changes.none(self.d, self._device), 0.0, 0.0)
         factored = self._factor_of(start, current[:0], later, current, None)
@@ -546,7 +570,7 @@ class RewardEngine:
         """Under the commit lock: ``early``'s factorisation extended by the commits since it
         (None when it cannot be, and the next commit factors the pending rows anew)."""
         head, held = early
-        if head.factor is None or not self._fits(later.rows):
+        if head.factor is None or not self._holds(later.rows):
             return None
         factored = self._factor_of(head, held, later, self._pool[later.positions], None)
         return None if factored is None else factored[0]
