@@ -221,13 +221,22 @@ class Replica:
         await self._replay()
 
     def _build(self, target: Target, base: Base) -> RewardEngine:
-        state = {
+        state: dict[str, object] = {
             "target_mu": _owned(target.mu),
             "target_sigma": _owned(target.sigma),
             "pool": _owned(base.pool),
             "cursor": base.cursor,
             "version": base.version,
         }
+        statistics = base.statistics
+        if statistics is not None and statistics.n == len(base.pool):
+            # A snapshot's statistics, written with its pool: they spare the O(N d^2) pass
+            # over the rows (the engine still recomputes them if their shift lost digits).
+            state.update(
+                shift=_owned(statistics.shift),
+                sum=_owned(statistics.total),
+                gram=_owned(statistics.gram),
+            )
         return RewardEngine.from_state_dict(state, device=self._device)
 
     async def _replay(self) -> None:

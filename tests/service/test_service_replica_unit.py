@@ -6,8 +6,10 @@ import asyncio
 
 import numpy as np
 import pytest
+import torch
 from service_support import SPACE, D, N, record
 
+from reward_service.engine.statistics import ShiftedSums
 from reward_service.replica import Replica
 from reward_service.store import MemoryStore
 from reward_service.store.base import LogEntry, Target
@@ -73,4 +75,33 @@ async def test_snapshot_round_trip_is_exact_and_compact(rng: np.random.Generator
     fresh = await Replica("r", store, "cpu").sync()
     assert fresh.engine is not None and replica.state.engine is not None
     np.testing.assert_array_equal(fresh.engine.pool(), replica.state.engine.pool())
+    assert fresh.engine.base_fd == pytest.approx(replica.state.engine.base_fd, rel=1e-12)
+
+
+async def test_a_replica_loads_a_snapshot_with_its_statistics(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MemoryStore()
+    incarnation = await _reference(store, rng)
+    replica = Replica("r", store, "cpu")
+    await replica.sync()
+    await store.append_commit("r", incarnation, record(rng.normal(size=(3, D)), "k", now=0.0))
+    await replica.sync()
+    base = await replica.snapshot()
+    assert base is not None and base.statistics is not None
+    assert await store.write_snapshot("r", incarnation, base)
+
+    passes: list[int] = []
+    of_rows = ShiftedSums.of_rows.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[ShiftedSums], rows: torch.Tensor) -> ShiftedSums:
+        passes.append(len(rows))
+        return of_rows(cls, rows)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(ShiftedSums, "of_rows", classmethod(counted))
+    fresh = await Replica("r", store, "cpu").sync()
+    assert passes == []  # no pass over the rows: the snapshot's statistics were taken
+    assert fresh.engine is not None and replica.state.engine is not None
+    held, loaded = replica.state.engine.statistics(), fresh.engine.statistics()
+    np.testing.assert_array_equal(loaded.gram, held.gram)
     assert fresh.engine.base_fd == pytest.approx(replica.state.engine.base_fd, rel=1e-12)

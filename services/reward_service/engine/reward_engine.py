@@ -173,6 +173,8 @@ class RewardEngine:
             if tuple(gram.shape) != (d, d):
                 raise ValueError(f"statistics must be (shift (d,), sum (d,), gram (d, d)), d={d}")
             sums = ShiftedSums(shift, total, gram, self._pool.shape[0])
+            if sums.stale(STATISTICS_RTOL):  # raw sums far from the origin (a zero shift)
+                sums = ShiftedSums.of_rows(self._pool)
         self._head = Head.at(Built.build(version, sums, self._target))
         # Lock order: rebuild, then commit, then swap. The swap lock guards the pool rows, the
         # cursor and the head together and is held only for gathers and pointer swaps; the
