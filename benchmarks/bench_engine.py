@@ -16,7 +16,9 @@ Ratios are against ``naive`` from the same run; errors are max |reward - exact r
 then commits while reward requests keep arriving and a background thread rebuilds whenever a
 commit is pending (as a replica does): it reports each commit's answer latency (the new version
 and its certified base FD) against the duration of one version rebuild (the O(d^3) precompute),
-the rebuilds against the commits, and the reward latency meanwhile.
+the rebuilds against the commits, and the reward latency meanwhile; once at a trainer step's
+pace (``--commit-interval``) and once far faster than rebuilds (``--fast-commit-interval``),
+where many commits pend on one build and each extends the pending factorisation.
 Results go to ``benchmarks/results/engine.json``.
 """
 
@@ -188,11 +190,17 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def commits_while_serving(
-    engine: RewardEngine, root: torch.Tensor, groups: np.ndarray, args: argparse.Namespace
+    engine: RewardEngine,
+    root: torch.Tensor,
+    groups: np.ndarray,
+    args: argparse.Namespace,
+    commits_made: int,
+    interval: float,
 ) -> dict[str, Any]:
-    """``args.commits`` commits of ``args.commit_rows`` rows, one every ``args.commit_interval``
-    seconds, while one thread keeps asking for rewards of ``groups`` and another rebuilds
-    whenever a commit is pending (coalescing whatever arrived meanwhile)."""
+    """``commits_made`` commits of ``args.commit_rows`` rows, one every ``interval`` seconds,
+    while one thread keeps asking for rewards of ``groups`` and another rebuilds whenever a
+    commit is pending (coalescing whatever arrived meanwhile)."""
+    rebuilds_before = engine.rebuilds
     stop = threading.Event()
     rewards: list[tuple[float, int, int]] = []  # seconds, version, built version
     rebuilds: list[float] = []
@@ -216,12 +224,12 @@ def commits_while_serving(
     generator = torch.Generator().manual_seed(args.seed + 1)
     commits = []
     try:
-        for _ in range(args.commits):
+        for _ in range(commits_made):
             rows = torch.randn(args.commit_rows, engine.d, generator=generator, dtype=torch.float64)
             rows = (rows @ root.T * 1.05 + 0.47).numpy()
             committed, seconds = timed(lambda rows=rows: engine.append(rows))
             commits.append((seconds, committed))
-            stop.wait(args.commit_interval)
+            stop.wait(interval)
         while engine.pending_rows:  # the last rebuild lands
             stop.wait(0.05)
     finally:
@@ -234,7 +242,7 @@ def commits_while_serving(
     return {
         "commits": len(commits),
         "commit_rows": args.commit_rows,
-        "commit_interval_seconds": args.commit_interval,
+        "commit_interval_seconds": interval,
         "commit_answer_seconds": _percentiles(latencies),
         "commit_methods": {
             name: sum(c.method == name for _, c in commits) for name in ("lowrank", "exact")
@@ -242,7 +250,7 @@ def commits_while_serving(
         "max_pending_rows_at_commit": max(c.pending_rows for _, c in commits),
         "pending_rows_and_seconds": [(c.pending_rows, seconds) for seconds, c in commits],
         "max_base_fd_error_estimate": max(c.error_estimate for _, c in commits),
-        "rebuilds": engine.rebuilds,
+        "rebuilds": engine.rebuilds - rebuilds_before,
         "background_rebuilds": len(rebuilds),
         "rebuild_seconds": _percentiles(rebuilds),
         "commit_p50_over_rebuild_p50": float(np.median(latencies)) / rebuild_p50,
@@ -284,6 +292,15 @@ def main() -> None:
     parser.add_argument(
         "--commit-interval", type=float, default=8.0, help="seconds (a trainer step)"
     )
+    parser.add_argument(
+        "--fast-commits", type=int, default=40, help="commits of a second run, faster"
+    )
+    parser.add_argument(
+        "--fast-commit-interval",
+        type=float,
+        default=1.0,
+        help="seconds between them: commits far faster than rebuilds",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: CUDA if present)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -312,19 +329,27 @@ def main() -> None:
         * 1.05
         + 0.47
     ).numpy()
-    serving = commits_while_serving(engine, root, groups.reshape(4, 16, -1), args)
+    serving = commits_while_serving(
+        engine, root, groups.reshape(4, 16, -1), args, args.commits, args.commit_interval
+    )
     report["commits_while_serving"] = serving
+    fast = commits_while_serving(
+        engine, root, groups.reshape(4, 16, -1), args, args.fast_commits, args.fast_commit_interval
+    )
+    report["commits_while_serving_fast"] = fast
     credits = report["per_sample_credits"] = credits_figure(engine, root)
     print_table(report)
-    answer, rebuild = serving["commit_answer_seconds"], serving["rebuild_seconds"]
-    print(
-        f"commits ({serving['commits']} x {args.commit_rows} rows, rewards in flight): answer "
-        f"p50 {answer['p50']:.3f} s, p99 {answer['p99']:.3f} s; one rebuild p50 "
-        f"{rebuild['p50'] or float('nan'):.2f} s "
-        f"(ratio {serving['commit_p50_over_rebuild_p50']:.3f}); "
-        f"{serving['rebuilds']} rebuilds; reward requests p50 "
-        f"{serving['reward_seconds_during_commits']['p50']:.3f} s meanwhile"
-    )
+    for run in (serving, fast):
+        answer, rebuild = run["commit_answer_seconds"], run["rebuild_seconds"]
+        print(
+            f"commits ({run['commits']} x {args.commit_rows} rows every "
+            f"{run['commit_interval_seconds']} s, rewards in flight): answer p50 "
+            f"{answer['p50']:.3f} s, p99 {answer['p99']:.3f} s; one rebuild p50 "
+            f"{rebuild['p50'] or float('nan'):.2f} s "
+            f"(ratio {run['commit_p50_over_rebuild_p50']:.3f}); {run['rebuilds']} rebuilds, "
+            f"up to {run['max_pending_rows_at_commit']} rows pending; reward requests p50 "
+            f"{run['reward_seconds_during_commits']['p50']:.3f} s meanwhile"
+        )
     print(
         f"per-sample credits: {credits['samples']} samples in one call "
         f"{credits['credits_seconds']:.2f} s = {credits['credits_over_one_group']:.2f}x one "
