@@ -19,7 +19,10 @@ from benchmarks.stored_check import read_stored_state
 
 ROWS = 2  # rows per commit
 FIRST_MARKER = 100.0  # column 0 of commit rows: FIRST_MARKER + commit number (pool rows ~N(0, 1))
-RETRYABLE = {503}
+# The service's "not now": the store is down (503), or this token has its share of requests in
+# flight (429: six workers may all land on one process). Nothing was applied; retried as the
+# client retries them.
+RETRYABLE = {429, 503}
 
 Targets = Callable[[], list[Api]]
 
@@ -41,8 +44,8 @@ class CommitLedger:
         return rows
 
     async def commit(self, targets: Targets, key: str, timeout: float = 60.0) -> None:
-        """Commit under ``key`` through the live targets in turn until acknowledged: a 503 or
-        a connection error is retried with the same key, as the client does."""
+        """Commit under ``key`` through the live targets in turn until acknowledged: a 503, a
+        429 or a connection error is retried with the same key, as the client does."""
         self.sent.append(key)
         rows = self.rows(key)
         deadline = time.monotonic() + timeout
