@@ -2,8 +2,9 @@
 
 Loads the demo's base networks (trained on first use and cached under ``out/cache``, a volume the
 trainers share, so they never train them concurrently), then uploads the target and the initial
-pool to the service at ``DISTREWARD_URL`` with ``DISTREWARD_ADMIN_TOKEN`` - unless the reference
-already has a pool: a restarted cluster keeps the pool its trainers have rolled.
+pool, in the CNN's feature space, to the service at ``DISTREWARD_URL`` with
+``DISTREWARD_ADMIN_TOKEN`` - unless the reference already has a pool: a restarted cluster keeps
+the pool its trainers have rolled.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def has_pool(client: RewardClient, name: str) -> bool:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     name = os.environ.get("DISTREWARD_REFERENCE", "digits-base")
-    config = DemoConfig()
+    config = DemoConfig().unconditional()  # the flow and CNN examples.digits.trainer_setup uses
     base = load_base(config)
     url, token = os.environ["DISTREWARD_URL"], os.environ["DISTREWARD_ADMIN_TOKEN"]
     with RewardClient(url, token=token) as client:
