@@ -181,6 +181,6 @@ for _method, _first, _doc in (
         methods=[_method],
         name=f"{_method.lower()}_pool",
         response_model=ReferenceInfo | StagedPool,
-        responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
+        responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),  # admitted
         openapi_extra=_POOL_DOC,
     )

@@ -72,8 +72,9 @@ CommitBody = Annotated[
 ]
 FDBody = Annotated[Decoded[FDRequest], Depends(ArrayBody(FD_ROWS, FDRequest, "features"))]
 # Every route here: a body (400, 413, 415, 422), a reference (404, 409), a trainer token (401),
-# the store for writes or a reference not yet held (503).
-_ERRORS = errors(400, 401, 404, 409, 413, 415, 422, 503)
+# the token's share of the service (429, reward_service.admission), the store for writes or a
+# reference not yet held (503).
+_ERRORS = errors(400, 401, 404, 409, 413, 415, 422, 429, 503)
 
 
 def _post(path: str, response: type[BaseModel], body: BodyDoc) -> Callable[[F], F]:
