@@ -132,7 +132,7 @@ def test_leave_one_out_credits_match_a_recompute_of_each_modified_pool(service: 
         return frechet_distance(modified.mean(0), np.cov(modified, rowvar=False), mu, sigma)
 
     with service.client() as client:
-        client.put_target("toy-loo", features=target)
+        client.put_target("toy-loo", features=target, accept_unknown_feature_space=True)
         version = client.put_pool("toy-loo", pool).version
         source = LeaveOneOutCredits(client, "toy-loo", commit_fraction=0.25, run="loo")
         rows = source.rows(11, size)
