@@ -117,8 +117,8 @@ class StagedPool(BaseModel):
     staged_rows: int
 
 
-Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
-Row = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]  # a pool row number, int64 on every platform
+Seed = Annotated[int, Field(ge=0, le=SEED_LIMIT - 1)]
+Row = Annotated[int, Field(ge=0, le=SEED_LIMIT - 1)]  # a pool row number, int64 on every platform
 Pin = Annotated[int, Field(ge=0, description="pin: 409 when the reference moved on")]
 
 

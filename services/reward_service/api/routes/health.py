@@ -35,7 +35,11 @@ async def readyz(service: ServiceDep) -> Readiness | JSONResponse:
     return Readiness(status="ready", store=kind, references=count, unloadable=unloadable)
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def metrics(metrics: MetricsDep) -> Response:
     """Prometheus exposition of this process's metrics."""
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

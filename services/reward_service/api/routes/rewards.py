@@ -59,7 +59,7 @@ _KEY = Header(
 )
 IdempotencyKey = Annotated[str, _KEY]
 OptionalIdempotencyKey = Annotated[str | None, _KEY]
-Seed = Annotated[int | None, Query(ge=0, lt=SEED_LIMIT)]
+Seed = Annotated[int | None, Query(ge=0, le=SEED_LIMIT - 1)]
 CommitFraction = Annotated[
     float | None,
     Query(gt=0, le=1, description="commit this share of the rewarded rows; needs a key"),
@@ -194,7 +194,7 @@ async def credits(
     seed: Annotated[Seed, Query(description="draws the replaced row (not with row)")] = None,
     row: Annotated[
         int | None,
-        Query(ge=0, lt=SEED_LIMIT, description="the row every sample replaces (not with seed)"),
+        Query(ge=0, le=SEED_LIMIT - 1, description="the row every sample replaces (not with seed)"),
     ] = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
