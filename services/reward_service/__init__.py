@@ -9,6 +9,9 @@ Where things live (each module's docstring says more):
   A new route goes there.
 * ``limits`` — what a request may send (shapes, sizes, value ranges, target statistics),
   checked on ``.npy`` headers and again on decoded arrays. A new limit goes there.
+* ``admission`` — what one token may hold at once (requests in flight, compute slots, decode
+  memory), refused with 429; ``cost`` — a rewards or credits request's estimated engine work
+  and its bound (413). ``api/json_array.py`` decodes JSON arrays within that memory.
 * ``service`` — the use cases behind the routes (``ReferenceService``); knows no HTTP.
 * ``replicas`` — what this process holds of every reference, its catch-up, the stale-read
   policy, store health and the isolation of references that cannot be loaded
