@@ -21,6 +21,8 @@ from service_support import (
     serving,
 )
 
+import reward_client as rc
+
 OTHER = "other-net/pool@sha256:fedcba9876543210/rgb-u8"
 
 
@@ -255,8 +257,22 @@ def test_an_adm_layout_file_over_the_body_limit_becomes_a_target(
                 },
                 timeout=120,
             )
+        # Through the client: only mu and sigma travel, in the space the admin vouches for.
+        sent: list[int] = []
+
+        class Recording(httpx.HTTPTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                sent.append(len(request.read()))
+                return super().handle_request(request)
+
+        with rc.RewardClient(
+            service.url, token=ADMIN_TOKEN, feature_space=SPACE, transport=Recording()
+        ) as client:
+            info = client.put_target("adm-client", stats=path)
     finally:
         path.unlink()
+    assert (info.d, info.feature_space) == (D, SPACE)
+    assert sent == [len(_stats_npz(None))]  # the statistics alone: 8 + 64 float64 values
     assert answer.status_code == 200, answer.text
     grown = _peak_rss(service.process.pid) - peak_before
     assert grown < size / 4, f"peak memory grew by {grown} bytes for a {size}-byte body"
