@@ -51,11 +51,15 @@ class Limits:
         self.samples = ArraySpec("samples", 2, (settings.max_samples,))
         self.mu = ArraySpec("mu", 1)
         self.sigma = ArraySpec("sigma", 2)
-        self.target_features = self.rows("features", min_rows=2)  # a covariance needs two
+        # Feature rows (n, d). A covariance needs two rows: features to fit or to measure.
+        self.target_features = self.rows("features", min_rows=2)
+        self.fd_features = self.rows("features", min_rows=2)
+        self.pool_rows = self.rows("pool rows")
+        self.commit_rows = self.rows("commit rows")
 
     @staticmethod
     def rows(what: str, min_rows: int = 1) -> ArraySpec:
-        """Feature rows (n, d): pools, commits, features to fit or to measure."""
+        """Feature rows (n, d) of at least ``min_rows`` rows."""
         return ArraySpec(what, 2, min_rows=min_rows)
 
     def check_shape(

@@ -268,9 +268,7 @@ class ReferenceService:
         view = await self.references.view(name, wait=False)
         state = view.state
         check_feature_space(name, state.meta.feature_space, feature_space)
-        self.limits.check_array(Limits.rows("features"), features, state.meta.d)
-        if len(features) < 2:
-            raise BadInput("fd needs at least 2 feature rows to fit a covariance")
+        self.limits.check_array(self.limits.fd_features, features, state.meta.d)
         if state.engine is not None:
             value = await self._run(state.engine.fd, features)
         else:
@@ -290,9 +288,7 @@ class ReferenceService:
         return await self._store_target(name, target, feature_space)
 
     async def fit_target(self, name: str, features: np.ndarray, *, feature_space: str) -> View:
-        self.limits.check_array(Limits.rows("features"), features)
-        if len(features) < 2:
-            raise BadInput("fitting a target needs at least 2 feature rows")
+        self.limits.check_array(self.limits.target_features, features)
         mu, sigma = await self._run(_fit, features)
         return await self._store_target(name, Target(mu, sigma), feature_space)
 
@@ -317,7 +313,7 @@ class ReferenceService:
         new one."""
         meta = await self.references.meta(name)
         check_feature_space(name, meta.feature_space, feature_space)
-        self.limits.check_array(Limits.rows("pool rows"), chunk, meta.d)
+        self.limits.check_array(self.limits.pool_rows, chunk, meta.d)
         staged_before = 0 if first else meta.staged_rows
         if not first and staged_before == 0:
             raise Conflict("no pool upload in progress: send the first chunk with PUT")
@@ -337,7 +333,7 @@ class ReferenceService:
         state, replica = view.state, view.replica
         check_feature_space(name, state.meta.feature_space, feature_space)
         engine = self._engine_of(state)
-        self.limits.check_array(Limits.rows("commit rows"), features, engine.d)
+        self.limits.check_array(self.limits.commit_rows, features, engine.d)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
         record = CommitRecord.of(features, key, self._settings.idempotency_ttl_seconds, time.time())
         ack = await self.references.call(

@@ -14,12 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel
 
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import ArraySpec, Limits
 from ..schemas import ErrorResponse
-from .wire import JSON, NPY, NPZ
+from .wire import JSON, NPY, NPZ, ArrayBody
 
 __all__ = [
     "BodyDoc",
@@ -102,17 +101,16 @@ def _binary(description: str, content: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def array_doc(
-    spec_of: Callable[[Limits], ArraySpec], model: type[BaseModel], field: str
-) -> BodyDoc:
-    """A body sent as JSON ``model`` (the array under ``field``) or as ``.npy`` of the same
-    array, its parameters then in the query string."""
+def array_doc(body: ArrayBody[Any]) -> BodyDoc:
+    """The body an :class:`~reward_service.api.wire.ArrayBody` reads: JSON of its model (the
+    array under its field) or ``.npy`` of the same array, its parameters then in the query
+    string."""
 
     def doc(limits: Limits) -> dict[str, Any]:
-        spec = spec_of(limits)
+        spec = body.spec_of(limits)
         array = array_schema(spec, limits.max_abs)
-        schema = model.model_json_schema()
-        schema["properties"][field] = {**schema["properties"][field], **array}
+        schema = body.model.model_json_schema()
+        schema["properties"][body.field] = {**schema["properties"][body.field], **array}
         npy = _binary(
             f".npy (numpy.save) of {spec.what}, little-endian float16/32/64; every row of the "
             "reference's width d; parameters in the query string",

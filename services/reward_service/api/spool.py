@@ -22,13 +22,12 @@ from fastapi import Request
 
 from ..errors import BadInput, PayloadTooLarge
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
-from ..limits import ArraySpec, Limits
+from ..limits import Limits
 from ..settings import Settings
 from . import wire
 
 __all__ = ["TargetStatistics", "read_target_npz", "spooled_body"]
 
-_MEMBERS = {"mu": ArraySpec("mu", 1), "sigma": ArraySpec("sigma", 2)}
 # A string array of one identifier: numpy's header plus 4 bytes (UTF-32) per character.
 _SPACE_MEMBER_BYTES = 256 + 4 * FEATURE_SPACE_MAX_LENGTH
 
@@ -74,7 +73,8 @@ class TargetStatistics:
 def read_target_npz(file: IO[bytes], limits: Limits, member_limit: int) -> TargetStatistics:
     """``mu`` and ``sigma`` of an ``.npz`` (any other members are left unread) and its
     ``feature_space`` member when present (a string, as reward_client's stats files hold it)."""
-    arrays = wire.decode_npz(file, _MEMBERS, limits, member_limit)
+    members = {"mu": limits.mu, "sigma": limits.sigma}
+    arrays = wire.decode_npz(file, members, limits, member_limit)
     file.seek(0)
     return TargetStatistics(arrays["mu"], arrays["sigma"], _feature_space(file))
 

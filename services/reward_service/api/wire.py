@@ -277,13 +277,12 @@ class ArrayBody(Generic[M]):
     Requests that choose an engine ``method`` (rewards, credits) are held to the cost bound
     (:func:`~reward_service.cost.check_cost`)."""
 
-    def __init__(
-        self, spec: ArraySpec | Callable[[Limits], ArraySpec], model: type[M], field: str
-    ) -> None:
-        # A callable picks a spec bounded by the settings (``limits.groups``) once they exist.
-        self._spec = spec
-        self._model = model
-        self._field = field
+    def __init__(self, spec_of: Callable[[Limits], ArraySpec], model: type[M], field: str) -> None:
+        # The spec is the service's (``limits.groups``), bounded by its settings; the OpenAPI
+        # document describes the body from the same three (``openapi.array_doc``).
+        self.spec_of = spec_of
+        self.model = model
+        self.field = field
         self._costed = "method" in model.model_fields
 
     async def __call__(
@@ -295,7 +294,7 @@ class ArrayBody(Generic[M]):
         caller: CallerKey,
     ) -> AsyncIterator[Decoded[M]]:
         limits = service.limits
-        spec = self._spec(limits) if callable(self._spec) else self._spec
+        spec = self.spec_of(limits)
         width = service.held_width(name)
 
         def check(shape: tuple[int, ...], method: str) -> None:
@@ -334,14 +333,14 @@ class ArrayBody(Generic[M]):
     ) -> Decoded[M]:
         """The JSON body: its members beside the array validated, the array's shape checked
         and its memory reserved, then the array decoded in a worker thread."""
-        found = json_array.split_json(data, self._field, settings.max_json_fields_bytes)
+        found = json_array.split_json(data, self.field, settings.max_json_fields_bytes)
         if found is None:
             if len(data) <= settings.max_json_fields_bytes:  # small: the model says what is
-                parse_json(self._model, data)  # wrong (a missing member, not a list ...)
+                parse_json(self.model, data)  # wrong (a missing member, not a list ...)
             raise Unprocessable(
-                f"the JSON body has no array member {self._field!r}; send it as nested lists"
+                f"the JSON body has no array member {self.field!r}; send it as nested lists"
             )
-        members = parse_json(json_array.without_array(self._model, self._field), found.rest())
+        members = parse_json(json_array.without_array(self.model, self.field), found.rest())
         shape = json_array.array_shape(found, spec.ndim, spec.what)
         check(shape, str(getattr(members, "method", "lowrank")))
         await ticket.reserve(8 * math.prod(shape))

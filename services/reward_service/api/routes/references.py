@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from operator import attrgetter
 from typing import Annotated
 
 from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...feature_spaces import target_feature_space
-from ...limits import Limits
 from ...schemas import (
     FreshnessInfo,
     PoolRequest,
@@ -139,11 +139,9 @@ async def put_target(
     return _info_of(view, service)
 
 
-POOL_ROWS = Limits.rows("pool rows")
-PoolBody = Annotated[
-    wire.Decoded[PoolRequest], Depends(wire.ArrayBody(POOL_ROWS, PoolRequest, "features"))
-]
-_POOL_DOC = documented_body("pool", array_doc(lambda _: POOL_ROWS, PoolRequest, "features"))
+_POOL = wire.ArrayBody(attrgetter("pool_rows"), PoolRequest, "features")
+PoolBody = Annotated[wire.Decoded[PoolRequest], Depends(_POOL)]
+_POOL_DOC = documented_body("pool", array_doc(_POOL))
 _FINAL = Query(True, description="binary bodies: publish after this chunk")
 
 

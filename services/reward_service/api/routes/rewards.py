@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
@@ -15,7 +16,6 @@ from pydantic import BaseModel
 from ...engine import CreditResult
 from ...engine.choices import SEED_LIMIT
 from ...errors import BadInput
-from ...limits import Limits
 from ...schemas import (
     CommitRequest,
     CommitResponse,
@@ -43,14 +43,11 @@ __all__ = ["router"]
 router = references_router("rewards")
 F = TypeVar("F", bound=Callable[..., Any])
 
-RewardsBody = Annotated[
-    Decoded[RewardsRequest],
-    Depends(ArrayBody(lambda limits: limits.groups, RewardsRequest, "groups")),
-]
-CreditsBody = Annotated[
-    Decoded[CreditsRequest],
-    Depends(ArrayBody(lambda limits: limits.samples, CreditsRequest, "samples")),
-]
+# Each body's spec, model and field, read by its route and described by the document.
+_REWARDS = ArrayBody(attrgetter("groups"), RewardsRequest, "groups")
+RewardsBody = Annotated[Decoded[RewardsRequest], Depends(_REWARDS)]
+_CREDITS = ArrayBody(attrgetter("samples"), CreditsRequest, "samples")
+CreditsBody = Annotated[Decoded[CreditsRequest], Depends(_CREDITS)]
 _KEY = Header(
     alias="Idempotency-Key",
     min_length=1,
@@ -65,12 +62,10 @@ CommitFraction = Annotated[
     Query(gt=0, le=1, description="commit this share of the rewarded rows; needs a key"),
 ]
 Pin = Annotated[int | None, Query(ge=0, description="pin: 409 when it moved on")]
-COMMIT_ROWS = Limits.rows("commit rows")
-FD_ROWS = Limits.rows("features", min_rows=2)  # a covariance needs two
-CommitBody = Annotated[
-    Decoded[CommitRequest], Depends(ArrayBody(COMMIT_ROWS, CommitRequest, "features"))
-]
-FDBody = Annotated[Decoded[FDRequest], Depends(ArrayBody(FD_ROWS, FDRequest, "features"))]
+_COMMIT = ArrayBody(attrgetter("commit_rows"), CommitRequest, "features")
+CommitBody = Annotated[Decoded[CommitRequest], Depends(_COMMIT)]
+_FD = ArrayBody(attrgetter("fd_features"), FDRequest, "features")
+FDBody = Annotated[Decoded[FDRequest], Depends(_FD)]
 # Every route here: a body (400, 413, 415, 422), a reference (404, 409), a trainer token (401),
 # the token's share of the service (429, reward_service.admission), the store for writes or a
 # reference not yet held (503).
@@ -144,9 +139,7 @@ def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
     }
 
 
-@_post(
-    "rewards", RewardsResponse, array_doc(lambda limits: limits.groups, RewardsRequest, "groups")
-)
+@_post("rewards", RewardsResponse, array_doc(_REWARDS))
 async def rewards(
     name: RefName,
     _: TrainerAuth,  # before the body: a caller without a token gets nothing read
@@ -182,9 +175,7 @@ async def rewards(
     )
 
 
-@_post(
-    "credits", CreditsResponse, array_doc(lambda limits: limits.samples, CreditsRequest, "samples")
-)
+@_post("credits", CreditsResponse, array_doc(_CREDITS))
 async def credits(
     name: RefName,
     _: TrainerAuth,
@@ -218,7 +209,7 @@ async def credits(
     return CreditsResponse(**_answered(name, outcome, start), row=result.row)
 
 
-@_post("commit", CommitResponse, array_doc(lambda _: COMMIT_ROWS, CommitRequest, "features"))
+@_post("commit", CommitResponse, array_doc(_COMMIT))
 async def commit(
     name: RefName,
     _: TrainerAuth,
@@ -239,7 +230,7 @@ async def commit(
     )
 
 
-@_post("fd", FDResponse, array_doc(lambda _: FD_ROWS, FDRequest, "features"))
+@_post("fd", FDResponse, array_doc(_FD))
 async def fd(
     name: RefName, _: TrainerAuth, space: FeatureSpaceDep, body: FDBody, service: ServiceDep
 ) -> FDResponse:
