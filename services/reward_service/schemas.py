@@ -109,8 +109,12 @@ class TargetRequest(_Body):
 
 
 class PoolRequest(_Body):
-    features: list[list[float]]
-    final: bool = True
+    features: list[list[float]] = Field(description="N rows of the reference's width d")
+    final: bool = Field(
+        True,
+        description="publish the upload with this chunk (a published pool holds at least 2 "
+        "rows); false: stage it, more chunks follow with POST",
+    )
 
 
 class StagedPool(BaseModel):
