@@ -22,6 +22,7 @@ from service_support import (
 )
 
 import reward_client as rc
+from reward_service.store import MemoryStore
 
 OTHER = "other-net/pool@sha256:fedcba9876543210/rgb-u8"
 
@@ -111,6 +112,13 @@ async def test_every_post_of_another_space_is_a_409_naming_both_and_changes_noth
         missing = await _send(api, method, path, how, None)
         assert missing.status_code == 409, (path, missing.text)
         assert SPACE in missing.json()["detail"] and "Feature-Space" in missing.json()["detail"]
+    # The process holds the reference: the header is refused before the body is read.
+    unread = await api.client.post(
+        "/v1/references/r/rewards",
+        content=b"not a .npy body",
+        headers=api.headers(**{"Content-Type": "application/x-npy", "Feature-Space": OTHER}),
+    )
+    assert unread.status_code == 409, unread.text
     after = (await api.info("r")).json()
     assert after == before
     for method, path, how in _posts("r"):
@@ -224,6 +232,24 @@ async def test_the_space_survives_restarts_and_every_replica_sees_it(
         assert right.status_code == 200, right.text
         wrong = await a.send("POST", path, groups, headers={"Feature-Space": OTHER})
         assert wrong.status_code == 409
+
+
+@pytest.mark.asyncio
+async def test_a_replica_that_does_not_hold_the_reference_refuses_after_loading_it() -> None:
+    """The header is checked before the body only where the reference is held; a replica that
+    meets it first in a request checks it against the version it loads to serve it."""
+    store, settings = MemoryStore(), make_settings()
+    # Both replicas start before the reference exists: ``other`` holds nothing of it.
+    async with serving(settings, store) as other, serving(settings, store) as creator:
+        await _with_pool(creator, "r", SPACE)
+        groups = np.random.default_rng(5).normal(size=(2, 4, D))
+        path = "/v1/references/r/rewards"
+        wrong = await other.send("POST", path, groups, headers={"Feature-Space": OTHER})
+        assert wrong.status_code == 409 and OTHER in wrong.json()["detail"]
+        missing = await other.send("POST", path, groups)
+        assert missing.status_code == 409 and "names no feature space" in missing.json()["detail"]
+        right = await other.send("POST", path, groups, headers={"Feature-Space": SPACE})
+        assert right.status_code == 200, right.text
 
 
 def test_an_adm_layout_file_over_the_body_limit_becomes_a_target(
