@@ -23,6 +23,7 @@ __all__ = [
     "FEATURE_SPACE_PATTERN",
     "UNKNOWN_FEATURE_SPACE",
     "check_feature_space",
+    "feature_space_matches",
     "target_feature_space",
 ]
 
@@ -34,10 +35,16 @@ FEATURE_SPACE_MAX_LENGTH = 256
 FEATURE_SPACE_PATTERN = r"^[!-~]+$"
 
 
+def feature_space_matches(held: str, sent: str | None) -> bool:
+    """Whether features of ``sent`` (None: the request names none) may meet a reference of
+    ``held``: the same string, or no name for a reference of unknown space."""
+    return sent == held or (sent is None and held == UNKNOWN_FEATURE_SPACE)
+
+
 def check_feature_space(reference: str, held: str, sent: str | None) -> None:
     """Refuse (409) features whose space ``sent`` is not the reference's ``held`` one; a request
     that names none matches only a reference of unknown space."""
-    if sent == held or (sent is None and held == UNKNOWN_FEATURE_SPACE):
+    if feature_space_matches(held, sent):
         return
     if sent is None:
         raise Conflict(

@@ -252,6 +252,25 @@ async def test_a_replica_that_does_not_hold_the_reference_refuses_after_loading_
         assert right.status_code == 200, right.text
 
 
+@pytest.mark.asyncio
+async def test_a_reference_created_again_in_another_space_is_served_in_the_new_one() -> None:
+    """A replica that holds the old record confirms a mismatch on the stored one before
+    refusing: a reference deleted and created again elsewhere is served in its new space."""
+    store, settings = MemoryStore(), make_settings()
+    async with serving(settings, store) as other, serving(settings, store) as creator:
+        await _with_pool(creator, "r", SPACE)
+        groups = np.random.default_rng(6).normal(size=(2, 4, D))
+        path = "/v1/references/r/rewards"
+        held = await other.send("POST", path, groups, headers={"Feature-Space": SPACE})
+        assert held.status_code == 200, held.text
+        assert (await creator.send("DELETE", "/v1/references/r")).status_code == 204
+        await _with_pool(creator, "r", OTHER)
+        moved = await other.send("POST", path, groups, headers={"Feature-Space": OTHER})
+        assert moved.status_code == 200, moved.text
+        old = await other.send("POST", path, groups, headers={"Feature-Space": SPACE})
+        assert old.status_code == 409 and OTHER in old.json()["detail"]
+
+
 def test_an_adm_layout_file_over_the_body_limit_becomes_a_target(
     tmp_path: Any, service_pair_factory: Any
 ) -> None:

@@ -16,6 +16,7 @@ from ..feature_spaces import (
     FEATURE_SPACE_MAX_LENGTH,
     FEATURE_SPACE_PATTERN,
     check_feature_space,
+    feature_space_matches,
 )
 from .deps import RefName, ServiceDep
 
@@ -37,15 +38,17 @@ DeclaredFeatureSpace = Annotated[
 ]
 
 
-def _feature_space(
+async def _feature_space(
     name: RefName, service: ServiceDep, feature_space: DeclaredFeatureSpace = None
 ) -> str | None:
-    """The declared space; refused (409) at once when this process holds the reference in
-    another one, so a body of the wrong space is never read. The service checks again against
-    the version it serves."""
+    """The declared space; refused (409) before the body is read when it does not match the
+    reference's. The space this process holds is checked first (no store access); a mismatch
+    is confirmed on the stored record, which may be newer (a reference deleted and created
+    again elsewhere in another space). The service checks again against the version it serves."""
     held = service.held_feature_space(name)
-    if held is not None:
-        check_feature_space(name, held, feature_space)
+    if held is not None and not feature_space_matches(held, feature_space):
+        view = await service.view(name)
+        check_feature_space(name, view.state.meta.feature_space, feature_space)
     return feature_space
 
 
