@@ -33,7 +33,7 @@ weights). A head whose spectrum outgrows ``hi`` starts a new factorisation.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -73,6 +73,25 @@ class _Block:
     def width(self) -> int:
         return int(self.weights.shape[0])
 
+    def merged(self, after: _Block) -> _Block:
+        """This block and the one ``after`` it as one block (fewer, larger steps in a forward
+        substitution): ``[[L_1, 0], [L_21, L_2]]^-1 = [[L_1^-1, 0], [-L_2^-1 L_21 L_1^-1,
+        L_2^-1]]`` for the diagonal part."""
+        width, start = self.width, self.lower.shape[2] - self.width
+        padded = torch.nn.functional.pad(self.lower, (0, after.width))
+        coupling = after.lower[:, :, start : start + width]
+        corner = -(after.diagonal_inverse @ coupling @ self.diagonal_inverse)
+        top = torch.nn.functional.pad(self.diagonal_inverse, (0, after.width))
+        bottom = torch.cat([corner, after.diagonal_inverse], dim=2)
+        return _Block(
+            torch.cat([self.columns, after.columns], dim=1),
+            torch.cat([self.weights, after.weights]),
+            torch.cat([padded, after.lower], dim=1),
+            torch.cat([top, bottom], dim=1),
+            torch.cat([self.pivots, after.pivots], dim=1),
+            torch.cat([self.logs, after.logs], dim=1),
+        )
+
     def leading(self, count: int) -> _Block:
         """The block of its first ``count`` columns (what follows them does not enter)."""
         start = self.lower.shape[2] - self.width
@@ -87,6 +106,27 @@ class _Block:
 
 
 @dataclass(frozen=True)
+class _Tally:
+    """What the certificate needs of the columns so far, summed block by block."""
+
+    log_total: torch.Tensor | None = None  # (S,): sum of log(c D)
+    positive_mass: float = 0.0  # sum of c_i |v_i|^2 over positive weights: Weyl's term
+    signs_at_lo: int = 0  # positive pivots at -lo minus positive weights
+    smallest_at_lo: float = math.inf  # smallest |c D| at -lo
+
+    def plus(self, block: _Block) -> _Tally:
+        logs = block.logs.sum(1)
+        at_lo = block.pivots[-1]
+        positive = block.weights.clamp_min(0.0)
+        return _Tally(
+            logs if self.log_total is None else self.log_total + logs,
+            self.positive_mass + float((block.columns.square().sum(0) * positive).sum()),
+            self.signs_at_lo + int((at_lo > 0).sum()) - int((block.weights > 0).sum()),
+            min(self.smallest_at_lo, float((at_lo * block.weights).abs().min())),
+        )
+
+
+@dataclass(frozen=True)
 class PendingFactor:
     """``L D L^T`` of ``K(s)`` for the pending columns at fixed shifts (see the module)."""
 
@@ -97,10 +137,8 @@ class PendingFactor:
     top: float  # lambda_max(M)
     resolvent: torch.Tensor  # (S, d): 1 / (lam + s), shifts = fine^2, coarse^2, -lo
     blocks: tuple[_Block, ...] = ()
-    log_total: torch.Tensor | None = None  # (S,): sum of log(c D) over the columns
-    positive_mass: float = 0.0  # sum of c_i |v_i|^2 over positive weights: Weyl's term
-    signs_at_lo: int = 0  # positive pivots at -lo minus positive weights
-    smallest_at_lo: float = math.inf  # smallest |c D| at -lo
+    stacked: torch.Tensor | None = None  # (d, a): every block's columns side by side
+    tally: _Tally = field(default_factory=lambda: _Tally())
 
     @classmethod
     def start(
@@ -128,19 +166,23 @@ class PendingFactor:
     def size(self) -> int:
         return sum(block.width for block in self.blocks)
 
-    def contains(self) -> bool:
+    def contains(self, tally: _Tally | None = None) -> bool:
         """Whether the top of the updated spectrum (Weyl) stays inside the interval."""
-        return self.top + self.positive_mass <= self.hi
+        return self.top + (tally or self.tally).positive_mass <= self.hi
 
     def _forward(self, scaled: torch.Tensor) -> torch.Tensor:
-        """``L^-1 G_ab`` for new columns, given ``diag(1 / (lam + s)) V_b`` (S, d, m): one pass
-        through ``L``'s rows, block by block."""
-        shifts, _, count = scaled.shape
-        solved = scaled.new_empty(shifts, self.size, count)
+        """``L^-1 G_ab`` for new columns, given ``diag(1 / (lam + s)) V_b`` (S, d, m): ``G_ab``
+        for every shift in one product, then one pass through ``L``'s rows, block by block."""
+        assert self.stacked is not None
+        shifts, d, count = scaled.shape
+        size = self.stacked.shape[1]
+        flat = scaled.permute(1, 0, 2).reshape(d, shifts * count)
+        cross = (self.stacked.T @ flat).reshape(size, shifts, count).permute(1, 0, 2)
+        solved = scaled.new_empty(shifts, size, count)
         start = 0
         for block in self.blocks:
             end = start + block.width
-            rhs = block.columns.T.unsqueeze(0) @ scaled  # (S, b, m)
+            rhs = cross[:, start:end]
             if start:
                 rhs = rhs - block.lower[:, :, :start] @ solved[:, :start]
             solved[:, start:end] = block.diagonal_inverse @ rhs
@@ -187,24 +229,15 @@ class PendingFactor:
         return _Block(columns, weights, lower, diagonal_inverse, pivots, logs)
 
     def _with(self, block: _Block) -> PendingFactor:
-        """This factor with ``block`` appended."""
-        logs = block.logs.sum(1)
-        at_lo = block.pivots[-1]
-        ratios = at_lo * block.weights
-        mass = float((block.columns.square().sum(0) * block.weights.clamp_min(0.0)).sum())
-        return PendingFactor(
-            self.fine,
-            self.coarse,
-            self.lo,
-            self.hi,
-            self.top,
-            self.resolvent,
-            (*self.blocks, block),
-            logs if self.log_total is None else self.log_total + logs,
-            self.positive_mass + mass,
-            self.signs_at_lo + int((at_lo > 0).sum()) - int((block.weights > 0).sum()),
-            min(self.smallest_at_lo, float(ratios.abs().min())),
-        )
+        """This factor with ``block`` appended (merged into the last block while both together
+        stay within a block's width, so that a forward substitution takes few steps)."""
+        blocks, tally = self.blocks, self.tally.plus(block)
+        stacked = block.columns
+        if self.stacked is not None:
+            stacked = torch.cat([self.stacked, block.columns], dim=1)
+        if blocks and blocks[-1].width + block.width <= _BLOCK:
+            blocks, block = blocks[:-1], blocks[-1].merged(block)
+        return replace(self, blocks=(*blocks, block), stacked=stacked, tally=tally)
 
     def extended(self, columns: torch.Tensor, weights: torch.Tensor) -> PendingFactor:
         """This factor with ``columns`` (d, b) of ``weights`` (b,) appended."""
@@ -228,7 +261,7 @@ class PendingFactor:
             torch.cat([columns[:, last:], column.unsqueeze(1)], dim=1),
             torch.cat([weights[last:], weights.new_tensor([weight])]),
         )
-        probe = factor._with(block)  # the factor with the mean column: checks and logs
+        probe = factor.tally.plus(block)  # with the mean column: the checks and the logs
         if count > last:
             factor = factor._with(block.leading(count - last))
         assert probe.log_total is not None
@@ -244,7 +277,7 @@ class PendingFactor:
         certified = (
             probe.signs_at_lo == 0
             and probe.smallest_at_lo >= _MIN_PIVOT_RATIO
-            and probe.contains()
+            and factor.contains(probe)
             and bool(torch.isfinite(error))
         )
         if not certified:

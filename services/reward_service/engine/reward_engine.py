@@ -443,7 +443,7 @@ class RewardEngine:
         terms = Replacement.of(built, changes.originals[None], current, nothing, self._target)
         if not bool(terms.trusted.all()):
             return None
-        shift = built.projector @ terms.delta[0]
+        shift = terms.delta[0]
         held = self._pool[head.changes.positions]
         factored = self._factor_of(head, held, changes, current, shift)
         if factored is None:
@@ -686,12 +686,17 @@ def _extended(
     shift: torch.Tensor | None,
 ) -> tuple[PendingFactor, TraceSqrtChange | None]:
     """``factor`` with the positions that held ``originals`` (m, d) and hold ``current`` now
-    appended, the removals first so that every prefix is a pool's scatter; with the mean
-    ``shift`` (projected), the change of ``tr sqrt`` too."""
-    weight = 1.0 / (built.n - 1)
-    columns = torch.cat([_projected(built, originals), _projected(built, current)], dim=1)
+    appended, the removals first so that every prefix is a pool's scatter; given the mean
+    ``shift`` (d,), the change of ``tr sqrt`` too. One product with the projector for all of
+    them: it is read from memory once."""
     count = originals.shape[0]
+    rows = [originals - built.mean, current - built.mean]
+    if shift is not None:
+        rows.append(shift.unsqueeze(0))
+    projected = built.projector @ torch.cat(rows).T
+    columns = projected[:, : 2 * count]
+    weight = 1.0 / (built.n - 1)
     weights = torch.cat([columns.new_full((count,), -weight), columns.new_full((count,), weight)])
     if shift is None:
         return factor.extended(columns, weights), None
-    return factor.extended_change(columns, weights, shift, -built.n * weight)
+    return factor.extended_change(columns, weights, projected[:, -1], -built.n * weight)
