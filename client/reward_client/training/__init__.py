@@ -4,10 +4,13 @@
   checkpoints, ``metrics.jsonl`` written as it goes, resume, progress bar), and
   :class:`~.loop.RunConfig`, its settings; also the ``Featurizer`` / ``Evaluator`` types.
 - :mod:`.sources` — what a trainer asks of a reward provider: :class:`~.sources.RewardSource`,
-  :class:`~.sources.ServiceRewards` (the service), :class:`~.sources.PerSampleRewards`
-  (numpy only, no torch).
+  :class:`~.sources.ServiceRewards` (group rewards), :class:`~.sources.CreditRewards` and
+  :class:`~.sources.LeaveOneOutCredits` (per-sample distribution-wise credits),
+  :class:`~.sources.PerSampleRewards`, and :func:`~.sources.per_prompt` (advantages per prompt);
+  numpy only, no torch.
 - :mod:`.sde` — samplers of a flow-matching model: the deterministic ODE and the
-  marginal-preserving SDE with per-step log-probabilities.
+  marginal-preserving SDE with per-step log-probabilities, unconditional or with a condition
+  (class, prompt embedding) per sample.
 - :mod:`.ppo` — the PPO-clip loss and optimizer step every policy update is built from.
 - :mod:`.distributed` — ``torchrun`` process-group helpers (single-process fallback).
 - :mod:`.cli` — what every trainer's command line shares (``--setup`` loading, the service
