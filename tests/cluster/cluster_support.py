@@ -219,8 +219,9 @@ def drive_load(urls: list[str], tokens: Tokens, *, requests: int = 36, pause: fl
             assert answer.status_code == 200, answer.text
             if i % 9 == 0:
                 rows = rng.normal(0.2, 1.0, size=(4, D)).tolist()
-                body = {"features": rows, "idempotency_key": f"load-{client.base_url}-{i}"}
-                assert client.post(f"{path}/commit", json=body).status_code == 200
+                key = {"Idempotency-Key": f"load-{client.base_url}-{i}"}
+                answer = client.post(f"{path}/commit", json={"features": rows}, headers=key)
+                assert answer.status_code == 200, answer.text
             time.sleep(pause)
         for client in clients:
             assert client.get("/v1/references/unknown").status_code == 404

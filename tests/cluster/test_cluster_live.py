@@ -208,10 +208,8 @@ def _drive_load(cluster: LiveCluster, stop: threading.Event) -> None:
             if i % 10 == 0:
                 client.post(
                     f"/v1/references/{REFERENCE}/commit",
-                    json={
-                        "features": rng.normal(size=(2, d)).tolist(),
-                        "idempotency_key": f"dashboard-load-{i}",
-                    },
+                    json={"features": rng.normal(size=(2, d)).tolist()},
+                    headers={"Idempotency-Key": f"dashboard-load-{i}"},
                 )
                 client.get("/v1/references/no-such-reference")
                 client.post(
@@ -253,7 +251,8 @@ def _commit(cluster: LiveCluster, key: str, rows: np.ndarray) -> dict[str, Any]:
     with cluster.client() as client:
         answer = client.post(
             f"/v1/references/{REFERENCE}/commit",
-            json={"features": rows.tolist(), "idempotency_key": key},
+            json={"features": rows.tolist()},
+            headers={"Idempotency-Key": key},
         )
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
@@ -330,7 +329,8 @@ def _retry_commit(cluster: LiveCluster, key: str, rows: np.ndarray) -> dict[str,
     with cluster.client() as client:
         answer = client.post(
             f"/v1/references/{REFERENCE}/commit",
-            json={"features": rows.tolist(), "idempotency_key": key},
+            json={"features": rows.tolist()},
+            headers={"Idempotency-Key": key},
         )
     if answer.status_code == 503:
         return None
