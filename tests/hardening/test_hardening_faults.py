@@ -39,6 +39,17 @@ async def _prepared(api: Api, rng: np.random.Generator) -> CommitLedger:
     return CommitLedger(NAME, created["version"])
 
 
+async def _first_ack(ledger: CommitLedger, timeout: float = 120.0) -> None:
+    """Return once the load has had a commit acknowledged. A fault injected then falls inside
+    the commits however busy the machine is; a fixed delay could fire before the first answer
+    on a loaded machine (and a crash before any acknowledgement tests nothing)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not ledger.acked:
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"no commit acknowledged within {timeout} s")
+        await asyncio.sleep(0.01)
+
+
 @dataclass
 class Pair:
     """Two service processes on the persistent Redis, their API helpers and a commit ledger
@@ -64,7 +75,8 @@ def _no_server_errors(statuses: dict[int, int]) -> None:
 
 
 async def test_redis_stopped_and_restarted_mid_load(
-    persistent_redis: RedisServer, service_pair_factory: StartServices,
+    persistent_redis: RedisServer,
+    service_pair_factory: StartServices,
     rng: np.random.Generator,
 ) -> None:
     procs = service_pair_factory(persistent_redis.url, DISTREWARD_SNAPSHOT_EVERY="5")
@@ -72,7 +84,7 @@ async def test_redis_stopped_and_restarted_mid_load(
         ledger = await _prepared(apis[0], rng)
 
         async def outage() -> None:
-            await asyncio.sleep(0.3)
+            await _first_ack(ledger)
             await asyncio.to_thread(persistent_redis.stop)
             await asyncio.sleep(2.0)
             await asyncio.to_thread(persistent_redis.start)
@@ -88,7 +100,9 @@ async def test_redis_stopped_and_restarted_mid_load(
 
 @pytest.mark.parametrize("interruption", ["sigkill", "client-pause"])
 async def test_commits_interrupted_inside_redis(
-    persistent_redis: RedisServer, pair: Pair, interruption: str,
+    persistent_redis: RedisServer,
+    pair: Pair,
+    interruption: str,
 ) -> None:
     """Redis dies (SIGKILL, fsync always) or stops executing writes for longer than the
     service's Redis timeout and its one retry (CLIENT PAUSE WRITE) while a burst of commits is
@@ -97,7 +111,7 @@ async def test_commits_interrupted_inside_redis(
     apis, ledger = pair.apis, pair.ledger
 
     async def interrupt() -> None:
-        await asyncio.sleep(0.2)
+        await _first_ack(ledger)
         if interruption == "sigkill":
             await asyncio.to_thread(persistent_redis.kill)
             await asyncio.sleep(1.0)
@@ -120,12 +134,10 @@ async def test_a_service_process_killed_and_replaced(
     acked_at_crash: list[int] = []
 
     async def crash() -> None:
-        await asyncio.sleep(0.3)
+        await _first_ack(ledger)
         procs[0].kill()  # clients keep trying it until the replacement is up
         acked_at_crash.append(len(ledger.acked))
-        (replacement,) = await asyncio.to_thread(
-            service_pair_factory, persistent_redis.url, 1
-        )
+        (replacement,) = await asyncio.to_thread(service_pair_factory, persistent_redis.url, 1)
         live[0] = ApiAt(apis[0].client, replacement.url)
 
     load = asyncio.gather(ledger.run(lambda: live, COMMITS), crash())
@@ -141,9 +153,14 @@ def _abandoned_upload(url: str, method: str, path: str, headers: dict[str, str])
     """Send the headers of a large ``.npy`` body and a part of it, then hang up."""
     body = npy(np.zeros((4096, D), dtype=np.float32))
     host, port = url.removeprefix("http://").split(":")
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}",
-             f"Authorization: Bearer {ADMIN_TOKEN}", "Content-Type: application/x-npy",
-             *(f"{name}: {value}" for name, value in headers.items())]
+    lines = [
+        f"{method} {path} HTTP/1.1",
+        f"Host: {host}",
+        f"Content-Length: {len(body)}",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "Content-Type: application/x-npy",
+        *(f"{name}: {value}" for name, value in headers.items()),
+    ]
     with socket.create_connection((host, int(port)), timeout=5) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body[: len(body) // 3])
 
