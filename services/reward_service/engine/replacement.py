@@ -107,7 +107,12 @@ def lowrank_rewards(
     projector_t = built.projector.T
     weight = 1.0 / (built.n - 1)
     removed = terms.xs @ projector_t
-    common = (terms.zs @ projector_t).expand(removed.shape[0], -1, -1)
+    pending = terms.zs @ projector_t
+    added = terms.ys @ projector_t
+    # The mean shift is (sum zs + sum ys - sum xs) / n: its projection follows from the rows'
+    # instead of one more (G, d) x (d, d) product, half the work of per-sample credits.
+    shift = (pending.sum(1) + added.sum(1) - removed.sum(1)) / built.n
+    common = pending.expand(removed.shape[0], -1, -1)
 
     def constant(value: float, count: int) -> torch.Tensor:
         return torch.full((count,), value, dtype=torch.float64, device=projector_t.device)
@@ -116,9 +121,7 @@ def lowrank_rewards(
     # own row set); each group adds its own rows and the mean shift.
     update = LowRankUpdate(
         shared=torch.cat([removed, common], dim=1).transpose(1, 2),
-        own=torch.cat(
-            [terms.ys @ projector_t, (terms.delta @ projector_t).unsqueeze(1)], dim=1
-        ).transpose(1, 2),
+        own=torch.cat([added, shift.unsqueeze(1)], dim=1).transpose(1, 2),
         shared_weights=torch.cat(
             [constant(-weight, removed.shape[1]), constant(weight, common.shape[1])]
         ),
