@@ -1,13 +1,15 @@
 """Load test: two service processes on one Redis, trainers asking for rewards while others commit.
 
 ``make load`` runs the full size: 8 trainer clients sending binary reward requests (16 groups of
-64, d = 2048) against a pool of 50,000 rows while 2 clients commit, for 60 s or until a request
-cap. Reported: requests/s, samples/s, latency percentiles, errors, commits; afterwards the state
-in Redis is replayed the way a fresh replica loads it and checked against a from-scratch
-recompute from the stored pool (1e-9 relative), and both processes must serve that version.
+64, d = 2048) against a pool of 50,000 rows while 12 clients commit 2 rows every 0.5 s (each
+client with its own token), for 60 s or until a request cap. Reported: requests/s, samples/s,
+latency percentiles, errors, commits; afterwards the state in Redis is replayed the way a fresh
+replica loads it and checked against a from-scratch recompute from the stored pool (1e-9
+relative), and both processes must serve that version.
 Every size is a command-line argument; the test suite runs a small one. Commits are reported
-too: answer latency, sustained commits per second on the reference, and how many version
-precomputes each process built (coalesced, so far fewer than the commits).
+too: answer latency, sustained commits per second on the reference (checked against
+``--min-commit-rate``), and how many version precomputes each process built (coalesced, so far
+fewer than the commits; checked against ``--max-rebuild-share``).
 
 Writes ``benchmarks/results/load.json`` (``--output``) and prints a summary.
 """
@@ -60,6 +62,7 @@ class Tally:
     acked_versions: list[int] = field(default_factory=list)
     commit_latencies: list[float] = field(default_factory=list)
     stale_answers: int = 0
+    last_commit_answer: float = 0.0  # perf_counter of the last acknowledgement
 
 
 async def _upload(client: httpx.AsyncClient, url: str, args: argparse.Namespace) -> int:
@@ -155,6 +158,7 @@ async def _committer(
             if answer.status_code == 200:
                 tally.acked_versions.append(int(answer.json()["version"]))
                 tally.commit_latencies.append(time.perf_counter() - began)
+                tally.last_commit_answer = time.perf_counter()
             else:
                 tally.errors[f"commit {answer.status_code}"] += 1
         step += 1
@@ -209,6 +213,9 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
             ),
         )
         wall = time.perf_counter() - began
+        # Commits stop at the deadline; reward requests in flight then may take long to drain,
+        # so the commit rate is over the time commits were sent and answered.
+        committing = max(tally.last_commit_answer - began, args.duration)
         stored = await read_stored_state(redis_url, NAME)
         served = [(await client.get(f"{url}/v1/references/{NAME}")).json() for url in urls]
         rebuilds = [await _rebuilds(client, url) for url in urls]
@@ -225,7 +232,7 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
             abs(info["base_fd"] - stored.base_fd) <= 1e-9 * abs(stored.base_fd) for info in served
         ),
         "zero_errors": not tally.errors,
-        "commit_rate_sustained": applied / wall >= args.min_commit_rate,
+        "commit_rate_sustained": applied / committing >= args.min_commit_rate,
         # How far below the commits depends on rebuild time: a process whose rebuild is faster
         # than the commit interval builds once per commit.
         "rebuilds_well_below_commits": all(
@@ -267,7 +274,8 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
         "commits": {
             "acknowledged": len(tally.acked_versions),
             "applied": applied,
-            "per_second": applied / wall,
+            "per_second": applied / committing,
+            "committing_seconds": committing,
             "latency_p50_seconds": _percentile(tally.commit_latencies, 50),
             "latency_p99_seconds": _percentile(tally.commit_latencies, 99),
             "rebuilds_per_process": rebuilds,
