@@ -351,3 +351,43 @@ def _peak_rss(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.mark.asyncio
+async def test_a_reference_created_again_with_another_d_is_served_by_a_replica_that_held_it() -> (
+    None
+):
+    """A replica refuses a body by the d it holds only once the stored record confirms it: after
+    the reference is deleted and created again with another d through another replica, the
+    first request of the new d is answered 503 (its body was consumed; the client sends it
+    again) and the next one is served; the old d is then refused by the stored record."""
+    store, settings = MemoryStore(), make_settings()
+    wider = D + 4
+    rng = np.random.default_rng(7)
+    async with serving(settings, store) as other, serving(settings, store) as creator:
+        await _with_pool(creator, "r", SPACE)
+        path = "/v1/references/r/rewards"
+        space = {"Feature-Space": SPACE}
+        held = await other.send("POST", path, rng.normal(size=(2, 4, D)), headers=space)
+        assert held.status_code == 200, held.text
+        assert (await creator.send("DELETE", "/v1/references/r")).status_code == 204
+        a = rng.normal(size=(wider, wider))
+        stats = {"mu": rng.normal(size=wider), "sigma": a @ a.T / wider}
+        buffer = io.BytesIO()
+        np.savez(buffer, feature_space=np.array(SPACE), **stats)
+        created = await _put_npz(creator, "r", buffer.getvalue())
+        assert created.status_code == 200, created.text
+        pool = rng.normal(size=(N, wider))
+        assert (await creator.send("PUT", "/v1/references/r/pool", pool, headers=space)).is_success
+        groups = rng.normal(size=(2, 4, wider))
+        first = await other.send("POST", path, groups, headers=space)
+        assert first.status_code == 503, first.text
+        assert "send the request again" in first.json()["detail"]
+        assert "Retry-After" in first.headers
+        again = await other.send("POST", path, groups, headers=space)
+        assert again.status_code == 200, again.text
+        as_json = {"groups": groups.tolist()}
+        answer = await other.send("POST", path, json_fields=as_json, binary=False, headers=space)
+        assert answer.status_code == 200, answer.text
+        old = await other.send("POST", path, rng.normal(size=(2, 4, D)), headers=space)
+        assert old.status_code == 400 and f"d={wider}" in old.json()["detail"], old.text

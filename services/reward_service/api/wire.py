@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Final, Generic, Literal, TypeVar, cast
+from typing import IO, Any, Final, Generic, Literal, NoReturn, TypeVar, cast
 
 import numpy as np
 from fastapi import Request
@@ -25,8 +25,9 @@ from pydantic import BaseModel, ValidationError
 
 from ..admission import Ticket
 from ..cost import check_cost
-from ..errors import BadInput, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from ..errors import BadInput, PayloadTooLarge, Unavailable, Unprocessable, UnsupportedMediaType
 from ..limits import ArraySpec, Limits
+from ..service import ReferenceService
 from ..settings import Settings
 from . import json_array
 from .deps import CallerKey, RefName, ServiceDep, SettingsDep
@@ -254,6 +255,31 @@ def array_from_json(values: list[Any], spec: ArraySpec, limits: Limits) -> np.nd
     return array
 
 
+class _HeldWidthDiffers(Exception):
+    """A body's d differs from the reference's as this process holds it: refused only once the
+    stored record confirms it (:func:`_confirm_width`)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__(shape)
+        self.shape = shape
+
+
+async def _confirm_width(
+    service: ReferenceService, name: str, spec: ArraySpec, shape: tuple[int, ...]
+) -> NoReturn:
+    """Refuse a body by the stored reference's d. The held record may be older than the
+    store's: a reference deleted and created again with another d through another replica.
+    Reading the view brings this process up to the stored record; a body that fits it is then
+    answered 503 (send it again), since its bytes were consumed by the early refusal."""
+    stored = (await service.view(name)).state.meta.d
+    service.limits.check_shape(spec, shape, stored)  # the 400 naming both d
+    raise Unavailable(
+        "reference",
+        f"this replica held an older record of {name!r} and has now read the stored one "
+        f"(d={stored}); send the request again",
+    )
+
+
 @dataclass(frozen=True)
 class Decoded(Generic[M]):
     """An array body: the array, and the JSON body it came in (None for ``.npy``, whose
@@ -298,30 +324,46 @@ class ArrayBody(Generic[M]):
         width = service.held_width(name)
 
         def check(shape: tuple[int, ...], method: str) -> None:
-            limits.check_shape(spec, shape, width)
+            limits.check_shape(spec, shape)
+            if width is not None and shape[-1] != width:
+                raise _HeldWidthDiffers(shape)
             if self._costed:
                 check_cost(spec.what, shape, method, settings.max_request_gflop)
 
         async with service.admission.admit(caller) as ticket:
-            declared = request.headers.get("content-length", "")
-            body_bytes = min(
-                int(declared) if declared.isdigit() else settings.max_body_bytes,
-                settings.max_body_bytes,  # more is refused by its length, unread
-            )
-            binary = media_type(request) == NPY
-            await ticket.reserve(2 * body_bytes if binary else body_bytes)
-            method = request.query_params.get("method", "lowrank")
-            payload = await read_payload(
-                request, (NPY, JSON), settings.max_body_bytes, lambda shape: check(shape, method)
-            )
-            if payload.media_type == NPY:
-                array = decode_npy(payload.data, spec, limits)
-                decoded: Decoded[M] = Decoded(array, None)
-            else:
-                decoded = await self._json(payload.data, spec, settings, ticket, check)
-            del payload  # the body goes; the decoded array stays reserved until the answer
-            await ticket.settle(decoded.array.nbytes)
+            try:
+                decoded = await self._decoded(request, spec, limits, settings, ticket, check)
+            except _HeldWidthDiffers as differs:
+                await _confirm_width(service, name, spec, differs.shape)
             yield decoded
+
+    async def _decoded(
+        self,
+        request: Request,
+        spec: ArraySpec,
+        limits: Limits,
+        settings: Settings,
+        ticket: Ticket,
+        check: Callable[[tuple[int, ...], str], None],
+    ) -> Decoded[M]:
+        declared = request.headers.get("content-length", "")
+        body_bytes = min(
+            int(declared) if declared.isdigit() else settings.max_body_bytes,
+            settings.max_body_bytes,  # more is refused by its length, unread
+        )
+        binary = media_type(request) == NPY
+        await ticket.reserve(2 * body_bytes if binary else body_bytes)
+        method = request.query_params.get("method", "lowrank")
+        payload = await read_payload(
+            request, (NPY, JSON), settings.max_body_bytes, lambda shape: check(shape, method)
+        )
+        if payload.media_type == NPY:
+            decoded: Decoded[M] = Decoded(decode_npy(payload.data, spec, limits), None)
+        else:
+            decoded = await self._json(payload.data, spec, settings, ticket, check)
+        del payload  # the body goes; the decoded array stays reserved until the answer
+        await ticket.settle(decoded.array.nbytes)
+        return decoded
 
     async def _json(
         self,
