@@ -20,7 +20,7 @@ from typing import IO
 import numpy as np
 from fastapi import Request
 
-from ..errors import BadInput, PayloadTooLarge
+from ..errors import BadInput
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import Limits
 from ..settings import Settings
@@ -45,18 +45,9 @@ async def spooled_body(request: Request, settings: Settings) -> AsyncIterator[IO
     """The body in a temporary file (rewound), refused by its declared and by its streamed size
     before the limit is crossed; the file is deleted on exit."""
     limit = settings.max_target_npz_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(_too_large(int(declared), limit))
     with tempfile.TemporaryFile(dir=settings.spool_dir or None) as file:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(_too_large(size, limit))
+        async for chunk in wire.bounded_chunks(request, limit, _too_large):
             file.write(chunk)
-        if size == 0:
-            raise BadInput("the request body is empty")
         file.seek(0)
         yield file
 

@@ -92,17 +92,10 @@ async def read_payload(
             f"Content-Type {sent or '(none)'!r} is not accepted here; send one of "
             + ", ".join(accepted)
         )
-    declared_text = request.headers.get("content-length")
-    declared = int(declared_text) if declared_text and declared_text.isdigit() else None
-    if declared is not None and declared > limit:
-        raise PayloadTooLarge(_too_large(declared, limit))
+    declared = declared_length(request)
     head = bytearray() if kind == NPY else None  # the .npy header while it arrives
     chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(_too_large(size, limit))
+    async for chunk in bounded_chunks(request, limit, _too_large):
         chunks.append(chunk)
         if head is not None:
             head += chunk[: _MAX_HEAD_BYTES - len(head)]
@@ -110,9 +103,32 @@ async def read_payload(
             if header is not None:
                 head = None
                 _check_header(header, declared, check_shape)
+    return Payload(kind, b"".join(chunks))
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's ``Content-Length``, when the request declares one."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
+
+
+async def bounded_chunks(
+    request: Request, limit: int, too_large: Callable[[int, int], str]
+) -> AsyncIterator[bytes]:
+    """The body's chunks, within ``limit`` bytes: a declared ``Content-Length`` over it is
+    refused before a byte is read, a body that streams past it at the chunk that crosses it
+    (``too_large(size, limit)`` says what to do instead); an empty body is refused."""
+    declared = declared_length(request)
+    if declared is not None and declared > limit:
+        raise PayloadTooLarge(too_large(declared, limit))
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(too_large(size, limit))
+        yield chunk
     if size == 0:
         raise BadInput("the request body is empty")
-    return Payload(kind, b"".join(chunks))
 
 
 def _too_large(size: int, limit: int) -> str:
@@ -346,9 +362,9 @@ class ArrayBody(Generic[M]):
         ticket: Ticket,
         check: Callable[[tuple[int, ...], str], None],
     ) -> Decoded[M]:
-        declared = request.headers.get("content-length", "")
+        declared = declared_length(request)
         body_bytes = min(
-            int(declared) if declared.isdigit() else settings.max_body_bytes,
+            settings.max_body_bytes if declared is None else declared,
             settings.max_body_bytes,  # more is refused by its length, unread
         )
         binary = media_type(request) == NPY
