@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import RewardEngine
+from .engine import Committed, RewardEngine
 from .errors import NotFound
 from .freshness import Freshness, FreshnessTracker
-from .store.base import Base, ReferenceMeta, Statistics, Store, Target
+from .store.base import Base, LogEntry, ReferenceMeta, Statistics, Store, Target
+from .workers import WorkerThreads
 
 __all__ = ["HeldState", "Replica"]
 
@@ -40,6 +41,31 @@ def _compact(pool: np.ndarray) -> np.ndarray:
     which halves what a snapshot stores; float64 otherwise."""
     narrow = pool.astype(np.float32)
     return narrow if np.array_equal(narrow, pool) else pool
+
+
+def _commit_run(entries: list[LogEntry], version: int) -> list[LogEntry]:
+    """The commit entries at the head of ``entries`` that follow ``version`` one by one."""
+    run: list[LogEntry] = []
+    for entry in entries:
+        if entry.kind != "commit" or entry.version != version + len(run) + 1:
+            break
+        run.append(entry)
+    return run
+
+
+def _applied(
+    engine: RewardEngine, entries: list[LogEntry]
+) -> tuple[list[Committed], Exception | None]:
+    """Append the rows of commit ``entries`` in order; what was applied, and the error that
+    stopped the rest (the caller records the applied part before raising it)."""
+    committed: list[Committed] = []
+    for entry in entries:
+        assert entry.features is not None
+        try:
+            committed.append(engine.append(_owned(entry.features)))
+        except Exception as exc:  # handed back to the event loop, which raises it
+            return committed, exc
+    return committed, None
 
 
 @dataclass(frozen=True)
@@ -64,8 +90,13 @@ class Replica:
         store: Store,
         device: str | None,
         freshness: FreshnessTracker | None = None,
+        workers: WorkerThreads | None = None,
     ) -> None:
+        """``workers``: the process's threads for engine calls (:mod:`.workers`); without
+        them the replica runs its own at normal priority (tools that load one reference)."""
         self.name = name
+        self._owns_workers = workers is None
+        self._workers = workers if workers is not None else WorkerThreads(1, 1, niceness=0)
         self._freshness = freshness if freshness is not None else FreshnessTracker()
         self._store = store
         self._device = device
@@ -106,6 +137,8 @@ class Replica:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._owns_workers:
+            self._workers.shutdown()
 
     def freshness(self) -> Freshness:
         """How much of the held pool recent commits replaced (see :mod:`.freshness`)."""
@@ -155,7 +188,7 @@ class Replica:
             engine = self.state.engine
             if engine is None:
                 return None
-            state = await asyncio.to_thread(engine.state_dict)
+            state = await self._workers.background(engine.state_dict)
             pool = state["pool"]
             return Base(
                 version=int(state["version"]),
@@ -189,7 +222,7 @@ class Replica:
             if not engine.pending_rows:
                 return
             try:
-                await asyncio.to_thread(engine.rebuild)
+                await self._workers.background(engine.rebuild)
             except Exception:  # a background task: log, keep serving the head as it is
                 log.exception("rebuild of %s failed", self.name)
                 return
@@ -214,10 +247,10 @@ class Replica:
             self._log_id = "0-0"
             return
         base = await self._store.read_base(self.name)
-        engine = await asyncio.to_thread(self._build, target, base)
+        engine = await self._workers.background(self._build, target, base)
         self._hold(HeldState(meta, target, engine))
         self._log_id = base.log_id
-        self._remember(engine)
+        self._remember(engine.version, engine.base_fd)
         await self._replay()
 
     def _build(self, target: Target, base: Base) -> RewardEngine:
@@ -240,27 +273,38 @@ class Replica:
         return RewardEngine.from_state_dict(state, device=self._device)
 
     async def _replay(self) -> None:
-        """Apply the log entries after the held position, in order."""
-        for entry in await self._store.read_log(self.name, self._log_id):
-            engine = self.state.engine
-            version = self.state.version
+        """Apply the log entries after the held position, in order; a run of commits in one
+        call to the catch-up thread (one hop however far behind)."""
+        entries = await self._store.read_log(self.name, self._log_id)
+        while entries:
+            entry, engine, version = entries[0], self.state.engine, self.state.version
             if entry.version <= version:
                 self._log_id = entry.log_id
+                entries = entries[1:]
                 continue
             if entry.kind == "pool" or engine is None or entry.version != version + 1:
                 # A new pool, or a gap (the log was trimmed behind a snapshot): start over.
                 await self._reload()
                 return
             if entry.kind == "commit":
-                assert entry.features is not None
-                await asyncio.to_thread(engine.append, _owned(entry.features))
-                self._freshness.record(entry.version, len(entry.features))
-            else:  # "target": same pool, new target statistics.
-                target = await self._store.read_target(self.name)
-                engine = await asyncio.to_thread(self._retarget, engine, target, entry.version)
-                self._hold(HeldState(self.state.meta, target, engine))
+                run = _commit_run(entries, version)
+                committed, error = await self._workers.catch_up(_applied, engine, run)
+                for applied, made in zip(run, committed, strict=False):
+                    assert applied.features is not None
+                    self._freshness.record(made.version, len(applied.features))
+                    self._log_id = applied.log_id
+                    self._remember(made.version, made.base_fd)
+                if error is not None:
+                    raise error
+                entries = entries[len(run) :]
+                continue
+            # "target": same pool, new target statistics.
+            target = await self._store.read_target(self.name)
+            engine = await self._workers.background(self._retarget, engine, target, entry.version)
+            self._hold(HeldState(self.state.meta, target, engine))
             self._log_id = entry.log_id
-            self._remember(engine)
+            self._remember(engine.version, engine.base_fd)
+            entries = entries[1:]
 
     def _retarget(self, engine: RewardEngine, target: Target, version: int) -> RewardEngine:
         state = engine.state_dict()
@@ -269,7 +313,7 @@ class Replica:
         )
         return RewardEngine.from_state_dict(state, device=self._device)
 
-    def _remember(self, engine: RewardEngine) -> None:
-        self._base_fds[engine.version] = float(engine.base_fd)
+    def _remember(self, version: int, base_fd: float) -> None:
+        self._base_fds[version] = float(base_fd)
         while len(self._base_fds) > _BASE_FD_HISTORY:
             self._base_fds.popitem(last=False)

@@ -28,6 +28,7 @@ from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
 from .settings import Settings
 from .store.base import ReferenceMeta, Store, StoreConflict, StoreUnavailable
+from .workers import WorkerThreads
 
 __all__ = ["ReplicaSet", "View"]
 
@@ -69,8 +70,11 @@ def _check_servable(state: HeldState) -> None:
 class ReplicaSet:
     """What this process holds of the stored references, and its standing with the store."""
 
-    def __init__(self, store: Store, settings: Settings, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, metrics: ServiceMetrics, workers: WorkerThreads
+    ) -> None:
         self._store = store
+        self._workers = workers
         self._settings = settings
         self._metrics = metrics
         self._device = settings.device or None
@@ -139,7 +143,7 @@ class ReplicaSet:
             freshness = FreshnessTracker(
                 self._settings.freshness_versions, self._settings.freshness_seconds
             )
-            replica = Replica(name, self._store, self._device, freshness)
+            replica = Replica(name, self._store, self._device, freshness, self._workers)
             self._replicas[name] = replica
         if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
             # The store failed moments ago: answer from the held version at once instead of

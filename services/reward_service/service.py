@@ -37,6 +37,7 @@ from .replica import HeldState, Replica
 from .replicas import ReplicaSet, View
 from .settings import Settings
 from .store.base import CommitRecord, Store, StoreKind, Target
+from .workers import WorkerThreads
 
 __all__ = [
     "CommitOutcome",
@@ -50,6 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+_BACKGROUND_THREADS = 2  # rebuilds, loads and snapshots of different references at once
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,10 @@ class ReferenceService:
 
     def __init__(self, store: Store, settings: Settings, metrics: ServiceMetrics) -> None:
         self.limits = Limits(settings)
-        self.references = ReplicaSet(store, settings, metrics)
+        self.workers = WorkerThreads(
+            settings.max_concurrent_compute, _BACKGROUND_THREADS, settings.compute_niceness
+        )
+        self.references = ReplicaSet(store, settings, metrics, self.workers)
         self._store = store
         self._settings = settings
         self._metrics = metrics
@@ -150,6 +156,7 @@ class ReferenceService:
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.references.close()
         await self._store.close()
+        self.workers.shutdown()
 
     async def ready(self) -> int:
         """Number of stored references; raises ``Unavailable`` when the store is down."""
@@ -329,7 +336,10 @@ class ReferenceService:
     async def commit(
         self, name: str, features: np.ndarray, key: str, feature_space: str | None
     ) -> CommitOutcome:
-        view = await self.references.view(name, allow_stale=False)
+        # The checks need the record, d and N, which no commit changes: the version held will
+        # do, rather than queueing behind the catch-up in progress (the store refuses the
+        # entry if the reference was replaced meanwhile).
+        view = await self.references.view(name, allow_stale=False, wait=False)
         state, replica = view.state, view.replica
         check_feature_space(name, state.meta.feature_space, feature_space)
         engine = self._engine_of(state)
@@ -363,7 +373,7 @@ class ReferenceService:
         problem."""
         async with self.admission.compute.slot():
             try:
-                return await asyncio.to_thread(fn, *args, **kwargs)
+                return await self.workers.compute(fn, *args, **kwargs)
             except ValueError as exc:
                 raise BadInput(str(exc)) from exc
 

@@ -85,6 +85,13 @@ class Settings(BaseSettings):
         description="target sigma is PSD when min eigenvalue >= -tolerance * max eigenvalue",
     )
     max_concurrent_compute: int = Field(default=2, ge=1, description="engine calls running at once")
+    compute_niceness: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="niceness added to the threads that compute rewards, so that the event "
+        "loop, commits (milliseconds each, answers waiting) and rebuilds get the cores first",
+    )
     token_max_compute: int = Field(
         default=1, ge=1, description="of those, the engine calls one token may hold at once"
     )
