@@ -22,11 +22,11 @@ def log_binding(host: str, port: int) -> None:
     WARNING, since the service speaks plain HTTP and expects TLS to end in front of it."""
     log = logging.getLogger(__name__)
     if host in LOOPBACK_HOSTS:
-        log.info("listening on %s:%d (loopback only; set DISTREWARD_HOST to serve beyond)",
-                 host, port)
+        log.info(
+            "listening on %s:%d (loopback only; set DISTREWARD_HOST to serve beyond)", host, port
+        )
     else:
-        log.warning("listening on %s:%d, beyond loopback: plain HTTP, put TLS in front",
-                    host, port)
+        log.warning("listening on %s:%d, beyond loopback: plain HTTP, put TLS in front", host, port)
 
 
 def main() -> None:
