@@ -11,13 +11,15 @@ meanwhile, so rebuilds are bounded by rebuild time, not by the commit rate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import Committed, RewardEngine
+from .engine import RewardEngine
 from .errors import NotFound
 from .freshness import Freshness, FreshnessTracker
 from .store.base import Base, LogEntry, ReferenceMeta, Statistics, Store, Target
@@ -53,19 +55,10 @@ def _commit_run(entries: list[LogEntry], version: int) -> list[LogEntry]:
     return run
 
 
-def _applied(
-    engine: RewardEngine, entries: list[LogEntry]
-) -> tuple[list[Committed], Exception | None]:
-    """Append the rows of commit ``entries`` in order; what was applied, and the error that
-    stopped the rest (the caller records the applied part before raising it)."""
-    committed: list[Committed] = []
-    for entry in entries:
-        assert entry.features is not None
-        try:
-            committed.append(engine.append(_owned(entry.features)))
-        except Exception as exc:  # handed back to the event loop, which raises it
-            return committed, exc
-    return committed, None
+def _rows_of(entry: LogEntry) -> np.ndarray:
+    if entry.features is None:
+        raise ValueError(f"log entry {entry.log_id} is a commit without rows")
+    return _owned(entry.features)
 
 
 @dataclass(frozen=True)
@@ -91,9 +84,12 @@ class Replica:
         device: str | None,
         freshness: FreshnessTracker | None = None,
         workers: WorkerThreads | None = None,
+        rebuild_share: float = 1.0,
     ) -> None:
         """``workers``: the process's threads for engine calls (:mod:`.workers`); without
-        them the replica runs its own at normal priority (tools that load one reference)."""
+        them the replica runs its own at normal priority (tools that load one reference).
+        ``rebuild_share``: most of the time the background rebuilds may take (see
+        :meth:`_rebuild_loop`)."""
         self.name = name
         self._owns_workers = workers is None
         self._workers = workers if workers is not None else WorkerThreads(1, 1, niceness=0)
@@ -105,6 +101,8 @@ class Replica:
         self._log_id = "0-0"
         self._base_fds: OrderedDict[int, float] = OrderedDict()
         self._rebuilding: asyncio.Task[None] | None = None
+        self._rebuild_share = rebuild_share
+        self._rebuild_due = asyncio.Event()
         self._retired_rebuilds = 0  # precomputes built by engines this replica no longer holds
         self._reported_rebuilds = 0
 
@@ -216,16 +214,24 @@ class Replica:
 
     async def _rebuild_loop(self) -> None:
         """Build the head's precompute until nothing is pending: each pass coalesces every
-        commit applied while the previous one ran."""
+        commit applied while the previous one ran. After a build of ``t`` seconds the next
+        waits ``t (1 / rebuild_share - 1)``, so that rebuilds leave the cores to rewards for
+        the rest of the time, unless the rows pending make one due sooner (the engine's
+        ``rebuild_due``: rewards grow dearer with them)."""
         while self._state is not None and self._state.engine is not None:
             engine = self._state.engine
             if not engine.pending_rows:
                 return
+            began = time.monotonic()
             try:
                 await self._workers.background(engine.rebuild)
             except Exception:  # a background task: log, keep serving the head as it is
                 log.exception("rebuild of %s failed", self.name)
                 return
+            self._rebuild_due.clear()
+            pause = (time.monotonic() - began) * (1.0 / self._rebuild_share - 1.0)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._rebuild_due.wait(), pause)
 
     def _hold(self, state: HeldState) -> None:
         """Hold ``state``, keeping the count of rebuilds of the engine it replaces."""
@@ -288,14 +294,16 @@ class Replica:
                 return
             if entry.kind == "commit":
                 run = _commit_run(entries, version)
-                committed, error = await self._workers.catch_up(_applied, engine, run)
-                for applied, made in zip(run, committed, strict=False):
-                    assert applied.features is not None
-                    self._freshness.record(made.version, len(applied.features))
+                rows = [_rows_of(applied) for applied in run]
+                # If this raises, the entries the engine applied are skipped by version on the
+                # next catch-up (their base FDs are not kept).
+                committed = await self._workers.catch_up(engine.append_many, rows)
+                for applied, features, made in zip(run, rows, committed, strict=True):
+                    self._freshness.record(made.version, len(features))
                     self._log_id = applied.log_id
                     self._remember(made.version, made.base_fd)
-                if error is not None:
-                    raise error
+                if engine.rebuild_due:
+                    self._rebuild_due.set()
                 entries = entries[len(run) :]
                 continue
             # "target": same pool, new target statistics.

@@ -143,7 +143,14 @@ class ReplicaSet:
             freshness = FreshnessTracker(
                 self._settings.freshness_versions, self._settings.freshness_seconds
             )
-            replica = Replica(name, self._store, self._device, freshness, self._workers)
+            replica = Replica(
+                name,
+                self._store,
+                self._device,
+                freshness,
+                self._workers,
+                self._settings.rebuild_share,
+            )
             self._replicas[name] = replica
         if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
             # The store failed moments ago: answer from the held version at once instead of

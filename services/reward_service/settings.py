@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         description="niceness added to the threads that compute rewards, so that the event "
         "loop, commits (milliseconds each, answers waiting) and rebuilds get the cores first",
     )
+    rebuild_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="most of the time a replica spends rebuilding one reference: after a "
+        "rebuild of t seconds the next waits t (1 / share - 1), unless the rows pending take "
+        "half of what a reward's low-rank update may hold",
+    )
     token_max_compute: int = Field(
         default=1, ge=1, description="of those, the engine calls one token may hold at once"
     )

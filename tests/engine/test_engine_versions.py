@@ -150,6 +150,87 @@ def test_commits_extend_the_pending_factorisation_and_stay_exact_across_a_chain(
             assert engine.pending_rows == 0 and engine._head.factor is None
 
 
+def _one_by_one_forbidden(engine: RewardEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make :meth:`RewardEngine.append` fail, so that a test sees the single pass at work."""
+
+    def refuse(features: object) -> None:
+        raise AssertionError("append_many fell back to one commit at a time")
+
+    monkeypatch.setattr(engine, "append", refuse)
+
+
+def test_many_commits_in_one_pass_answer_what_each_one_alone_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Runs of commits (a catch-up of several log entries) applied in one pass: every version
+    # gets the base FD it gets one commit at a time, and each matches a from-scratch float64
+    # recompute of its rows; across a rebuild, from a built head (no factorisation yet) and
+    # from one with commits pending.
+    rng, basis, mu, sigma, pool = _problem(21, d=96, n=400)
+    single = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    batched = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    reference = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    _one_by_one_forbidden(batched, monkeypatch)
+    for run, sizes in enumerate([[2, 1, 3], [1], [4, 2, 2, 1], [3, 3]]):
+        commits = [features(rng, size, basis, 0.3 + 0.05 * run) for size in sizes]
+        if len(commits) == 1:  # a run of one is append itself
+            monkeypatch.undo()
+        answers = batched.append_many(commits)
+        _one_by_one_forbidden(batched, monkeypatch)
+        alone = [single.append(rows) for rows in commits]
+        assert [a.version for a in answers] == [a.version for a in alone]
+        assert [a.pending_rows for a in answers] == [a.pending_rows for a in alone]
+        for answer, expected, rows in zip(answers, alone, commits, strict=True):
+            reference.commit(rows)  # built at each version: the exact path
+            assert answer.method == "lowrank" and answer.version == reference.version
+            tolerance = 1e-9 * max(1.0, abs(reference.base_fd))
+            assert abs(answer.base_fd - reference.base_fd) <= tolerance
+            assert abs(answer.base_fd - expected.base_fd) <= 1e-12 * abs(expected.base_fd)
+        np.testing.assert_array_equal(batched.pool(), single.pool())
+        assert batched.cursor == single.cursor and batched.base_fd == answers[-1].base_fd
+        assert abs(batched.base_fd - _held_fd(batched, mu, sigma)) <= 1e-9 * _scale(batched)
+        if run == 1:
+            batched.rebuild()
+            single.rebuild()
+            assert batched._head.factor is None  # the next run starts a factorisation
+    # Rewards on the head the pass left match that version's exact path.
+    groups = features(rng, 3 * 4, basis * 1.1, 0.25).reshape(3, 4, -1)
+    result = batched.rewards(groups, seed=5)
+    exact = _fresh(batched, mu, sigma).rewards(
+        groups, mode="indices", indices=result.indices, method="exact"
+    )
+    tolerance = 1e-9 * _scale(batched)
+    np.testing.assert_allclose(result.rewards, exact.rewards, rtol=0, atol=tolerance)
+
+
+def test_commits_that_touch_pending_rows_go_one_by_one_with_the_same_answers() -> None:
+    # A pool of 40: a run of commits that wraps the ring onto positions still pending cannot
+    # extend the factorisation in one pass; append_many applies it one commit at a time.
+    rng, basis, mu, sigma, pool = _problem(22, d=16, n=40)
+    settings = QuadratureSettings(max_rank_fraction=8.0)
+    batched = RewardEngine(mu, sigma, pool, device="cpu", quadrature=settings)
+    single = RewardEngine(mu, sigma, pool, device="cpu", quadrature=settings)
+    commits = [features(rng, 12, basis, 0.3) for _ in range(5)]
+    answers = batched.append_many(commits)
+    alone = [single.append(rows) for rows in commits]
+    assert [(a.version, a.base_fd, a.method) for a in answers] == [
+        (a.version, a.base_fd, a.method) for a in alone
+    ]
+    np.testing.assert_array_equal(batched.pool(), single.pool())
+    assert abs(batched.base_fd - _held_fd(batched, mu, sigma)) <= 1e-9 * _scale(batched)
+
+
+def test_a_run_with_a_bad_commit_changes_nothing() -> None:
+    rng, basis, mu, sigma, pool = _problem(23, d=32, n=200)
+    engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)
+    bad = features(rng, 2, basis, 0.3)
+    bad[1, 3] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        engine.append_many([features(rng, 2, basis, 0.3), bad])
+    assert engine.version == 0 and engine.pending_rows == 0
+    np.testing.assert_array_equal(engine.pool(), pool)
+
+
 def test_a_factorisation_extended_block_by_block_equals_one_made_at_once() -> None:
     rng, basis, mu, sigma, pool = _problem(12)
     engine = RewardEngine(mu, sigma, pool, device="cpu", quadrature=WIDE_RANK)

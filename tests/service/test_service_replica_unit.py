@@ -105,3 +105,38 @@ async def test_a_replica_loads_a_snapshot_with_its_statistics(
     held, loaded = replica.state.engine.statistics(), fresh.engine.statistics()
     np.testing.assert_array_equal(loaded.gram, held.gram)
     assert fresh.engine.base_fd == pytest.approx(replica.state.engine.base_fd, rel=1e-12)
+
+
+async def test_a_replica_behind_by_many_commits_applies_them_in_one_call_with_every_base_fd(
+    rng: np.random.Generator,
+) -> None:
+    # Commits made elsewhere while this replica looked away: one catch-up applies the run in
+    # a single call of the engine, and the base FD it keeps for each version (what a retried
+    # commit's answer names) is the one a replica following every commit computes.
+    store = MemoryStore()
+    incarnation = await _reference(store, rng)
+    behind, following = Replica("r", store, "cpu"), Replica("r", store, "cpu")
+    await behind.sync()
+    await following.sync()
+    calls: list[int] = []
+    engine = behind.state.engine
+    assert engine is not None
+    append_many = engine.append_many
+
+    def counted(batches: list[np.ndarray]) -> object:
+        calls.append(len(batches))
+        return append_many(batches)
+
+    engine.append_many = counted  # type: ignore[method-assign]
+    for step in range(5):
+        rows = rng.normal(0.1, 1.0, size=(1 + step % 2, D))
+        await store.append_commit("r", incarnation, record(rows, f"k{step}", now=0.0))
+        await following.sync()
+    assert (await behind.sync()).version == 6
+    assert calls == [5]
+    for version in range(2, 7):
+        kept, expected = behind.base_fd_at(version), following.base_fd_at(version)
+        assert kept is not None and expected is not None
+        assert kept == pytest.approx(expected, rel=1e-12)
+    await behind.close()
+    await following.close()

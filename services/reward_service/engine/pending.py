@@ -92,18 +92,6 @@ class _Block:
             torch.cat([self.logs, after.logs], dim=1),
         )
 
-    def leading(self, count: int) -> _Block:
-        """The block of its first ``count`` columns (what follows them does not enter)."""
-        start = self.lower.shape[2] - self.width
-        return _Block(
-            self.columns[:, :count],
-            self.weights[:count],
-            self.lower[:, :count, : start + count],
-            self.diagonal_inverse[:, :count, :count],
-            self.pivots[:, :count],
-            self.logs[:, :count],
-        )
-
 
 @dataclass(frozen=True)
 class _Tally:
@@ -247,41 +235,69 @@ class PendingFactor:
             factor = factor._with(factor._eliminated(columns[:, block], weights[block]))
         return factor
 
-    def extended_change(
-        self, columns: torch.Tensor, weights: torch.Tensor, column: torch.Tensor, weight: float
+    def extended_changes(
+        self,
+        columns: torch.Tensor,
+        weights: torch.Tensor,
+        ends: list[int],
+        means: torch.Tensor,
+        mean_weight: float,
     ) -> tuple[PendingFactor, TraceSqrtChange]:
-        """:meth:`extended`, and ``tr sqrt(M') - tr sqrt(M)`` for the columns of the result and
-        ``column`` (d,) of ``weight`` (the mean shift) on top, eliminated with the last block
-        in the same pass; its error estimate as in :mod:`.lowrank`, NaN where the spectrum
-        leaves the interval or a pivot has the wrong sign."""
-        count = columns.shape[1]
-        last = count - (count - 1) % _BLOCK - 1 if count else 0
-        factor = self.extended(columns[:, :last], weights[:last])
-        block = factor._eliminated(
-            torch.cat([columns[:, last:], column.unsqueeze(1)], dim=1),
-            torch.cat([weights[last:], weights.new_tensor([weight])]),
-        )
-        probe = factor.tally.plus(block)  # with the mean column: the checks and the logs
-        if count > last:
-            factor = factor._with(block.leading(count - last))
-        assert probe.log_total is not None
+        """:meth:`extended` by ``columns`` (d, c) of ``weights`` (c,), and for each version
+        ``j`` that its first ``ends[j]`` columns make, ``tr sqrt(M_j) - tr sqrt(M)`` with its
+        mean shift column ``means[:, j]`` (weight ``mean_weight``) on top; error estimates as
+        in :mod:`.lowrank`, NaN where the spectrum leaves the interval or a pivot has the
+        wrong sign.
+
+        The mean columns are never stored: each is eliminated after its version's prefix.
+        ``L`` is lower triangular, so the first ``k`` entries of ``L^-1 G_au`` for the whole
+        factorisation are those for its first ``k`` columns: one forward substitution of every
+        mean column serves every version, and each Schur complement
+        ``C_u^-1 + G_uu - F^T D^-1 F`` sums its prefix of the terms ``F_i^2 / D_i``."""
+        factor, fresh = self, []
+        for start in range(0, columns.shape[1], _BLOCK):
+            block = slice(start, start + _BLOCK)
+            fresh.append(factor._eliminated(columns[:, block], weights[block]))
+            factor = factor._with(fresh[-1])
+        scaled = self.resolvent.unsqueeze(-1) * means.unsqueeze(0)  # (S, d, m)
+        own = (means.unsqueeze(0) * scaled).sum(1)  # G_uu, (S, m)
+        solved = factor._forward(scaled)  # (S, a + c, m)
+        pivots = torch.cat([block.pivots for block in factor.blocks], dim=1)
+        folded = (solved.square() / pivots.unsqueeze(-1)).cumsum(1)
+        prefix = [self.size + end - 1 for end in ends]
+        excess = own - folded[:, prefix, torch.arange(len(ends), device=columns.device)]
+        ratios = mean_weight * excess  # c D - 1 of each mean column, (S, m)
+        logs = torch.where(ratios > -1.0, torch.log1p(ratios), torch.nan)
+        at_lo = (1.0 + ratios[-1]) / mean_weight
+
+        # The tallies of every prefix of the new columns, then each version's mean column.
+        new_weights = torch.cat([block.weights for block in fresh])
+        new_at_lo = torch.cat([block.pivots[-1] for block in fresh])
+        last = torch.as_tensor([end - 1 for end in ends], device=columns.device)
+        log_totals = torch.cat([block.logs for block in fresh], dim=1).cumsum(1)[:, last] + logs
+        if self.tally.log_total is not None:
+            log_totals = log_totals + self.tally.log_total.unsqueeze(1)
+        masses = (columns.square().sum(0) * new_weights.clamp_min(0.0)).cumsum(0)[last]
+        signs = ((new_at_lo > 0).long() - (new_weights > 0).long()).cumsum(0)[last]
+        signs = signs + (at_lo > 0).long() - int(mean_weight > 0) + self.tally.signs_at_lo
+        smallest = torch.minimum(
+            (new_at_lo * new_weights).abs().cummin(0).values[last], (at_lo * mean_weight).abs()
+        ).clamp_max(self.tally.smallest_at_lo)
+
         n = self.fine.nodes.shape[0]
-        device = column.device
-        fine = probe.log_total[:n] @ torch.as_tensor(self.fine.weights, device=device) / math.pi
-        coarse_logs = probe.log_total[n:-1]
+        device = columns.device
+        fine = log_totals[:n].T @ torch.as_tensor(self.fine.weights, device=device) / math.pi
+        coarse_logs = log_totals[n:-1].T
         coarse = coarse_logs @ torch.as_tensor(self.coarse.weights, device=device) / math.pi
         decay = math.exp(-convergence_exponent(self.hi / self.lo) * (n // 2))
         error = (fine - coarse).abs() * decay / (1.0 - decay)
-        # M' has no eigenvalue below lo (inertia of K(-lo)), none of the signs is rounding's,
+        # M_j has no eigenvalue below lo (inertia of K(-lo)), none of the signs is rounding's,
         # and the top of its spectrum is below hi.
         certified = (
-            probe.signs_at_lo == 0
-            and probe.smallest_at_lo >= _MIN_PIVOT_RATIO
-            and factor.contains(probe)
-            and bool(torch.isfinite(error))
+            (signs == 0)
+            & (smallest >= _MIN_PIVOT_RATIO)
+            & (self.top + self.tally.positive_mass + masses <= self.hi)
+            & torch.isfinite(error)
         )
-        if not certified:
-            error = torch.full_like(error, torch.nan)
-        return factor, TraceSqrtChange(
-            change=fine.reshape(1), error_estimate=error.reshape(1), nodes=n
-        )
+        error = torch.where(certified, error, torch.nan)
+        return factor, TraceSqrtChange(change=fine, error_estimate=error, nodes=n)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -214,6 +214,14 @@ class RewardEngine:
     def pending_rows(self) -> int:
         """Pool rows changed since the built version (0 when the head is built)."""
         return self._head.changes.rows
+
+    @property
+    def rebuild_due(self) -> bool:
+        """Whether the pending rows take half the rank a reward update may have on the
+        low-rank path (``max_rank_fraction``): rewards of large groups then cost several times
+        what they cost against a built version, and past it they wait for a rebuild."""
+        pending = self._head.changes.rows
+        return pending > 0 and not self._fits(2 * pending)
 
     @property
     def rebuilds(self) -> int:
@@ -426,6 +434,147 @@ class RewardEngine:
             error_estimate=successor.base_error,
             pending_rows=successor.changes.rows,
         )
+
+    def append_many(self, batches: Sequence[Any]) -> list[Committed]:
+        """:meth:`append` of each of ``batches`` in order, with the same versions and base FDs,
+        in one pass where it can: one extension of the pending factorisation by all of their
+        rows, each version's base FD certified from its prefix
+        (:meth:`PendingFactor.extended_changes`), so that a replica catching up on many
+        commits pays for the shared work once. One by one where the pass does not hold: a
+        position touched twice (the ring wrapping onto pending rows), the pending rows past
+        the low-rank limit, a version it cannot certify."""
+        rows = [as_float64(batch, self._device, "features") for batch in batches]
+        for ys in rows:
+            check_features(ys, self.d, min_rows=1)
+        if len(rows) > 1:
+            with self._commit_lock:
+                committed = self._append_in_one_pass(rows)
+            if committed is not None:
+                return committed
+        return [self.append(ys) for ys in rows]
+
+    def _append_in_one_pass(self, rows: list[torch.Tensor]) -> list[Committed] | None:
+        """Under the commit lock: :meth:`append_many`'s single pass, or None (nothing
+        changed) where it does not hold."""
+        head = self._head
+        built, pending = head.built, head.changes.rows
+        sizes = [ys.shape[0] for ys in rows]
+        total = sum(sizes)
+        if total + pending > built.n or not self._holds(pending + total):
+            return None
+        positions = (self._cursor + torch.arange(total, device=self._device)) % built.n
+        if bool(torch.isin(positions, head.changes.positions).any()):
+            return None
+        before = self._pool[positions]
+        ys = torch.cat(rows)
+        factor = head.factor
+        if factor is None and not pending:  # the head is built: start a factorisation
+            spread = float(_projected(built, ys).square().sum()) / (built.n - 1)
+            factor = PendingFactor.start(built.eigenvalues, spread, self._settings)
+        if factor is None:
+            return None
+        changes = head.changes.then(positions, before)[0]
+        current = torch.cat([self._pool[head.changes.positions], ys])
+        ends = np.cumsum(sizes).tolist()
+        with single_threaded():  # skinny products and small factorisations
+            heads = self._certified_heads(head, factor, changes, current, ends)
+        if heads is None:
+            return None
+        with self._swap_lock:
+            self._pool[positions] = ys
+            self._cursor = (self._cursor + total) % built.n
+            self._head = heads[-1]
+            if self._later is not None:
+                self._later = self._later.then(positions, before)[0]
+        return [
+            Committed(
+                version=made.version,
+                base_fd=made.base_fd,
+                method="lowrank",
+                error_estimate=made.base_error,
+                pending_rows=pending + end,
+            )
+            for made, end in zip(heads, ends, strict=True)
+        ]
+
+    def _certified_heads(
+        self,
+        head: Head,
+        factor: PendingFactor,
+        changes: Changes,
+        current: torch.Tensor,
+        ends: list[int],
+    ) -> list[Head] | None:
+        """The heads of the versions whose rows are the first ``pending + ends[j]`` of
+        ``changes`` (the head's pending rows, then fresh positions), each base FD certified
+        by the low-rank path from ``head.built`` with ``factor`` (the head's pending rows')
+        extended; None where one cannot be. Only the last head carries the extended
+        factorisation: the others are what the commits answer."""
+        built, pending = head.built, head.changes.rows
+        nothing = current[:0].unsqueeze(0)
+        terms = [
+            Replacement.of(
+                built,
+                changes.originals[None, : pending + end],
+                current[: pending + end],
+                nothing,
+                self._target,
+            )
+            for end in ends
+        ]
+        if not all(bool(term.trusted.all()) for term in terms):
+            return None
+        fresh = slice(pending, None)
+        originals, rows = changes.originals[fresh], current[fresh]
+        projected = (
+            built.projector
+            @ torch.cat(
+                [
+                    originals - built.mean,
+                    rows - built.mean,
+                    torch.stack([t.delta[0] for t in terms]),
+                ]
+            ).T
+        )
+        count = len(rows)
+        removed, added = projected[:, :count], projected[:, count : 2 * count]
+        weight = 1.0 / (built.n - 1)
+        # Each commit's removals, then its additions: every prefix is a pool's scatter.
+        starts = [0, *ends[:-1]]
+        order = torch.cat(
+            [
+                torch.cat([removed[:, a:b], added[:, a:b]], dim=1)
+                for a, b in zip(starts, ends, strict=True)
+            ],
+            dim=1,
+        )
+        weights = torch.cat(
+            [
+                torch.cat([order.new_full((b - a,), -weight), order.new_full((b - a,), weight)])
+                for a, b in zip(starts, ends, strict=True)
+            ]
+        )
+        factor, change = factor.extended_changes(
+            order, weights, [2 * end for end in ends], projected[:, 2 * count :], -built.n * weight
+        )
+        if not factor.contains():
+            return None
+        heads: list[Head] = []
+        for j, term in enumerate(terms):
+            reward = float(2.0 * change.change[j] - term.mean_change[0] - term.trace_change[0])
+            error = 2.0 * float(change.error_estimate[j])
+            base_fd = built.base_fd - reward
+            tolerance = max(
+                self._settings.reward_rtol * abs(reward),
+                self._settings.reward_atol * max(1.0, abs(base_fd)),
+            )
+            if not error <= tolerance:  # NaN too
+                return None
+            version_changes = Changes(
+                changes.positions[: pending + ends[j]], changes.originals[: pending + ends[j]]
+            )
+            heads.append(Head(head.version + j + 1, built, version_changes, base_fd, error))
+        return [*heads[:-1], replace(heads[-1], factor=factor)]
 
     def commit(self, features: Any) -> int:
         """:meth:`append` and :meth:`rebuild`: returns the new version once it is built."""
@@ -699,4 +848,5 @@ def _extended(
     weights = torch.cat([columns.new_full((count,), -weight), columns.new_full((count,), weight)])
     if shift is None:
         return factor.extended(columns, weights), None
-    return factor.extended_change(columns, weights, projected[:, -1], -built.n * weight)
+    means = projected[:, -1:]
+    return factor.extended_changes(columns, weights, [2 * count], means, -built.n * weight)
