@@ -561,15 +561,10 @@ class RewardEngine:
             return None
         heads: list[Head] = []
         for j, term in enumerate(terms):
-            reward = float(2.0 * change.change[j] - term.mean_change[0] - term.trace_change[0])
-            error = 2.0 * float(change.error_estimate[j])
-            base_fd = built.base_fd - reward
-            tolerance = max(
-                self._settings.reward_rtol * abs(reward),
-                self._settings.reward_atol * max(1.0, abs(base_fd)),
-            )
-            if not error <= tolerance:  # NaN too
+            certified = self._certified_fd(built, term, change, j)
+            if certified is None:
                 return None
+            base_fd, error = certified
             version_changes = Changes(
                 changes.positions[: pending + ends[j]], changes.originals[: pending + ends[j]]
             )
@@ -599,8 +594,20 @@ class RewardEngine:
             return None
         factor, change = factored
         assert change is not None
-        reward = float(2.0 * change.change[0] - terms.mean_change[0] - terms.trace_change[0])
-        error = 2.0 * float(change.error_estimate[0])
+        certified = self._certified_fd(built, terms, change, 0)
+        if certified is None:
+            return None
+        base_fd, error = certified
+        return Head(head.version + 1, built, changes, base_fd, error, factor)
+
+    def _certified_fd(
+        self, built: Built, terms: Replacement, change: TraceSqrtChange, index: int
+    ) -> tuple[float, float] | None:
+        """A version's base FD and its error estimate from the ``tr sqrt`` change at
+        ``index`` and the version's closed-form ``terms`` relative to ``built``; None where
+        the estimate is over the tolerance (or NaN: not certified)."""
+        reward = float(2.0 * change.change[index] - terms.mean_change[0] - terms.trace_change[0])
+        error = 2.0 * float(change.error_estimate[index])
         base_fd = built.base_fd - reward
         tolerance = max(
             self._settings.reward_rtol * abs(reward),
@@ -608,7 +615,7 @@ class RewardEngine:
         )
         if not error <= tolerance:  # NaN too
             return None
-        return Head(head.version + 1, built, changes, base_fd, error, factor)
+        return base_fd, error
 
     def _factor_of(
         self,
