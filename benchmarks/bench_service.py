@@ -81,9 +81,14 @@ async def _setup(client: httpx.AsyncClient, d: int, pool_rows: int, chunk_rows: 
     npy_headers = {"Content-Type": "application/x-npy"}
     real = rng.normal(0.1, 1.0, size=(2 * d, d)).astype(np.float32)
     # Synthetic rows of no network's feature space: the reference records "unknown".
-    _check(await client.put(f"/v1/references/{NAME}/target", content=_npy(real),
-                            headers=npy_headers,
-                            params={"accept_unknown_feature_space": "true"}))
+    _check(
+        await client.put(
+            f"/v1/references/{NAME}/target",
+            content=_npy(real),
+            headers=npy_headers,
+            params={"accept_unknown_feature_space": "true"},
+        )
+    )
     path = f"/v1/references/{NAME}/pool"
     starts = list(range(0, pool_rows, chunk_rows))
     publish = 0.0
@@ -92,10 +97,15 @@ async def _setup(client: httpx.AsyncClient, d: int, pool_rows: int, chunk_rows: 
         chunk = rng.normal(size=(rows, d)).astype(np.float32)
         final = i == len(starts) - 1
         began = time.perf_counter()
-        _check(await client.request(
-            "PUT" if i == 0 else "POST", path, content=_npy(chunk),
-            params={"final": str(final).lower()}, headers=npy_headers,
-        ))
+        _check(
+            await client.request(
+                "PUT" if i == 0 else "POST",
+                path,
+                content=_npy(chunk),
+                params={"final": str(final).lower()},
+                headers=npy_headers,
+            )
+        )
         if final:
             publish = time.perf_counter() - began
     return publish
@@ -112,8 +122,11 @@ async def _throughput(
         latencies = []
         for step in range(requests_each):
             began = time.perf_counter()
-            _check(await client.post(path, content=body, headers=headers,
-                                     params={"seed": worker_id * 1000 + step}))
+            _check(
+                await client.post(
+                    path, content=body, headers=headers, params={"seed": worker_id * 1000 + step}
+                )
+            )
             latencies.append(time.perf_counter() - began)
         return latencies
 
@@ -139,12 +152,17 @@ async def _overhead(client: httpx.AsyncClient, groups: np.ndarray, repeats: int)
         for seed in range(repeats):
             began = time.perf_counter()
             if wire == "npy":
-                response = await client.post(path, content=_npy(groups), params={"seed": seed},
-                                             headers={"Content-Type": "application/x-npy"})
+                response = await client.post(
+                    path,
+                    content=_npy(groups),
+                    params={"seed": seed},
+                    headers={"Content-Type": "application/x-npy"},
+                )
             else:
                 body = json.dumps({"groups": groups.tolist(), "seed": seed})
-                response = await client.post(path, content=body,
-                                             headers={"Content-Type": "application/json"})
+                response = await client.post(
+                    path, content=body, headers={"Content-Type": "application/json"}
+                )
             latency = time.perf_counter() - began
             timing = _check(response)["timing"]
             rows.append((latency, timing["total_seconds"], timing["compute_seconds"]))
@@ -163,23 +181,33 @@ async def _overhead(client: httpx.AsyncClient, groups: np.ndarray, repeats: int)
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    groups = np.random.default_rng(1).normal(
-        0.05, 1.0, size=(args.groups, args.group_size, args.d)
-    ).astype(np.float32)
+    groups = (
+        np.random.default_rng(1)
+        .normal(0.05, 1.0, size=(args.groups, args.group_size, args.d))
+        .astype(np.float32)
+    )
     load_before = os.getloadavg()[0]
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with running_service(max_body_bytes=1 << 30) as url:
         async with httpx.AsyncClient(base_url=url, headers=headers, timeout=600) as client:
             publish = await _setup(client, args.d, args.pool, args.chunk_rows)
-            await client.post(f"/v1/references/{NAME}/rewards", content=_npy(groups),
-                              headers={"Content-Type": "application/x-npy"})  # warm-up
+            await client.post(
+                f"/v1/references/{NAME}/rewards",
+                content=_npy(groups),
+                headers={"Content-Type": "application/x-npy"},
+            )  # warm-up
             throughput = await _throughput(client, groups, args.clients, args.requests)
             overhead = await _overhead(client, groups, args.repeats)
     return {
         "config": {
-            "d": args.d, "pool": args.pool, "groups": args.groups,
-            "group_size": args.group_size, "clients": args.clients,
-            "requests_per_client": args.requests, "store": "memory", "body_dtype": "float32",
+            "d": args.d,
+            "pool": args.pool,
+            "groups": args.groups,
+            "group_size": args.group_size,
+            "clients": args.clients,
+            "requests_per_client": args.requests,
+            "store": "memory",
+            "body_dtype": "float32",
         },
         "machine": {
             "cpus": os.cpu_count(),

@@ -115,9 +115,7 @@ async def _settled_info(api: Api, name: str, version: int, timeout: float = 15.0
         await asyncio.sleep(0.2)
 
 
-async def rewards_meanwhile(
-    targets: Targets, name: str, until: Awaitable[None]
-) -> Counter[int]:
+async def rewards_meanwhile(targets: Targets, name: str, until: Awaitable[None]) -> Counter[int]:
     """Reward requests against every live replica until ``until`` completes; their statuses."""
     statuses: Counter[int] = Counter()
     groups = np.random.default_rng(5).normal(size=(4, 3, D)).astype(np.float32)

@@ -23,9 +23,7 @@ NPY = {"Content-Type": "application/x-npy"}
 def _header_only(shape: tuple[int, ...]) -> tuple[bytes, int]:
     """The ``.npy`` header of a float32 array of ``shape`` and the full file's size."""
     whole = npy(np.zeros((1,) * len(shape), dtype=np.float32))
-    header = whole[: len(whole) - 4].replace(
-        repr((1,) * len(shape)).encode(), repr(shape).encode()
-    )
+    header = whole[: len(whole) - 4].replace(repr((1,) * len(shape)).encode(), repr(shape).encode())
     return header, len(header) + int(np.prod(shape)) * 4
 
 
@@ -50,7 +48,11 @@ def _header_then_fail(header: bytes) -> AsyncIterator[bytes]:
     ],
 )
 async def test_a_body_is_refused_by_its_header(
-    api: Api, rng: np.random.Generator, path: str, shape: tuple[int, ...], status: int,
+    api: Api,
+    rng: np.random.Generator,
+    path: str,
+    shape: tuple[int, ...],
+    status: int,
     words: str,
 ) -> None:
     await api.create("ref", rng)
@@ -89,8 +91,15 @@ async def test_a_trainer_token_on_an_admin_upload_is_refused_before_the_body(
 
 @pytest.mark.parametrize(
     "authorization",
-    ["", "Bearer", "Bearer ", f"Basic {TRAINER_TOKEN}", f"Bearer {TRAINER_TOKEN}x",
-     f"Bearer {TRAINER_TOKEN[:-1]}", "Bearer \u00e9t\u00e9-token-0001".encode()],
+    [
+        "",
+        "Bearer",
+        "Bearer ",
+        f"Basic {TRAINER_TOKEN}",
+        f"Bearer {TRAINER_TOKEN}x",
+        f"Bearer {TRAINER_TOKEN[:-1]}",
+        "Bearer \u00e9t\u00e9-token-0001".encode(),
+    ],
 )
 async def test_malformed_or_near_miss_credentials_get_401(
     api: Api, authorization: str | bytes

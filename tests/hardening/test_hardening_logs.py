@@ -44,8 +44,12 @@ async def test_no_token_or_payload_in_logs_at_debug(
         await api.send("GET", ref, token=UNKNOWN_TOKEN),  # 401
         await api.rewards("ref", np.full((1, 2, D), np.nan)),  # 400
         await api.rewards("ref", groups[:, :, :-1]),  # 400 (d)
-        await api.send("POST", f"{ref}/rewards", binary=False,
-                       json_fields={"groups": groups.tolist(), "extra": SENTINEL}),  # 422
+        await api.send(
+            "POST",
+            f"{ref}/rewards",
+            binary=False,
+            json_fields={"groups": groups.tolist(), "extra": SENTINEL},
+        ),  # 422
         await api.rewards("nope", groups),  # 404
     ]
     assert [answer.status_code for answer in errors] == [403, 401, 400, 400, 422, 404]

@@ -32,10 +32,18 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def _request(app: FastAPI, method: str, path: str) -> int:
     """One unauthenticated request with an empty body; its status."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
-        "method": method, "path": path, "raw_path": path.encode(), "query_string": b"",
-        "root_path": "", "headers": [(b"host", b"service")],
-        "client": ("127.0.0.1", 1234), "server": ("service", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"service")],
+        "client": ("127.0.0.1", 1234),
+        "server": ("service", 80),
     }
     status = 0
 
@@ -62,14 +70,16 @@ def _random_method(rng: random.Random) -> str:
 
 def _random_path(rng: random.Random) -> str:
     name = rng.randbytes(6).hex()
-    return rng.choice([
-        f"/{name}",
-        f"/{name}/{rng.randbytes(3).hex()}",
-        f"/v1/references/{name}",
-        f"/v1/references/{name}/{rng.choice(['rewards', 'commit', 'fd', 'pool', name])}",
-        "/healthz",
-        f"/docs-assets/{name}",
-    ])
+    return rng.choice(
+        [
+            f"/{name}",
+            f"/{name}/{rng.randbytes(3).hex()}",
+            f"/v1/references/{name}",
+            f"/v1/references/{name}/{rng.choice(['rewards', 'commit', 'fd', 'pool', name])}",
+            "/healthz",
+            f"/docs-assets/{name}",
+        ]
+    )
 
 
 def _series(text: str) -> set[str]:
@@ -99,8 +109,9 @@ async def test_random_methods_and_paths_leave_metrics_bounded(
         before = (await client.get("/metrics")).text
 
         draws = random.Random(0)
-        statuses = {await _request(app, _random_method(draws), _random_path(draws))
-                    for _ in range(10_000)}
+        statuses = {
+            await _request(app, _random_method(draws), _random_path(draws)) for _ in range(10_000)
+        }
         assert statuses <= {200, 401, 404, 405, 422}, statuses  # /healthz, or refused; no 500
         after = (await client.get("/metrics")).text
         assert len(after) <= 1.1 * len(before), (len(before), len(after))

@@ -25,8 +25,11 @@ GROUPS = np.zeros((2, 3, D))
     ids=["ragged-json", "overflow-json", "overflow-query", "negative-seed"],
 )
 async def test_odd_indices_and_seeds_are_4xx(
-    api: Api, rng: np.random.Generator, fields: dict[str, Any] | None,
-    query: dict[str, Any] | None, status: int,
+    api: Api,
+    rng: np.random.Generator,
+    fields: dict[str, Any] | None,
+    query: dict[str, Any] | None,
+    status: int,
 ) -> None:
     await api.create("ref", rng)
     if fields is not None:

@@ -37,7 +37,10 @@ async def test_health_readiness_and_metrics(api: Api, store_kind: str) -> None:
     ready = await api.client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {
-        "status": "ready", "store": store_kind, "references": 0, "unloadable": []
+        "status": "ready",
+        "store": store_kind,
+        "references": 0,
+        "unloadable": [],
     }
     metrics = await api.client.get("/metrics")
     assert metrics.status_code == 200
@@ -113,8 +116,9 @@ async def test_rewards_with_explicit_indices_and_exact_method(api: Api, binary: 
     if binary:
         answer = await api.rewards("r", groups, mode="indices", indices="5,17,40", method="exact")
     else:
-        answer = await api.rewards("r", groups, binary=False, mode="indices", indices=rows,
-                                   method="exact")
+        answer = await api.rewards(
+            "r", groups, binary=False, mode="indices", indices=rows, method="exact"
+        )
     assert answer.status_code == 200, answer.text
     expected = engine.rewards(groups, mode="indices", indices=np.array(rows), method="exact")
     np.testing.assert_allclose(answer.json()["rewards"], expected.rewards, rtol=0, atol=1e-12)
@@ -130,8 +134,9 @@ async def test_fd_equals_the_engine(api: Api, binary: bool) -> None:
     if binary:
         answer = await api.send("POST", path, features)
     else:
-        answer = await api.send("POST", path, binary=False,
-                                json_fields={"features": features.tolist()})
+        answer = await api.send(
+            "POST", path, binary=False, json_fields={"features": features.tolist()}
+        )
     assert answer.status_code == 200, answer.text
     assert answer.json()["fd"] == pytest.approx(engine.fd(features), rel=1e-12)
     assert answer.json()["n"] == 40 and answer.json()["version"] == 1
@@ -139,8 +144,12 @@ async def test_fd_equals_the_engine(api: Api, binary: bool) -> None:
 
 async def test_fd_before_a_pool_uses_the_target(api: Api, rng: np.random.Generator) -> None:
     mu, sigma = np.zeros(D), np.eye(D)
-    answer = await api.send("PUT", "/v1/references/t/target", binary=False,
-                            json_fields={"mu": mu.tolist(), "sigma": sigma.tolist()})
+    answer = await api.send(
+        "PUT",
+        "/v1/references/t/target",
+        binary=False,
+        json_fields={"mu": mu.tolist(), "sigma": sigma.tolist()},
+    )
     assert answer.status_code == 200 and answer.json()["n"] == 0
     assert answer.json()["base_fd"] is None
     # Equal covariances: FD is |mu_a - mu_b|^2; a large sample of N(0, I) is close to 0.
@@ -178,8 +187,9 @@ async def test_chunked_pool_upload(api: Api, binary: bool) -> None:
     async def upload(method: str, part: np.ndarray, final: bool):
         if binary:
             return await api.send(method, path, part, params={"final": str(final).lower()})
-        return await api.send(method, path, binary=False,
-                              json_fields={"features": part.tolist(), "final": final})
+        return await api.send(
+            method, path, binary=False, json_fields={"features": part.tolist(), "final": final}
+        )
 
     first = await upload("PUT", parts[0], False)
     assert first.json() == {"staged_rows": len(parts[0])}

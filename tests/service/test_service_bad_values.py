@@ -117,14 +117,31 @@ CASES: list[tuple[str, str, str, Body, int, str]] = [
     ("target-fit-1e200", "PUT", "target", _npy(np.full((10, D), 1e200)), 400, "exceeds"),
     ("rewards-1e200", "POST", "rewards", _npy(np.full((2, 4, D), 1e200)), 400, "exceeds"),
     ("fd-1e200", "POST", "fd", _npy(_HUGE), 400, "exceeds"),
-    ("target-mu-1e200", "PUT", "target",
-     _json({"mu": [1e200] * D, "sigma": np.eye(D).tolist()}), 400, "mu"),
-    ("target-sigma-minus-5", "PUT", "target",
-     _json({"mu": [0.0] * D, "sigma": (-5 * np.eye(D)).tolist()}), 400, "semi-definite"),
-    ("target-sigma-indefinite", "PUT", "target",
-     _npz(_archive(np.zeros(D), np.diag([1.0] * (D - 1) + [-0.5]))), 400, "semi-definite"),
-    ("rewards-negative-dims", "POST", "rewards", _crafted_npy((-1, -1, D), 4 * D), 400,
-     "negative"),
+    (
+        "target-mu-1e200",
+        "PUT",
+        "target",
+        _json({"mu": [1e200] * D, "sigma": np.eye(D).tolist()}),
+        400,
+        "mu",
+    ),
+    (
+        "target-sigma-minus-5",
+        "PUT",
+        "target",
+        _json({"mu": [0.0] * D, "sigma": (-5 * np.eye(D)).tolist()}),
+        400,
+        "semi-definite",
+    ),
+    (
+        "target-sigma-indefinite",
+        "PUT",
+        "target",
+        _npz(_archive(np.zeros(D), np.diag([1.0] * (D - 1) + [-0.5]))),
+        400,
+        "semi-definite",
+    ),
+    ("rewards-negative-dims", "POST", "rewards", _crafted_npy((-1, -1, D), 4 * D), 400, "negative"),
     ("commit-overflowing-shape", "POST", "commit", _crafted_npy(_LONG, 64), 400, "header"),
     ("fd-overflowing-shape", "POST", "fd", _crafted_npy(_LONG, 64), 400, "header"),
     ("target-overflowing-shape", "PUT", "target", _crafted_npy(_LONG, 64), 400, "header"),
@@ -168,7 +185,9 @@ async def test_refused_before_anything_is_stored(
     if route == "commit":
         headers = {**headers, "Idempotency-Key": "key-1"}
     answer = await stack.api.client.request(
-        method, f"/v1/references/ref/{route}", content=content,
+        method,
+        f"/v1/references/ref/{route}",
+        content=content,
         headers=stack.api.headers(**headers),
     )
     assert answer.status_code == status, answer.text
@@ -231,7 +250,9 @@ def _fd(rows: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
     root = (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
     inner = np.linalg.eigvalsh(root @ cov @ root)
     return float(
-        ((mean - mu) ** 2).sum() + np.trace(cov) + np.trace(sigma)
+        ((mean - mu) ** 2).sum()
+        + np.trace(cov)
+        + np.trace(sigma)
         - 2 * np.sqrt(np.clip(inner, 0, None)).sum()
     )
 
