@@ -5,6 +5,7 @@ allocated before its shape is known."""
 from __future__ import annotations
 
 import json
+import re
 import tracemalloc
 
 import numpy as np
@@ -88,6 +89,50 @@ def test_arrays_larger_than_a_chunk_decode_and_are_checked_in_every_chunk(rng) -
 def test_irregular_or_malformed_arrays_are_refused(array: str) -> None:
     with pytest.raises(BadInput):
         decode(f'{{"groups": {array}}}')
+
+
+NUMBERS_JSON_ALLOWS = ["0", "-0", "10", "1.5", "-0.5e-3", "1E+2", "1e05", "0e5", "-1.25E-300"]
+NUMBERS_JSON_REFUSES = [
+    "+1",
+    ".5",
+    "-.5",
+    "1.",
+    "01",
+    "-01",
+    "00",
+    "1e",
+    "1e+",
+    "1.e5",
+    "--1",
+    "1-",
+    "e5",
+    "1e5.5",
+    "1.2.3",
+    "1ee5",
+    "1e+-5",
+    "1e1e1",
+    "0.5.",
+]
+
+
+@pytest.mark.parametrize("number", NUMBERS_JSON_ALLOWS)
+def test_every_json_number_spelling_decodes_as_json_reads_it(number: str) -> None:
+    decoded, _ = decode(f'{{"groups": [[[{number}, {number}]]]}}')
+    assert decoded[0, 0, 0] == decoded[0, 0, 1] == json.loads(number)
+
+
+@pytest.mark.parametrize("position", [0, 1])
+@pytest.mark.parametrize("number", NUMBERS_JSON_REFUSES)
+def test_numbers_json_does_not_allow_are_refused_as_json_refuses_them(
+    number: str, position: int
+) -> None:
+    # strtod reads most of these; JSON (and so the members beside the array) does not.
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(f"[{number}]")
+    row = ["1", "2"]
+    row[position] = number
+    with pytest.raises(BadInput, match=f"{re.escape(repr(number))} is not a JSON number"):
+        decode(f'{{"groups": [[[{", ".join(row)}]]]}}')
 
 
 def test_nan_and_infinity_are_read_to_be_refused_as_values() -> None:

@@ -25,10 +25,13 @@ pairs of adjacent brackets and commas allowed (``]]``, ``],``, ``,[``, ``[[``), 
 order.
 
 Memory: the body, the float64 array and one chunk's temporaries (a few times the chunk).
-Numbers are read by numpy's ``strtod`` (correctly rounded, like Python's ``float``); it also
-reads a few spellings JSON does not allow (``+1``, ``.5``, ``01``), which are numbers all the
-same. ``NaN`` and ``Infinity`` (which Python's ``json`` writes) are read as what they are and,
-like an overflowing exponent, refused with 400 by the value check that follows decoding.
+Numbers are read by numpy's ``strtod`` (correctly rounded, like Python's ``float``) once each
+has been checked against JSON's grammar, ``-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]?
+[0-9]+)?``, character by character with its neighbours: ``strtod`` also reads ``+1``, ``.5``,
+``1.`` and ``01``, which the JSON members beside the array (and any other JSON parser) refuse,
+so the array does too. ``NaN`` and ``Infinity`` (which Python's ``json`` writes) are read as
+what they are and, like an overflowing exponent, refused with 400 by the value check that
+follows decoding.
 """
 
 from __future__ import annotations
@@ -65,6 +68,15 @@ _PAIR_ALLOWED[
     [_CLOSE * 256 + _CLOSE, _CLOSE * 256 + _COMMA, _COMMA * 256 + _OPEN, _OPEN * 256 + _OPEN]
 ] = True
 _TO_SPACE = bytes.maketrans(b"[],", b"   ")
+_DIGIT = np.zeros(256, dtype=bool)
+_DIGIT[np.frombuffer(b"0123456789", dtype=np.uint8)] = True
+_LETTER = np.zeros(256, dtype=bool)  # of NaN and Infinity: left to the value check
+_LETTER[np.frombuffer(b"NaInfity", dtype=np.uint8)] = True
+_EXPONENT = np.zeros(256, dtype=bool)
+_EXPONENT[np.frombuffer(b"eE", dtype=np.uint8)] = True
+_SIGN = np.zeros(256, dtype=bool)
+_SIGN[np.frombuffer(b"+-", dtype=np.uint8)] = True
+_PLUS, _MINUS, _DOT, _ZERO = ord("+"), ord("-"), ord("."), ord("0")
 
 
 class JsonArray:
@@ -236,6 +248,7 @@ def _fill_chunk(
         raise _ragged(what)
     if last and (done + count != len(flat) or codes[int(ends[-1]) :].tobytes() != b"]" * ndim):
         raise _ragged(what)
+    _check_numbers(codes, number, starts, ends, what)
     text = codes[int(starts[0]) : int(ends[-1])].tobytes().translate(_TO_SPACE)
     try:
         values = np.fromstring(text, dtype=np.float64, sep=" ")
@@ -245,3 +258,54 @@ def _fill_chunk(
         raise BadInput(f"{what}: a value is not a number; send JSON numbers")
     flat[done : done + count] = values
     return done + count
+
+
+def _check_numbers(
+    codes: np.ndarray, number: np.ndarray, starts: np.ndarray, ends: np.ndarray, what: str
+) -> None:
+    """Refuse a number that JSON's grammar does not allow (see the module), judging each
+    character that is not a digit by its neighbours in the same number, and each number's
+    first and last characters; words (NaN, Infinity) are left to the value check. Digits,
+    nearly all of the body, are looked at once."""
+    count = len(starts)
+    special = np.flatnonzero(number & ~_DIGIT[codes])  # signs, points, exponents, letters
+    token = np.searchsorted(starts, special, side="right") - 1
+    marks = codes[special]
+    words = np.zeros(count, dtype=bool)
+    words[token[_LETTER[marks]]] = True
+    plain = ~words[token]
+    special, token, marks = special[plain], token[plain], marks[plain]
+    at_start, at_end = special == starts[token], special == ends[token] - 1
+    # Neighbours inside the same number (a code no rule accepts outside it).
+    previous = np.where(at_start, 0, codes[np.maximum(special - 1, 0)])
+    following = np.where(at_end, 0, codes[np.minimum(special + 1, len(codes) - 1)])
+    exponent, dot = _EXPONENT[marks], marks == _DOT
+    sign = (marks == _PLUS) | (marks == _MINUS)
+    bad = (
+        (sign & ~(_EXPONENT[previous] | (at_start & (marks == _MINUS))))
+        | (dot & ~(_DIGIT[previous] & _DIGIT[following]))
+        | (exponent & ~(_DIGIT[previous] & (_DIGIT[following] | _SIGN[following])))
+        | at_end
+    )
+    # Each plain number starts with a digit or "-", a "0" leading its digits stands alone.
+    plain_numbers = np.flatnonzero(~words)
+    head = starts[plain_numbers]
+    first = codes[head]
+    lead = head + (first == _MINUS)  # the first digit's place (a lone "-" is bad above)
+    inside = lead + 1 < ends[plain_numbers]
+    lead_zero = (codes[np.minimum(lead, len(codes) - 1)] == _ZERO) & inside
+    next_digit = _DIGIT[codes[np.minimum(lead + 1, len(codes) - 1)]]
+    bad_numbers = plain_numbers[((first != _MINUS) & ~_DIGIT[first]) | (lead_zero & next_digit)]
+    # At most one point and one exponent per number, the point before the exponent.
+    dots = np.bincount(token[dot], minlength=count)
+    exponents = np.bincount(token[exponent], minlength=count)
+    dot_at = np.full(count, -1)
+    dot_at[token[dot]] = special[dot]
+    exponent_at = np.full(count, len(codes))
+    exponent_at[token[exponent]] = special[exponent]
+    misplaced = np.flatnonzero((dots > 1) | (exponents > 1) | (dot_at > exponent_at))
+    culprits = np.concatenate([token[bad], bad_numbers, misplaced])
+    if len(culprits):
+        which = int(culprits.min())
+        spelled = codes[int(starts[which]) : int(ends[which])].tobytes().decode()
+        raise BadInput(f"{what}: {spelled!r} is not a JSON number")
