@@ -477,39 +477,40 @@ class RewardEngine:
         current = torch.cat([self._pool[head.changes.positions], ys])
         ends = np.cumsum(sizes).tolist()
         with single_threaded():  # skinny products and small factorisations
-            heads = self._certified_heads(head, factor, changes, current, ends)
-        if heads is None:
+            run = self._certified_run(head, factor, changes, current, ends)
+        if run is None:
             return None
+        factor, certified = run
+        base_fd, error = certified[-1]
         with self._swap_lock:
             self._pool[positions] = ys
             self._cursor = (self._cursor + total) % built.n
-            self._head = heads[-1]
+            self._head = Head(head.version + len(rows), built, changes, base_fd, error, factor)
             if self._later is not None:
                 self._later = self._later.then(positions, before)[0]
         return [
             Committed(
-                version=made.version,
-                base_fd=made.base_fd,
+                version=head.version + j + 1,
+                base_fd=fd,
                 method="lowrank",
-                error_estimate=made.base_error,
+                error_estimate=estimate,
                 pending_rows=pending + end,
             )
-            for made, end in zip(heads, ends, strict=True)
+            for j, ((fd, estimate), end) in enumerate(zip(certified, ends, strict=True))
         ]
 
-    def _certified_heads(
+    def _certified_run(
         self,
         head: Head,
         factor: PendingFactor,
         changes: Changes,
         current: torch.Tensor,
         ends: list[int],
-    ) -> list[Head] | None:
-        """The heads of the versions whose rows are the first ``pending + ends[j]`` of
-        ``changes`` (the head's pending rows, then fresh positions), each base FD certified
-        by the low-rank path from ``head.built`` with ``factor`` (the head's pending rows')
-        extended; None where one cannot be. Only the last head carries the extended
-        factorisation: the others are what the commits answer."""
+    ) -> tuple[PendingFactor, list[tuple[float, float]]] | None:
+        """``factor`` (the head's pending rows') extended by the fresh positions of
+        ``changes``, and the base FD with its error estimate of each version whose rows are
+        the first ``pending + ends[j]`` of them, certified by the low-rank path from
+        ``head.built``; None where one cannot be."""
         built, pending = head.built, head.changes.rows
         nothing = current[:0].unsqueeze(0)
         terms = [
@@ -559,17 +560,10 @@ class RewardEngine:
         )
         if not factor.contains():
             return None
-        heads: list[Head] = []
-        for j, term in enumerate(terms):
-            certified = self._certified_fd(built, term, change, j)
-            if certified is None:
-                return None
-            base_fd, error = certified
-            version_changes = Changes(
-                changes.positions[: pending + ends[j]], changes.originals[: pending + ends[j]]
-            )
-            heads.append(Head(head.version + j + 1, built, version_changes, base_fd, error))
-        return [*heads[:-1], replace(heads[-1], factor=factor)]
+        certified = [self._certified_fd(built, term, change, j) for j, term in enumerate(terms)]
+        if any(version is None for version in certified):
+            return None
+        return factor, [version for version in certified if version is not None]
 
     def commit(self, features: Any) -> int:
         """:meth:`append` and :meth:`rebuild`: returns the new version once it is built."""
