@@ -35,6 +35,7 @@ from ._retry import backoff_delay, error_for_reply, failure_kind
 from ._types import (
     CommitResult,
     CreditBatch,
+    CreditForm,
     FDResult,
     Method,
     Mode,
@@ -508,6 +509,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         name: str,
         samples: ArrayLike,
         *,
+        form: CreditForm | None = None,
         seed: int | None = None,
         row: int | None = None,
         method: Method | None = None,
@@ -517,12 +519,16 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         feature_space: FeatureSpaceLike | None = None,
     ) -> Op[CreditBatch]:
         """Per-sample distribution-wise credits of ``samples`` (B, d): ``base_fd - FD`` after
-        each sample replaces the same pool row, so B samples cost one batched computation.
+        each sample is added to the pool (``form`` ``add``, the service default), or replaces
+        one pool row shared by the request (``replace``); B samples cost one batched
+        computation.
 
         Args:
-            seed: Draws the replaced row; the service draws and echoes one if None. Keep it
-                fixed across calls to compare samples of different calls against the same row.
-            row: The pool row every sample replaces (instead of ``seed``).
+            form: ``add`` (no pool row: a sample has one credit at a pool version, on every
+                rank and call) or ``replace``.
+            seed: ``replace``: draws the replaced row (the service draws and echoes one if
+                None). Either form: seeds the draw of the committed share.
+            row: ``replace``: the pool row every sample replaces (instead of ``seed``).
             method: ``lowrank`` (service default) or ``exact``.
             version: Pool version to pin (overrides ``config.version``).
             commit_fraction: Commit this share of the samples in the same request (an
@@ -540,6 +546,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         if commit_fraction is not None and key is None:
             key = uuid.uuid4().hex
         params = {
+            "form": form,
             "seed": seed,
             "row": row,
             "method": method,

@@ -177,7 +177,8 @@ def credit_batch(body: JSON, idempotency_key: str | None) -> CreditBatch:
     errors = [np.nan if value is None else value for value in body["error_estimates"]]
     batch = CreditBatch(
         **_scored(body),
-        row=int(body["row"]),
+        form=str(body["form"]),
+        row=None if body["row"] is None else int(body["row"]),
         error_estimates=_frozen(errors, np.float64),
         freshness=_freshness(body["freshness"]),
         committed=_committed(body, idempotency_key),

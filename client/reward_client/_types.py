@@ -18,6 +18,7 @@ __all__ = [
     "CommitResult",
     "CommittedShare",
     "CreditBatch",
+    "CreditForm",
     "FDResult",
     "Method",
     "Mode",
@@ -32,6 +33,10 @@ __all__ = [
 Mode: TypeAlias = Literal["shared", "independent", "indices"]
 #: How ``FD_I(Y)`` is computed: the low-rank fast path or the exact eigenvalue path.
 Method: TypeAlias = Literal["lowrank", "exact"]
+#: What a per-sample credit measures: the FD change of adding the sample to the pool (``add``:
+#: no pool row, so one sample has one credit at a pool version on every rank and call), or of
+#: replacing one pool row by it (``replace``: subset-replace with groups of one).
+CreditForm: TypeAlias = Literal["add", "replace"]
 
 
 @dataclass(frozen=True)
@@ -123,8 +128,9 @@ class RewardBatch:
 class CreditBatch:
     """Per-sample credits of B samples of one request.
 
-    ``rewards[b] = base_fd - fds[b]``: the FD change when sample b replaces pool row ``row``
-    (the same row for every sample of the request, drawn from ``seed``). ``advantages`` are
+    ``rewards[b] = base_fd - fds[b]``: the FD change when sample b is added to the pool
+    (``form`` ``add``, ``row`` None), or replaces pool row ``row`` (``replace``: the same row
+    for every sample of the request, drawn from ``seed``). ``advantages`` are
     the rewards normalised over the request; trainers that normalise per prompt use
     ``rewards``. ``freshness`` is the pool's before any commit of this request;
     ``committed`` the commit of a share of the samples (None when none was asked or drawn).
@@ -134,7 +140,8 @@ class CreditBatch:
     version: int
     stale: bool
     base_fd: float
-    row: int
+    form: str
+    row: int | None
     seed: int | None
     method: str
     rewards: npt.NDArray[np.float64]

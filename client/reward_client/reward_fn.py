@@ -3,10 +3,11 @@
 Those trainers call ``reward_fn(images, prompts, metadata)`` from a thread pool, one call per
 sampling batch (any size: 1, 9, 16, a partial last batch), expect one reward per sample in
 input order, and normalise the rewards *per prompt*. `credit_reward_fn` is the drop-in for
-them: each sample gets its own distribution-wise credit (the FD change when it replaces one
-pool row, the same row for every call of a run while the ring leaves that row alone), and a
-share of the samples is committed in the same request so that the pool keeps following the
-policy. Flow-GRPO (``scripts/train_sd3.py``)::
+them: each sample gets its own distribution-wise credit (the FD change when it is added to the
+pool, which involves no pool row: under DDP, where one prompt's samples are spread over ranks
+that call the service on their own, every rank gets the same credit for the same sample at the
+same pool version), and a share of the samples is committed in the same request so that the
+pool keeps following the policy. Flow-GRPO (``scripts/train_sd3.py``)::
 
     reward_fn = credit_reward_fn(client, "inception", feature_fn=encoder)  # flow_grpo form
     # called as reward_fn(images, prompts, prompt_metadata, only_strict=True)
@@ -48,7 +49,7 @@ import numpy.typing as npt
 from ._client import RewardClient
 from ._config import FeatureSpaceLike, feature_space_id
 from ._encoding import ArrayLike, as_numpy
-from ._types import Method, Mode
+from ._types import CreditForm, Method, Mode
 
 __all__ = [
     "COMMIT_FRACTION",
@@ -177,6 +178,7 @@ def credit_reward_fn(
     output: Literal["flow_grpo", "ddpo"] = "flow_grpo",
     name: str = "distribution",
     commit_fraction: float | None = COMMIT_FRACTION,
+    form: CreditForm = "add",
     seed: int | None = None,
     method: Method | None = None,
     run_id: str | None = None,
@@ -194,8 +196,13 @@ def credit_reward_fn(
             ``(rewards, info)``.
         commit_fraction: Share of each call's samples committed to the pool in the same
             request (None: never; the pool then stalls, see the README).
-        seed: Draws the pool row every sample replaces; one per run (drawn here when None),
-            so samples of one prompt rewarded in different calls meet the same row.
+        form: ``add`` (the FD change of adding each sample to the pool: no pool row, one
+            credit per sample and pool version on every rank) or ``replace`` (of replacing one
+            pool row by each sample, subset-replace with groups of one; ranks that draw
+            different rows give one sample different credits, so share ``seed`` across ranks).
+        seed: ``replace``: draws the pool row every sample replaces, one per run (drawn here
+            when None), so samples of one prompt rewarded in different calls meet the same
+            row. ``add``: seeds the draw of the committed share (from the key when None).
         run_id, rank: Make the idempotency keys ``{run_id}-r{rank}-{call}``; ``run_id`` is a
             fresh uuid by default, ``rank`` the ``RANK`` environment variable (0 without).
         feature_space: The features' space, sent with every call; by default ``feature_fn``'s
@@ -203,7 +210,7 @@ def credit_reward_fn(
 
     Prompts, metadata and keyword options (``only_strict``, ...) are accepted and unused: the
     reward compares features with the reference distribution. ``info`` holds the service's
-    ``version``, ``base_fd``, ``row``, ``seed``, ``freshness`` (share) and ``committed``
+    ``version``, ``base_fd``, ``form``, ``row``, ``seed``, ``freshness`` (share) and ``committed``
     (rows, 0 when none) for the call.
     """
     if output not in ("flow_grpo", "ddpo"):
@@ -213,7 +220,8 @@ def credit_reward_fn(
     space = _feature_space(feature_fn, feature_space)
     run = uuid.uuid4().hex[:16] if run_id is None else run_id
     worker = int(os.environ.get("RANK", "0")) if rank is None else rank
-    row_seed = int.from_bytes(os.urandom(7), "little") if seed is None else seed
+    if seed is None and form == "replace":
+        seed = int.from_bytes(os.urandom(7), "little")
     calls = itertools.count()
     counting = threading.Lock()  # itertools.count is not documented as thread-safe
 
@@ -230,7 +238,8 @@ def credit_reward_fn(
         batch = client.credits(
             reference,
             features,
-            seed=row_seed,
+            form=form,
+            seed=seed,
             method=method,
             commit_fraction=commit_fraction,
             idempotency_key=key,
@@ -240,6 +249,7 @@ def credit_reward_fn(
             "version": batch.version,
             "base_fd": batch.base_fd,
             "stale": batch.stale,
+            "form": batch.form,
             "row": batch.row,
             "seed": batch.seed,
             "freshness": batch.freshness.share,

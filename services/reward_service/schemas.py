@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine import Method, Mode
+from .engine import CreditForm, Method, Mode
 from .engine.choices import SEED_LIMIT
 from .freshness import Freshness
 from .store.base import StoreKind
@@ -148,8 +148,19 @@ class RewardsRequest(_CommitsShare):
 
 class CreditsRequest(_CommitsShare):
     samples: list[list[float]] = Field(description="B feature rows of width d")
-    seed: Seed | None = Field(None, description="draws the replaced row (not with row)")
-    row: Row | None = Field(None, description="the pool row every sample replaces (not with seed)")
+    form: CreditForm = Field(
+        "add",
+        description="add: FD change of adding each sample to the pool (no pool row: the same "
+        "credit on every rank); replace: of replacing one shared pool row by each sample",
+    )
+    seed: Seed | None = Field(
+        None,
+        description="form replace: draws the replaced row (not with row); both forms: "
+        "seeds the draw of commit_fraction",
+    )
+    row: Row | None = Field(
+        None, description="form replace only: the pool row every sample replaces (not with seed)"
+    )
     method: Method = "lowrank"
     version: Pin | None = None
 
@@ -191,7 +202,8 @@ class RewardsResponse(_Rewarded):
 
 
 class CreditsResponse(_Rewarded):
-    row: int = Field(description="the pool row every sample replaced")
+    form: CreditForm
+    row: int | None = Field(description="the pool row every sample replaced (null for add)")
 
 
 class CommitRequest(_Body):

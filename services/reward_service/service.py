@@ -7,6 +7,7 @@ the store, is :class:`~reward_service.replicas.ReplicaSet`'s.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -19,6 +20,7 @@ import torch
 
 from .admission import Admission
 from .engine import (
+    CreditForm,
     CreditResult,
     Method,
     Mode,
@@ -75,6 +77,7 @@ class RewardParams:
 
 @dataclass(frozen=True)
 class CreditParams:
+    form: CreditForm = "add"
     seed: int | None = None
     row: int | None = None
     method: Method = "lowrank"
@@ -204,8 +207,9 @@ class ReferenceService:
     async def credits(
         self, name: str, samples: np.ndarray, params: CreditParams, feature_space: str | None
     ) -> Outcome:
-        """Per-sample credits of (B, d) ``samples`` of ``feature_space`` against one shared pool
-        row, then the commit of a share of them when asked."""
+        """Per-sample credits of (B, d) ``samples`` of ``feature_space`` (the pool with each
+        sample added, or one shared pool row replaced by it), then the commit of a share of them
+        when asked (drawn with the request's seed)."""
         view = await self.references.view(name, wait=params.version is not None)
         check_feature_space(name, view.state.meta.feature_space, feature_space)
         engine = self._engine_of(view.state)
@@ -213,15 +217,21 @@ class ReferenceService:
         self._check_pin(params.version, engine.version)
         if params.row is not None and params.seed is not None:
             raise BadInput("send either row or seed: a seed only draws the replaced row")
+        if params.form == "add" and params.row is not None:
+            raise BadInput("row names the replaced row: only with form=replace")
         seed = self._commit_seed(params.commit, params.seed, len(samples), engine.n)
+        replaced = params.form == "replace"
         result = await self._run(
             sample_credits,
             engine,
             samples,
-            seed=None if params.row is not None else seed,
+            seed=seed if replaced and params.row is None else None,
             row=params.row,
             method=params.method,
+            form=params.form,
         )
+        if not replaced:  # the seed drew no row: echo the one the commit's draw used
+            result = dataclasses.replace(result, seed=seed)
         self._check_pin(params.version, result.version)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
         return await self._rewarded(name, view, result, samples, params.commit, seed, feature_space)

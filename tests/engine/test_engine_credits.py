@@ -1,4 +1,4 @@
-"""Per-sample credits against a from-scratch float64 recompute of each modified pool (two-pass
+"""Per-sample credits in the ``replace`` form against a from-scratch float64 recompute of each modified pool (two-pass
 covariance, scipy ``sqrtm``), on generated problems, with and without pending commits."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_credits_match_a_scipy_recompute_of_each_modified_pool(problem: int, met
         assert engine.pending_rows == 6
     pool = engine.pool()
     samples = features(rng, int(rng.integers(1, 40)), basis * 1.3, offset + 0.2)
-    result = sample_credits(engine, samples, seed=problem, method=method)
+    result = sample_credits(engine, samples, seed=problem, method=method, form="replace")
     expected = _scipy_credits(pool, samples, result.row, mu, sigma)
     scale = max(1.0, abs(result.base_fd))
     np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-9 * scale)
@@ -60,8 +60,8 @@ def test_the_fast_path_is_used_on_a_well_posed_pool_and_agrees_with_exact() -> N
     basis = spectrum_basis(rng, 48, 30.0)
     engine = RewardEngine(mu, sigma, features(rng, 400, basis, 0.2), device="cpu")
     samples = features(rng, 300, basis, 0.3)
-    fast = sample_credits(engine, samples, seed=3)
-    exact = sample_credits(engine, samples, seed=3, method="exact")
+    fast = sample_credits(engine, samples, seed=3, form="replace")
+    exact = sample_credits(engine, samples, seed=3, method="exact", form="replace")
     assert fast.methods_used == ("lowrank",) * 300 and np.isfinite(fast.error_estimates).all()
     assert exact.row == fast.row and np.isnan(exact.error_estimates).all()
     np.testing.assert_allclose(fast.rewards, exact.rewards, rtol=0, atol=1e-9 * fast.base_fd)
@@ -78,15 +78,15 @@ def test_one_shared_row_a_seed_reproduces_it_and_a_given_row_is_used() -> None:
     pool = features(rng, 60, basis, 0.0)
     engine = RewardEngine(mu, sigma, pool, device="cpu")
     samples = torch.as_tensor(features(rng, 5, basis, 0.1), dtype=torch.float32)
-    first = sample_credits(engine, samples, seed=11)
-    again = sample_credits(engine, samples, seed=11)
+    first = sample_credits(engine, samples, seed=11, form="replace")
+    again = sample_credits(engine, samples, seed=11, form="replace")
     assert first.row == again.row and np.array_equal(first.rewards, again.rewards)
-    drawn = sample_credits(engine, samples)
+    drawn = sample_credits(engine, samples, form="replace")
     assert drawn.seed is not None and 0 <= drawn.row < 60
-    chosen = sample_credits(engine, samples, row=17)
+    chosen = sample_credits(engine, samples, row=17, form="replace")
     assert chosen.row == 17 and chosen.seed is None
     # A sample equal to the row it replaces leaves the pool as it was: zero credit.
-    same = sample_credits(engine, pool[17:18], row=17)
+    same = sample_credits(engine, pool[17:18], row=17, form="replace")
     assert abs(same.rewards[0]) <= 1e-9 * max(1.0, same.base_fd)
 
 
@@ -106,5 +106,5 @@ def test_bad_samples_are_refused_and_change_nothing(samples, kwargs, message) ->
     engine = RewardEngine(mu, sigma, features(rng, 60, spectrum_basis(rng, 12, 5.0), 0.0))
     before = engine.pool()
     with pytest.raises(ValueError, match=message):
-        sample_credits(engine, samples, **kwargs)
+        sample_credits(engine, samples, form="replace", **kwargs)
     assert np.array_equal(engine.pool(), before) and engine.version == 0

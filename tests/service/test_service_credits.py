@@ -31,10 +31,11 @@ async def test_credits_are_singleton_group_rewards_against_one_shared_row(
 ) -> None:
     await api.create("ref", rng)
     samples = rng.normal(0.3, 1.0, size=(30, D)).astype(np.float32)
-    answer = await _credits(api, samples, binary=binary, seed=5)
+    answer = await _credits(api, samples, binary=binary, form="replace", seed=5)
     assert answer.status_code == 200, answer.text
     body = answer.json()
-    assert body["seed"] == 5 and 0 <= body["row"] < N and body["version"] == 1
+    assert body["form"] == "replace" and body["seed"] == 5 and 0 <= body["row"] < N
+    assert body["version"] == 1
     assert len(body["rewards"]) == len(body["advantages"]) == len(body["methods_used"]) == 30
     np.testing.assert_allclose(body["fds"], body["base_fd"] - np.array(body["rewards"]))
     # The same numbers as 30 groups of one sample replacing that row.
@@ -47,8 +48,31 @@ async def test_credits_are_singleton_group_rewards_against_one_shared_row(
     assert np.std(body["advantages"]) == pytest.approx(1.0, rel=1e-6)
     assert np.argmax(body["advantages"]) == np.argmax(rewards)
     assert body["freshness"]["share"] == 0.0 and body["committed"] is None
-    again = await _credits(api, samples, binary=binary, row=body["row"])
+    again = await _credits(api, samples, binary=binary, form="replace", row=body["row"])
     assert again.json()["rewards"] == body["rewards"] and again.json()["seed"] is None
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["npy", "json"])
+async def test_credits_add_each_sample_to_the_pool_by_default(
+    api: Api, rng: np.random.Generator, binary: bool
+) -> None:
+    """No row: the answer names none, and a sample's credit does not depend on the request
+    it came in (the same numbers one by one, in another order, or exactly)."""
+    await api.create("ref", rng)
+    samples = rng.normal(0.3, 1.0, size=(12, D)).astype(np.float32)
+    answer = await _credits(api, samples, binary=binary)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["form"] == "add" and body["row"] is None and body["seed"] is None
+    assert len(body["methods_used"]) == len(body["rewards"]) == 12
+    reversed_ = (await _credits(api, samples[::-1], binary=binary, method="exact")).json()
+    np.testing.assert_allclose(
+        reversed_["rewards"][::-1], body["rewards"], rtol=0, atol=1e-9 * max(1.0, body["base_fd"])
+    )
+    single = (await _credits(api, samples[4:5], binary=binary)).json()
+    assert single["rewards"][0] == pytest.approx(body["rewards"][4], rel=1e-9)
+    refused = await _credits(api, samples, binary=binary, row=2)
+    assert refused.status_code == 400 and "only with form=replace" in refused.text
 
 
 async def test_a_share_of_what_is_rewarded_is_committed_once_and_freshness_follows(
@@ -111,8 +135,10 @@ async def test_the_committed_share_is_unbiased(api: Api, rng: np.random.Generato
         ({"commit_fraction": 0.5}, 422, "idempotency key"),
         ({"commit_fraction": 1.5, "idempotency_key": "k"}, 422, "commit_fraction"),
         ({"commit_fraction": 0.0, "idempotency_key": "k"}, 422, "commit_fraction"),
-        ({"row": N}, 400, "indices must lie in"),
-        ({"row": 1, "seed": 2}, 400, "either row or seed"),
+        ({"row": N, "form": "replace"}, 400, "indices must lie in"),
+        ({"row": 1, "seed": 2, "form": "replace"}, 400, "either row or seed"),
+        ({"row": 1}, 400, "only with form=replace"),
+        ({"form": "swap"}, 422, "form"),
     ],
 )
 async def test_bad_credit_requests_are_refused_and_change_nothing(

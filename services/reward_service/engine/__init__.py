@@ -3,23 +3,19 @@
 Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU otherwise.
 """
 
-from .choices import Method, Mode
+from .choices import CreditForm, Method, Mode
 from .credits import CreditResult, sample_credits
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
-from .reward_engine import (
-    ADVANTAGE_EPSILON,
-    Committed,
-    PoolStatistics,
-    RewardEngine,
-    RewardResult,
-)
+from .results import ADVANTAGE_EPSILON, Committed, RewardResult
+from .reward_engine import PoolStatistics, RewardEngine
 from .validation import MAX_FEATURE_MAGNITUDE
 
 __all__ = [
     "ADVANTAGE_EPSILON",
     "MAX_FEATURE_MAGNITUDE",
     "Committed",
+    "CreditForm",
     "CreditResult",
     "Method",
     "Mode",

@@ -1,47 +1,22 @@
-"""Per-sample credit as a result of its own: the replaced row, and each sample's numbers.
+"""Per-sample credits as a function: :meth:`RewardEngine.credits` for callers that hold an engine.
 
 Trainers normalise rewards per prompt, each sample against the other samples of its prompt, so
-they need a number per sample, not per group. :meth:`RewardEngine.credits` computes them: each
-sample replaces ONE pool row ``i``, the same for all B samples of a request (common random
-numbers), ``credit_b = FD_0 - FD(pool with row i replaced by y_b)``, as one batched, certified
-problem (a rank-2 update per sample, the shared part once). :func:`sample_credits` gives that
-result the shape callers use (one ``row`` instead of (B, 1) indices) and refuses a row and a
-seed together rather than ignoring the seed.
+they need a number per sample, not per group. The default ``add`` form, ``FD_0 - FD(pool with the
+sample added)``, depends on the sample and the pool version only: under DDP, where one prompt's
+samples are spread over ranks that each call on their own, every rank gets the same credit for
+the same sample. The ``replace`` form (one pool row, shared by the request, replaced by each
+sample) is subset-replace with groups of one, for callers that compare credits with group rewards.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from .choices import Method
+from .choices import CreditForm, Method
+from .results import CreditResult
 from .reward_engine import RewardEngine
 
 __all__ = ["CreditResult", "sample_credits"]
-
-
-@dataclass(frozen=True)
-class CreditResult:
-    """Credits of B samples, all against pool version ``version`` with row ``row`` replaced.
-
-    ``rewards = base_fd - fds`` (B,); ``advantages`` are the rewards normalised over the
-    request (ddof 0, ``ADVANTAGE_EPSILON``); ``seed`` drew ``row`` (``None`` when the caller
-    chose it); ``methods_used`` and ``error_estimates`` as for group rewards, per sample.
-    """
-
-    rewards: np.ndarray
-    advantages: np.ndarray
-    fds: np.ndarray
-    row: int
-    seed: int | None
-    method: Method
-    methods_used: tuple[Method, ...]
-    error_estimates: np.ndarray
-    version: int
-    base_fd: float
-    compute_seconds: float
 
 
 def sample_credits(
@@ -50,26 +25,13 @@ def sample_credits(
     seed: int | None = None,
     row: int | None = None,
     method: Method = "lowrank",
+    form: CreditForm = "add",
 ) -> CreditResult:
     """Per-sample credits of ``samples`` (B, d) against ``engine``'s head version.
 
-    ``row``: the pool row every sample replaces; drawn from ``seed`` when ``None`` (the seed is
-    drawn too when ``None``, and echoed). ``method``: ``lowrank`` (certified, exact fallback per
+    ``form``: ``add`` (no pool row; ``row`` and ``seed`` are refused) or ``replace``
+    (``row``: the pool row every sample replaces, drawn from ``seed`` when None, the seed
+    drawn too when None and echoed). ``method``: ``lowrank`` (certified, exact fallback per
     sample) or ``exact``.
     """
-    if row is not None and seed is not None:
-        raise ValueError("send either row or seed: a seed only draws the row")
-    result = engine.credits(samples, row=row, seed=seed, method=method)
-    return CreditResult(
-        rewards=result.rewards,
-        advantages=result.advantages,
-        fds=result.fds,
-        row=int(result.indices[0, 0]),
-        seed=result.seed,
-        method=result.method,
-        methods_used=result.methods_used,
-        error_estimates=result.error_estimates,
-        version=result.version,
-        base_fd=result.base_fd,
-        compute_seconds=result.compute_seconds,
-    )
+    return engine.credits(samples, form=form, row=row, seed=seed, method=method)

@@ -152,7 +152,7 @@ def _weighted_products(
     b = right.shape[2]
     products = left.permute(1, 0, 2).unsqueeze(-1) * right.permute(1, 0, 2).unsqueeze(-2)
     forms = resolvent @ products.reshape(rows, sets * a * b)  # (S, sets * a * b)
-    return forms.reshape(-1, sets, a, b).transpose(0, 1)
+    return forms.reshape(resolvent.shape[0], sets, a, b).transpose(0, 1)
 
 
 def _grams(

@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .choices import METHODS, Method, Mode
+from .addition import Addition, exact_additions, lowrank_additions
+from .choices import CREDIT_FORMS, METHODS, CreditForm, Method, Mode
 from .linalg import (
     as_float64,
     frechet_from_terms,
@@ -45,60 +46,18 @@ from .linalg import (
 from .lowrank import QuadratureSettings, TraceSqrtChange
 from .pending import PendingFactor
 from .replacement import Replacement, exact_rewards, lowrank_rewards
+from .results import Committed, CreditResult, RewardResult, advantages_of
 from .selection import choose_rows
 from .statistics import ShiftedSums
 from .validation import check_features, check_groups
 from .versions import Built, Changes, Head, TargetTerms
 
-__all__ = ["ADVANTAGE_EPSILON", "Committed", "PoolStatistics", "RewardEngine", "RewardResult"]
-
-ADVANTAGE_EPSILON = 1e-8
-"""Added to the standard deviation in ``(r - mean) / (std + eps)``: equal rewards give zero
-advantages instead of 0/0."""
+__all__ = ["PoolStatistics", "RewardEngine"]
 
 STATISTICS_RTOL = 1e-12
 """Statistics whose rounding-error bound exceeds this fraction of the covariance (or of a
 standard deviation, for the mean) are recomputed from the rows at the next build; well inside
 the 1e-9 relative agreement with a from-scratch recompute that the engine promises."""
-
-
-@dataclass(frozen=True)
-class RewardResult:
-    """Rewards of the G groups of one request, all for pool version ``version``.
-
-    ``rewards = base_fd - fds``; ``advantages`` are the rewards normalised over the request
-    (ddof 0, :data:`ADVANTAGE_EPSILON`); ``indices`` are the pool rows each group replaced;
-    ``methods_used`` names, per group, the path that produced its numbers (``exact`` where the
-    low-rank path fell back); ``error_estimates`` is the low-rank path's estimated absolute error
-    of each reward (NaN for exact groups).
-    """
-
-    fds: np.ndarray
-    rewards: np.ndarray
-    advantages: np.ndarray
-    indices: np.ndarray
-    seed: int | None
-    mode: Mode
-    method: Method
-    methods_used: tuple[Method, ...]
-    error_estimates: np.ndarray
-    version: int
-    base_fd: float
-    compute_seconds: float
-
-
-@dataclass(frozen=True)
-class Committed:
-    """A commit's answer: the version it made and that version's base FD. ``method``:
-    ``lowrank`` (certified from the last built precompute, ``error_estimate`` its estimated
-    absolute error) or ``exact`` (the version was built, error 0). ``pending_rows``: rows changed
-    since the last built version, which the next :meth:`RewardEngine.rebuild` folds in."""
-
-    version: int
-    base_fd: float
-    method: Method
-    error_estimate: float
-    pending_rows: int
 
 
 @dataclass(frozen=True)
@@ -295,12 +254,47 @@ class RewardEngine:
             if self._needs_build(head, terms, size, method):
                 self.rebuild()
                 head, rows, used_seed, terms = self._group_terms(ys, mode, used_seed, indices)
-        built = head.built
+        rewards, errors, certified = self._settled(
+            head,
+            count,
+            lowrank=(
+                (lambda: lowrank_rewards(head.built, terms, self._settings))
+                if method == "lowrank" and self._fits(head.changes.rows + size)
+                else None
+            ),
+            exact=lambda chosen: exact_rewards(head.built, terms.select(chosen), self._target),
+        )
+        return RewardResult(
+            fds=head.base_fd - rewards,
+            rewards=rewards,
+            advantages=advantages_of(rewards),
+            indices=np.array(rows),
+            seed=used_seed,
+            mode=mode,
+            method=method,
+            methods_used=certified,
+            error_estimates=errors,
+            version=head.version,
+            base_fd=head.base_fd,
+            compute_seconds=time.perf_counter() - started,
+        )
+
+    def _settled(
+        self,
+        head: Head,
+        count: int,
+        lowrank: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None,
+        exact: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[np.ndarray, np.ndarray, tuple[Method, ...]]:
+        """Rewards of ``count`` groups or samples for ``head``, their error estimates (NaN for
+        exact ones) and the path each took: ``lowrank()`` (rewards relative to the built
+        version and their errors; None: skip it) certified against the tolerance, ``exact``
+        (rewards relative to the built version of the chosen indices) for the rest."""
         # Rewards relative to the built version, less the head's own change from it.
-        offset = built.base_fd - head.base_fd
+        offset = head.built.base_fd - head.base_fd
         errors = torch.full((count,), torch.nan, dtype=torch.float64, device=self._device)
-        if method == "lowrank" and self._fits(head.changes.rows + size):
-            rewards, errors = lowrank_rewards(built, terms, self._settings)
+        if lowrank is not None:
+            rewards, errors = lowrank()
             rewards = rewards - offset
             errors = errors + head.base_error
             tolerance = torch.clamp(
@@ -313,29 +307,12 @@ class RewardEngine:
             certified = torch.zeros(count, dtype=torch.bool, device=self._device)
         fallback = torch.nonzero(~certified).flatten()
         if fallback.numel():
-            chosen = terms.select(fallback)
-            rewards[fallback] = exact_rewards(built, chosen, self._target) - offset
+            rewards[fallback] = exact(fallback) - offset
             errors[fallback] = torch.nan
-        rewards_np = rewards.cpu().numpy()
-        centred = rewards_np - rewards_np.mean()
-        advantages = centred / (rewards_np.std() + ADVANTAGE_EPSILON)
         used: tuple[Method, ...] = tuple(
             "lowrank" if flag else "exact" for flag in certified.cpu().tolist()
         )
-        return RewardResult(
-            fds=head.base_fd - rewards_np,
-            rewards=rewards_np,
-            advantages=advantages,
-            indices=np.array(rows),
-            seed=used_seed,
-            mode=mode,
-            method=method,
-            methods_used=used,
-            error_estimates=errors.cpu().numpy(),
-            version=head.version,
-            base_fd=head.base_fd,
-            compute_seconds=time.perf_counter() - started,
-        )
+        return rewards.cpu().numpy(), errors.cpu().numpy(), used
 
     def _needs_build(self, head: Head, terms: Replacement, size: int, method: Method) -> bool:
         """Whether groups of ``size`` rows want the head built first: its pending rows push
@@ -367,29 +344,101 @@ class RewardEngine:
     def credits(
         self,
         samples: Any,
+        form: CreditForm = "add",
         row: int | None = None,
         seed: int | None = None,
         method: Method = "lowrank",
-    ) -> RewardResult:
-        """Per-sample credit: each of the B ``samples`` (B, d) replaces the same one pool row
-        on its own, and its reward is ``FD_0 - FD`` of that pool. ``row``: the pool row (drawn
-        from ``seed`` when ``None``). ``indices`` in the result are (B, 1).
+    ) -> CreditResult:
+        """Per-sample credit of each of the B ``samples`` (B, d) against the head pool.
 
-        One batched request: the replaced row (and any pending commits) is shared by every
-        sample, and each sample's own part of the update is its row and the mean shift, which
-        lies in the span of the two rows, so the update has rank 2 and each sample costs one
-        2 x 2 Schur complement per quadrature node (O(n d) with the shared part done once)
-        instead of a request of its own. Certified, with exact fallback, like :meth:`rewards`.
+        ``form`` ``add`` (the default): ``FD_0 - FD`` of the pool with the sample added
+        (:mod:`.addition`); it involves no pool row, so one sample at one version has one
+        credit on every rank, replica and call. ``replace``: ``FD_0 - FD`` of the pool with
+        one row replaced by the sample, the same row for every sample (``row``, or drawn from
+        ``seed``): subset-replace with groups of one. Either way one batched request: the
+        pending commits (and the replaced row) are shared by every sample, and each sample's
+        own part of the update has rank 1 (``add``) or 2 (``replace``), one small Schur
+        complement per quadrature node. Certified, with exact fallback, like :meth:`rewards`.
         """
         started = time.perf_counter()
+        if form not in CREDIT_FORMS:
+            raise ValueError(f"form must be one of {', '.join(CREDIT_FORMS)}; got {form!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+        if row is not None and seed is not None:
+            raise ValueError("send either row or seed: a seed only draws the row")
+        if form == "add" and (row is not None or seed is not None):
+            raise ValueError("row and seed choose a replaced row: only with form 'replace'")
         values = as_float64(samples, self._device, "samples")
         if values.ndim != 2:
             raise ValueError(f"samples must have shape (B, {self.d}); got {tuple(values.shape)}")
         check_features(values, self.d, "samples", min_rows=1)
+        if form == "add":
+            return self._added(values, method, started)
         groups = values.unsqueeze(1)
         if row is None:
-            return self._scored(groups, "shared", seed, None, method, started)
-        return self._scored(groups, "indices", None, [row], method, started)
+            result = self._scored(groups, "shared", seed, None, method, started)
+        else:
+            result = self._scored(groups, "indices", None, [row], method, started)
+        return CreditResult(
+            rewards=result.rewards,
+            advantages=result.advantages,
+            fds=result.fds,
+            form="replace",
+            row=int(result.indices[0, 0]),
+            seed=result.seed,
+            method=method,
+            methods_used=result.methods_used,
+            error_estimates=result.error_estimates,
+            version=result.version,
+            base_fd=result.base_fd,
+            compute_seconds=result.compute_seconds,
+        )
+
+    def _added(self, values: torch.Tensor, method: Method, started: float) -> CreditResult:
+        """:meth:`credits` of checked float64 ``values`` (B, d) in the ``add`` form."""
+        head, terms = self._addition_terms(values)
+        if head.changes.rows and not (terms.trusted and self._fits(head.changes.rows + 1)):
+            # Let the rebuild in flight land first: what is pending after it may fit.
+            with self._rebuild_lock:
+                pass
+            head, terms = self._addition_terms(values)
+            if head.changes.rows and not (terms.trusted and self._fits(head.changes.rows + 1)):
+                self.rebuild()
+                head, terms = self._addition_terms(values)
+        built = head.built
+        rewards, errors, used = self._settled(
+            head,
+            values.shape[0],
+            lowrank=(
+                (lambda: lowrank_additions(built, terms, self._settings))
+                if method == "lowrank" and self._fits(head.changes.rows + 1)
+                else None
+            ),
+            exact=lambda chosen: exact_additions(built, terms.select(chosen), self._target),
+        )
+        return CreditResult(
+            rewards=rewards,
+            advantages=advantages_of(rewards),
+            fds=head.base_fd - rewards,
+            form="add",
+            row=None,
+            seed=None,
+            method=method,
+            methods_used=used,
+            error_estimates=errors,
+            version=head.version,
+            base_fd=head.base_fd,
+            compute_seconds=time.perf_counter() - started,
+        )
+
+    def _addition_terms(self, values: torch.Tensor) -> tuple[Head, Addition]:
+        """The head and ``values`` added to it, relative to its built version."""
+        with self._swap_lock:
+            head = self._head
+            current = self._pool[head.changes.positions]
+        terms = Addition.of(head.built, head.changes.originals, current, values, self._target)
+        return head, terms
 
     # ----------------------------------------------------------------- commits
     def append(self, features: Any) -> Committed:

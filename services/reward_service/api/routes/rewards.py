@@ -13,7 +13,7 @@ import numpy as np
 from fastapi import Depends, Header, Query
 from pydantic import BaseModel
 
-from ...engine import CreditResult
+from ...engine import CreditForm, CreditResult
 from ...engine.choices import SEED_LIMIT
 from ...errors import BadInput
 from ...schemas import (
@@ -182,31 +182,36 @@ async def credits(
     space: FeatureSpaceDep,
     body: CreditsBody,
     service: ServiceDep,
-    seed: Annotated[Seed, Query(description="draws the replaced row (not with row)")] = None,
+    form: Annotated[CreditForm, Query(description="add (no pool row) or replace")] = "add",
+    seed: Annotated[
+        Seed, Query(description="replace: draws the replaced row (not with row); seeds the commit")
+    ] = None,
     row: Annotated[
         int | None,
-        Query(ge=0, le=SEED_LIMIT - 1, description="the row every sample replaces (not with seed)"),
+        Query(ge=0, le=SEED_LIMIT - 1, description="replace: the row every sample replaces"),
     ] = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
     commit_fraction: CommitFraction = None,
     idempotency_key: OptionalIdempotencyKey = None,
 ) -> CreditsResponse:
-    """Per-sample credit ``base_fd - fd`` of replacing one shared pool row by each sample
-    (B up to ``DISTREWARD_MAX_SAMPLES``); ``advantages`` are normalised over the request.
+    """Per-sample credit ``base_fd - fd``: of adding each sample to the pool (``form=add``, the
+    default: no pool row, so a sample has one credit at a version whoever asks), or of replacing
+    one shared pool row by each sample (``form=replace``); B up to ``DISTREWARD_MAX_SAMPLES``;
+    ``advantages`` are normalised over the request.
     With ``commit_fraction``, that share of the samples is committed in the same request."""
     start = time.perf_counter()
     if body.json is None:
         share = _share(commit_fraction, idempotency_key)
-        params = CreditParams(seed, row, method, version, share)
+        params = CreditParams(form, seed, row, method, version, share)
     else:
         j = body.json
         share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
-        params = CreditParams(j.seed, j.row, j.method, j.version, share)
+        params = CreditParams(j.form, j.seed, j.row, j.method, j.version, share)
     outcome = await service.credits(name, body.array, params, space)
     result = outcome.result
     assert isinstance(result, CreditResult)
-    return CreditsResponse(**_answered(name, outcome, start), row=result.row)
+    return CreditsResponse(**_answered(name, outcome, start), form=result.form, row=result.row)
 
 
 @_post("commit", CommitResponse, array_doc(_COMMIT))
