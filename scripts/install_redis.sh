@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# Installs redis-server (used by the service's Redis store and its tests) when it is missing.
-# A no-op when `redis-server` is already on PATH; otherwise apt-get on a Debian/Ubuntu host,
-# as root or through sudo.
+# Installs redis-server (the service's Redis store and its tests) and redis-sentinel (the
+# Sentinel failover test) when either is missing.
+# A no-op when both are on PATH; otherwise apt-get on a Debian/Ubuntu host, as root or through
+# sudo. Debian ships both from the same Redis build; installing them starts nothing here (the
+# tests start their own servers on loopback ports).
 set -euo pipefail
 
-if command -v redis-server >/dev/null 2>&1; then
-    echo "redis-server present: $(redis-server --version)"
+missing=()
+for binary in redis-server redis-sentinel; do
+    command -v "$binary" >/dev/null 2>&1 || missing+=("$binary")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "redis-server and redis-sentinel present: $(redis-server --version)"
     exit 0
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "redis-server is missing and apt-get is not available; install Redis >= 6 by hand." >&2
+    echo "${missing[*]} missing and apt-get is not available; install Redis >= 6 (server and" \
+        "sentinel) by hand." >&2
     exit 1
 fi
 
@@ -19,11 +27,12 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
     SUDO="sudo"
 else
-    echo "redis-server is missing; run this script as root (or install sudo)." >&2
+    echo "${missing[*]} missing; run this script as root (or install sudo)." >&2
     exit 1
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update
-$SUDO apt-get install -y --no-install-recommends redis-server
-echo "installed: $(redis-server --version)"
+# The package names are the binaries' names.
+$SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+echo "installed: $(redis-server --version); $(redis-sentinel --version)"
