@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 import os
 import random
 import re
@@ -285,10 +286,17 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         return self._keyed_call(_reference_path(name) + "/commit", array, "features", key, space)
 
     def _watch_freshness(self, name: str, freshness: PoolFreshness) -> None:
-        """Warn once per reference when credits keep coming against a pool that has not
-        moved: the reward then scores samples against a fixed set, and training hacks it."""
+        """Warn once per reference when reward answers keep saying that the pool takes more
+        than ``config.turnover_steps`` steps to renew at the recent commit volume: a pool that
+        lags the policy turns the reward into a fixed per-sample score, and training hacks it.
+        Judged on the turnover, which a young run knows from its first calls."""
+        if freshness.rows_per_call is None:  # no volume known yet
+            return
+        ranks = self.config.sharing_ranks
+        turnover = freshness.turnover_calls
+        steps = math.inf if turnover is None else turnover / ranks
         with self._stall_lock:
-            if freshness.share >= self.config.stalled_share:
+            if steps <= self.config.turnover_steps:
                 self._stalled[name] = 0
                 return
             calls = self._stalled[name] = self._stalled.get(name, 0) + 1
@@ -296,16 +304,17 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
                 return
             self._stall_reported.add(name)
         logger.warning(
-            "reference %s: the last %d reward calls saw a pool with %.2f%% of its rows "
-            "committed within the service's freshness window (%d versions, %.0f s). A pool "
-            "that does not follow the policy turns distribution-wise rewards into a fixed "
-            "per-sample score that training hacks (FID rises, modes collapse): commit a share "
-            "of what you reward (commit_fraction=0.25 on credits, or RewardClient.commit).",
+            "reference %s: at the recent commit volume (%.1f rows per reward call, %d rank(s)) "
+            "the pool renews in %s; per-sample credits lose most of their gain beyond "
+            "about %.0f. A pool that lags the policy turns distribution-wise rewards into a "
+            "fixed per-sample score that training hacks (FID rises, modes collapse): commit "
+            "more of what you reward (commit_fraction on credits, or RewardClient.commit), or "
+            "use a smaller pool (about rows committed per step x 30).",
             name,
-            calls,
-            100.0 * freshness.share,
-            freshness.window_versions,
-            freshness.window_seconds,
+            freshness.rows_per_call,
+            ranks,
+            "no number of steps (nothing committed)" if turnover is None else f"{steps:.0f} steps",
+            self.config.turnover_steps,
         )
 
     # -- operations -------------------------------------------------------------------------

@@ -77,8 +77,12 @@ class ClientConfig:
             A per-call ``version=`` overrides it.
         chunk_bytes: Target size of one pool-upload chunk; keeps each request well under the
             service's body limit.
-        stalled_share: A credits answer whose pool freshness share is below this counts as
-            rewarding against a pool that has not moved.
+        turnover_steps: A reward answer whose pool takes more trainer steps than this to renew
+            at the recent commit volume (its ``turnover_calls`` / ``ranks``) counts as
+            rewarding against a pool that lags the policy. Per-sample credits lost most of
+            their gain beyond about 60 steps (DESIGN section 8).
+        ranks: Processes that share the pool, each making one reward call a step; None reads
+            ``WORLD_SIZE`` (as torchrun sets it), 1 without.
         stalled_calls: After this many such answers in a row for one reference, the client
             logs one warning for it (once per client and reference).
         feature_space: Identifier of the feature space of the features this client posts
@@ -98,7 +102,8 @@ class ClientConfig:
     wire_dtype: WireDType = "float32"
     version: int | None = None
     chunk_bytes: int = 16 * 2**20
-    stalled_share: float = 0.01
+    turnover_steps: float = 60.0
+    ranks: int | None = None
     stalled_calls: int = 8
     feature_space: str | None = None
 
@@ -118,8 +123,20 @@ class ClientConfig:
             )
         if self.chunk_bytes <= 0:
             raise ValueError("chunk_bytes must be positive")
-        if not 0 <= self.stalled_share <= 1 or self.stalled_calls < 1:
-            raise ValueError("stalled_share must lie in [0, 1] and stalled_calls be >= 1")
+        if not self.turnover_steps > 0 or self.stalled_calls < 1:
+            raise ValueError("turnover_steps must be positive and stalled_calls be >= 1")
+        if self.ranks is not None and self.ranks < 1:
+            raise ValueError("ranks must be >= 1, or None to read WORLD_SIZE")
+
+    @property
+    def sharing_ranks(self) -> int:
+        """``ranks``, or ``WORLD_SIZE`` (1 without)."""
+        if self.ranks is not None:
+            return self.ranks
+        try:
+            return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+        except ValueError:
+            return 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ClientConfig:

@@ -79,7 +79,14 @@ def _freshness(body: JSON) -> PoolFreshness:
         window_versions=int(body["window_versions"]),
         window_seconds=float(body["window_seconds"]),
         seconds_since_commit=None if since is None else float(since),
+        rows_per_call=_optional_float(body.get("rows_per_call")),
+        turnover_calls=_optional_float(body.get("turnover_calls")),
     )
+
+
+def _optional_float(value: Any) -> float | None:
+    """A number the service may send as null (or, before it reported it, leave out)."""
+    return None if value is None else float(value)
 
 
 def _timing(body: JSON) -> Timing:

@@ -46,7 +46,10 @@ class PoolFreshness:
 
     A distribution-wise reward only points the right way while the pool is the policy's own
     distribution; near 0 during training, the pool has stalled and the reward has turned into
-    a fixed per-sample score that training will hack.
+    a fixed per-sample score that training will hack. What decides it is the turnover:
+    ``turnover_calls`` reward calls at the recent commit volume (``rows_per_call``) renew the
+    pool, ``turnover_calls / R`` steps for a trainer of R ranks (None: no commits, the pool
+    does not renew; ``rows_per_call`` None: no reward call yet).
     """
 
     share: float
@@ -54,6 +57,8 @@ class PoolFreshness:
     window_versions: int
     window_seconds: float
     seconds_since_commit: float | None
+    rows_per_call: float | None = None
+    turnover_calls: float | None = None
 
 
 @dataclass(frozen=True)

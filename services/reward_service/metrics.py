@@ -76,6 +76,10 @@ class ServiceMetrics:
             "distreward_pool_freshness",
             "share of pool rows committed within the freshness window (0 to 1)",
         )
+        self.pool_turnover = gauge(
+            "distreward_pool_turnover_calls",
+            "reward calls at the recent commit volume to renew the pool (+Inf: it does not)",
+        )
         self.unloadable = gauge(
             "distreward_reference_unloadable",
             "1 while a stored reference cannot be loaded (isolated; see the log)",

@@ -144,6 +144,14 @@ class Replica:
         state = self.state
         return self._freshness.at(state.version, state.meta.n)
 
+    def record_call(self) -> None:
+        """A reward call served here, for the pool's turnover (see :mod:`.freshness`)."""
+        self._freshness.record_call()
+
+    def record_committed(self, rows: int) -> None:
+        """A commit of ``rows`` new rows acknowledged here, for the pool's turnover."""
+        self._freshness.record_committed(rows)
+
     def base_fd_at(self, version: int) -> float | None:
         """The base FD this replica computed at ``version`` (None when not kept)."""
         return self._base_fds.get(version)

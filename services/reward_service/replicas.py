@@ -265,7 +265,10 @@ class ReplicaSet:
         replica = self._replicas.get(name)
         if replica is not None:
             self._metrics.rebuilds.labels(name).inc(replica.take_rebuilds())
-            self._metrics.pool_freshness.labels(name).set(replica.freshness().share)
+            freshness = replica.freshness()
+            self._metrics.pool_freshness.labels(name).set(freshness.share)
+            turnover = freshness.turnover_calls
+            self._metrics.pool_turnover.labels(name).set(math.inf if turnover is None else turnover)
         self._metrics.pool_version.labels(name).set(state.version)
         self._metrics.pool_size.labels(name).set(state.meta.n)
         if state.engine is not None:

@@ -71,6 +71,13 @@ class FreshnessInfo(BaseModel):
     seconds_since_commit: float | None = Field(
         description="since the last commit this process applied; null: none since the pool"
     )
+    rows_per_call: float | None = Field(
+        description="rows committed per reward call recently; null: no reward call yet"
+    )
+    turnover_calls: float | None = Field(
+        description="reward calls at that volume to renew the pool (a trainer of R ranks: "
+        "turnover_calls / R steps); null: the pool does not renew"
+    )
 
     @classmethod
     def of(cls, freshness: Freshness) -> FreshnessInfo:

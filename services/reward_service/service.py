@@ -268,6 +268,7 @@ class ReferenceService:
         self._metrics.samples_rewarded.labels(name).inc(len(rows))
         self._metrics.reward_compute.labels(name, result.method).observe(result.compute_seconds)
         freshness = view.replica.freshness()
+        view.replica.record_call()
         committed = None
         if commit is not None and commit.key:
             chosen = _drawn(rows, commit.fraction, 0 if seed is None else seed, commit.key)
@@ -364,6 +365,7 @@ class ReferenceService:
         if base_fd is None:  # older than the history this replica keeps
             base_fd = self._engine_of(state).base_fd
         if not ack.replayed:
+            replica.record_committed(len(features))
             self._metrics.commits.labels(name).inc()
             if ack.version % self._settings.snapshot_every == 0:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))

@@ -11,8 +11,8 @@ import reward_client
 EXPORTED = {
     "AsyncRewardClient", "RewardClient", "ClientConfig", "WireDType",
     "CommitResult", "FDResult", "Readiness", "ReferenceInfo", "RewardBatch", "Timing",
-    "CreditBatch", "CommittedShare", "PoolFreshness",
-    "CreditForm", "Method", "Mode", "RewardFn", "MultiScoreFn", "distribution_reward_fn", "as_multi_score",
+    "CreditBatch", "CreditForm", "CommittedShare", "PoolFreshness",
+    "Method", "Mode", "RewardFn", "MultiScoreFn", "distribution_reward_fn", "as_multi_score",
     "credit_reward_fn", "COMMIT_FRACTION",
     "RewardClientError", "TransportError", "ProtocolError", "APIError", "ClientRequestError",
     "ServerError", "BadRequest", "Unauthorized", "Forbidden", "NotFound", "RequestTimeout",

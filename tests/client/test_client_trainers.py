@@ -16,6 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -209,15 +210,27 @@ def test_a_stalled_pool_is_reported_once(service: Any, caplog: pytest.LogCapture
         still = credit_reward_fn(client, "stalled", commit_fraction=None)
         for _ in range(6):
             still(rng.normal(size=(4, D)), None, None)
-        stalled = [r for r in caplog.records if "commit a share" in r.getMessage()]
+        stalled = [r for r in caplog.records if "commit more" in r.getMessage()]
         assert len(stalled) == 1 and "stalled" in stalled[0].getMessage()
-        # A pool that moves is not reported.
+        assert "nothing committed" in stalled[0].getMessage()
+        # A pool too large for what is committed is reported from its first calls: 4 ranks
+        # committing 1 row a call each renew N rows in N / 4 steps, over the limit.
+        slow = RewardClient(config=replace(config, ranks=4, turnover_steps=N / 8))
+        slow.put_target("large", features=real, accept_unknown_feature_space=True)
+        slow.put_pool("large", rng.normal(size=(N, D)))
+        trickle = credit_reward_fn(slow, "large", commit_fraction=0.25)
+        for _ in range(5):  # the first answer knows no volume yet; then 3 in a row
+            trickle(rng.normal(size=(4, D)), None, None)
+        large = [r for r in caplog.records if "reference large" in r.getMessage()]
+        assert len(large) == 1 and f"renews in {N // 4} steps" in large[0].getMessage()
+        slow.close()
+        # A pool renewed in N / 16 = 32 steps is not reported.
         real = rng.normal(0.5, 1.0, size=(2 * N, D))
         client.put_target("moving", features=real, accept_unknown_feature_space=True)
         client.put_pool("moving", rng.normal(size=(N, D)))
         moving = credit_reward_fn(client, "moving", commit_fraction=1.0)
         for _ in range(6):
-            moving(rng.normal(size=(8, D)), None, None)
+            moving(rng.normal(size=(16, D)), None, None)
     assert not [r for r in caplog.records if "reference moving" in r.getMessage()]
 
 

@@ -162,3 +162,23 @@ async def test_samples_beyond_the_limit_are_refused_by_their_header(
         assert answer.status_code == 413 and "limit of 8" in answer.text
         wrong = await _credits(api, rng.normal(size=(3, D + 1)))
         assert wrong.status_code == 400 and f"d={D}" in wrong.text
+
+
+async def test_turnover_says_how_many_calls_renew_the_pool(
+    api: Api, rng: np.random.Generator
+) -> None:
+    """Rows committed per reward call, and calls at that volume to renew N rows: in answers,
+    reference info and /metrics; a call that commits nothing lowers the volume."""
+    await api.create("ref", rng)
+    samples = rng.normal(size=(20, D)).astype(np.float32)
+    first = (await _credits(api, samples, commit_fraction=0.5, idempotency_key="a")).json()
+    assert first["freshness"]["rows_per_call"] is None  # no call before it
+    assert first["freshness"]["turnover_calls"] is None
+    second = (await _credits(api, samples, commit_fraction=0.5, idempotency_key="b")).json()
+    assert second["freshness"]["rows_per_call"] == 10.0
+    assert second["freshness"]["turnover_calls"] == N / 10
+    await _credits(api, samples)  # rewards only
+    info = (await api.info("ref")).json()["freshness"]
+    assert info["rows_per_call"] == 20 / 3 and info["turnover_calls"] == pytest.approx(N * 3 / 20)
+    metrics = (await api.client.get("/metrics")).text
+    assert f'distreward_pool_turnover_calls{{reference="ref"}} {N * 3 / 20}' in metrics
