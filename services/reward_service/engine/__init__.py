@@ -5,6 +5,7 @@ Knows nothing of HTTP or storage; runs on CUDA when present and on the CPU other
 
 from .choices import CreditForm, Method, Mode
 from .credits import CreditResult, sample_credits
+from .degenerate import DegeneratePool
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
 from .results import ADVANTAGE_EPSILON, Committed, RewardResult
@@ -17,6 +18,7 @@ __all__ = [
     "Committed",
     "CreditForm",
     "CreditResult",
+    "DegeneratePool",
     "Method",
     "Mode",
     "PoolStatistics",

@@ -77,6 +77,12 @@ class QuadratureSettings:
     max_nodes: int = 256
     memory_bytes: int = 256 * 2**20
 
+    def singular(self, eigenvalues: torch.Tensor) -> bool:
+        """Whether ``M`` of these ascending eigenvalues is numerically singular for the low-rank
+        path (``min_relative_eigenvalue``); a zero ``M`` is."""
+        lam_max, lam_min = float(eigenvalues[-1]), float(eigenvalues[0])
+        return lam_max <= 0.0 or lam_min <= self.min_relative_eigenvalue * lam_max
+
 
 @dataclass(frozen=True)
 class LowRankUpdate:
@@ -241,17 +247,15 @@ def trace_sqrt_change(
     unclipped) and ``update`` in that basis."""
     groups = update.groups
     device = eigenvalues.device
-    lam_max = float(eigenvalues[-1])
-    lam_min = float(eigenvalues[0])
-    if lam_max <= 0.0 or lam_min <= settings.min_relative_eigenvalue * lam_max:
+    if settings.singular(eigenvalues):
         nan = torch.full((groups,), torch.nan, dtype=torch.float64, device=device)
         return TraceSqrtChange(change=nan, error_estimate=nan, nodes=0)
     # Above, Weyl: the updated spectrum lies below lam_max + sum_j max(c_j, 0) |w_j|^2.
     # Below, the margin, verified per group by the inertia count.
     added = (update.own.square().sum(1) * update.own_weights.clamp_min(0.0)).sum(-1)
     added = added + (update.shared.square().sum(1) * update.shared_weights.clamp_min(0.0)).sum(-1)
-    hi = lam_max + float(added.max())
-    lo = settings.spectrum_margin * lam_min
+    hi = float(eigenvalues[-1]) + float(added.max())
+    lo = settings.spectrum_margin * float(eigenvalues[0])
     needed = nodes_needed(hi / lo, settings.target_error)
     n = max(8, min(settings.max_nodes, 2 * math.ceil(needed / 2)))
     fine_rule, coarse_rule = sqrt_trace_rule(lo, hi, n), sqrt_trace_rule(lo, hi, n // 2)

@@ -135,9 +135,9 @@ class PendingFactor:
         """An empty factor for ``M = diag(eigenvalues)`` whose interval leaves room for updates
         that add ``spread`` to the top of the spectrum. None when ``M`` is numerically
         singular (no rate holds; see :mod:`.lowrank`)."""
-        lam_max, lam_min = float(eigenvalues[-1]), float(eigenvalues[0])
-        if lam_max <= 0.0 or lam_min <= settings.min_relative_eigenvalue * lam_max:
+        if settings.singular(eigenvalues):
             return None
+        lam_max, lam_min = float(eigenvalues[-1]), float(eigenvalues[0])
         lo = settings.spectrum_margin * lam_min
         hi = _HEADROOM * (lam_max + spread)
         needed = nodes_needed(hi / lo, settings.target_error)
@@ -153,6 +153,13 @@ class PendingFactor:
     @property
     def size(self) -> int:
         return sum(block.width for block in self.blocks)
+
+    @property
+    def spectrum(self) -> tuple[float, float]:
+        """Where the spectrum of a version certified from these columns lies
+        (:meth:`extended_changes`): above ``lo`` by the inertia count, below ``lambda_max(M)``
+        plus the positive weights' mass by Weyl."""
+        return self.lo, self.top + self.tally.positive_mass
 
     def contains(self, tally: _Tally | None = None) -> bool:
         """Whether the top of the updated spectrum (Weyl) stays inside the interval."""

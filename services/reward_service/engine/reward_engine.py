@@ -24,6 +24,7 @@ lost digits, so whatever passed through the ring the base FD stays that of the r
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,7 @@ import torch
 
 from .addition import Addition, exact_additions, lowrank_additions
 from .choices import CREDIT_FORMS, METHODS, CreditForm, Method, Mode
+from .degenerate import DegeneratePool
 from .linalg import (
     as_float64,
     frechet_from_terms,
@@ -54,10 +56,33 @@ from .versions import Built, Changes, Head, TargetTerms
 
 __all__ = ["PoolStatistics", "RewardEngine"]
 
+REGULARITY_MARGIN = 2.0
+"""A certified head's ``M`` counts as regular by its certificate when the lower end of its
+spectral interval is this many times ``min_relative_eigenvalue`` of the upper end: the build
+that folds it in later computes eigenvalues within about ``d u lambda_max`` of the true ones
+(``u`` the unit round-off), far inside that slack."""
+
 STATISTICS_RTOL = 1e-12
 """Statistics whose rounding-error bound exceeds this fraction of the covariance (or of a
 standard deviation, for the mean) are recomputed from the rows at the next build; well inside
 the 1e-9 relative agreement with a from-scratch recompute that the engine promises."""
+
+
+@dataclass(frozen=True)
+class _Step:
+    """A commit worked out against ``head`` (and the cursor that goes with it) but not swapped
+    in: ``ys`` go to ``positions``, which held ``before``, and make ``successor``."""
+
+    head: Head
+    ys: torch.Tensor
+    positions: torch.Tensor
+    before: torch.Tensor
+    successor: Head
+
+    @property
+    def built(self) -> bool:
+        """Whether the new head was built here (not certified from the built precompute)."""
+        return self.successor.built.version == self.successor.version
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,9 @@ class RewardEngine:
         # While a rebuild runs: the rows changed since the head it builds.
         self._later: Changes | None = None
         self._rebuilds = 0
+        # The commit :meth:`check_commit` worked out last, for :meth:`append` of the same rows
+        # onto the same head (guarded by the commit lock).
+        self._checked: _Step | None = None
 
     # ----------------------------------------------------------------- properties
     @property
@@ -173,6 +201,13 @@ class RewardEngine:
     def pending_rows(self) -> int:
         """Pool rows changed since the built version (0 when the head is built)."""
         return self._head.changes.rows
+
+    @property
+    def lowrank_ready(self) -> bool:
+        """Whether rewards of the head can take the low-rank path: ``M`` of the built version is
+        not numerically singular (``min_relative_eigenvalue``). Where it is (N <= d, or rows
+        spanning fewer than d directions) every group is computed exactly."""
+        return not self._settings.singular(self._head.built.eigenvalues)
 
     @property
     def rebuild_due(self) -> bool:
@@ -455,34 +490,78 @@ class RewardEngine:
             with self._rebuild_lock:
                 pass
         with self._commit_lock:
-            head = self._head
-            size, n = ys.shape[0], head.built.n
-            if size > n:
-                raise ValueError(f"a commit of {size} rows exceeds the pool of N={n}")
-            positions = (self._cursor + torch.arange(size, device=self._device)) % n
-            before = self._pool[positions]
-            changes, slots = head.changes.then(positions, before)
-            current = self._pool[changes.positions]
-            current[slots] = ys
-            with single_threaded():  # skinny products and small factorisations
-                successor = self._certified_head(head, changes, current)
-            if successor is None:
-                successor = self._built_head(head, changes, current)
+            step = self._step(ys)
+            successor, positions = step.successor, step.positions
+            if step.built:
                 self._rebuilds += 1
             with self._swap_lock:
                 self._pool[positions] = ys
-                self._cursor = (self._cursor + size) % n
+                self._cursor = (self._cursor + ys.shape[0]) % step.head.built.n
                 self._head = successor
                 if self._later is not None:
-                    self._later = self._later.then(positions, before)[0]
-        certified = successor.built.version != successor.version
+                    self._later = self._later.then(positions, step.before)[0]
         return Committed(
             version=successor.version,
             base_fd=successor.base_fd,
-            method="lowrank" if certified else "exact",
+            method="exact" if step.built else "lowrank",
             error_estimate=successor.base_error,
             pending_rows=successor.changes.rows,
         )
+
+    def check_commit(self, features: Any) -> None:
+        """Raise :class:`DegeneratePool` where :meth:`append` of ``features`` would make ``M``
+        of the pool numerically singular while the version served is not (every reward would
+        then fall back to the exact path); change nothing. A pool singular already (N <= d)
+        takes any commit.
+
+        The new head is worked out as :meth:`append` works it out, and kept: an append of the
+        same rows onto the same head then costs nothing more. A head certified from the built
+        precompute has its spectrum in ``[lo, hi]`` by the certificate (inertia below, Weyl
+        above), which shows ``M`` regular at no cost when ``lo / hi`` clears the limit by
+        :data:`REGULARITY_MARGIN`; otherwise, as where the commit is built anyway, the head is
+        built here (O(d^3)) and its eigenvalues decide."""
+        ys = as_float64(features, self._device, "features")
+        check_features(ys, self.d, min_rows=1)
+        with self._commit_lock:
+            if self._settings.singular(self._head.built.eigenvalues):
+                return
+            step = self._step(ys, regular=True)
+            eigenvalues = step.successor.built.eigenvalues
+            if step.built and self._settings.singular(eigenvalues):
+                top = float(eigenvalues[-1])
+                ratio = float(eigenvalues[0]) / top if top > 0.0 else math.nan
+                raise DegeneratePool(len(ys), ratio, self._settings.min_relative_eigenvalue)
+            self._checked = step
+
+    def _step(self, ys: torch.Tensor, *, regular: bool = False) -> _Step:
+        """Under the commit lock: ``ys`` committed onto the head, worked out but not swapped
+        in (the step :meth:`check_commit` kept, where it is for these rows and this head). The
+        new head is certified from the built precompute where it can be, else built here;
+        ``regular``: built also where its certificate does not show its ``M`` regular."""
+        head = self._head
+        checked, self._checked = self._checked, None
+        if checked is not None and checked.head is head and torch.equal(checked.ys, ys):
+            return checked
+        size, n = ys.shape[0], head.built.n
+        if size > n:
+            raise ValueError(f"a commit of {size} rows exceeds the pool of N={n}")
+        positions = (self._cursor + torch.arange(size, device=self._device)) % n
+        before = self._pool[positions]
+        changes, slots = head.changes.then(positions, before)
+        current = self._pool[changes.positions]
+        current[slots] = ys
+        with single_threaded():  # skinny products and small factorisations
+            successor = self._certified_head(head, changes, current)
+        if successor is None or (regular and not self._shown_regular(successor)):
+            successor = self._built_head(head, changes, current)
+        return _Step(head, ys, positions, before, successor)
+
+    def _shown_regular(self, head: Head) -> bool:
+        """Whether the spectral interval of a certified head shows its ``M`` regular."""
+        if head.factor is None:
+            return False
+        lo, hi = head.factor.spectrum
+        return lo > REGULARITY_MARGIN * self._settings.min_relative_eigenvalue * hi
 
     def append_many(self, batches: Sequence[Any]) -> list[Committed]:
         """:meth:`append` of each of ``batches`` in order, with the same versions and base FDs,
