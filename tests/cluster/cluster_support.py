@@ -30,6 +30,9 @@ from reward_service.launch import free_port, stop_process
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "distreward-reward-throughput.json"
+ENV_EXAMPLE = DOCKER / "distreward.env.example"
+GPU = ["compose.yaml"]  # the compose files of a GPU host, and of a CPU-only one
+CPU = ["compose.yaml", "compose.cpu.yaml"]
 INSTALL_HINT = "run `bash scripts/install_cluster_tools.sh` as root (make test does)"
 
 READY_TIMEOUT = 60.0  # seconds for a child process to answer its readiness probe
@@ -74,6 +77,23 @@ def run_tool(*args: str | Path, timeout: float = 60.0, **kwargs: Any) -> str:
             pytrace=False,
         )
     return done.stdout
+
+
+def compose_config(files: list[str]) -> dict[str, Any]:
+    """``docker compose config`` of ``files``, with the example env file standing in for the
+    real (git-ignored) one."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
+    env["DISTREWARD_ENV_FILE"] = str(ENV_EXAMPLE)
+    flags = [arg for name in files for arg in ("-f", name)]
+    out = run_tool(compose_cli(), *flags, "config", "--format", "json", cwd=ROOT, env=env)
+    return dict(json.loads(out))
+
+
+def env_example() -> dict[str, str]:
+    """The variables of docker/distreward.env.example (the tokens every container may read)."""
+    lines = (line.strip() for line in ENV_EXAMPLE.read_text().splitlines())
+    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    return {key: value for key, value in pairs}
 
 
 class _ComposeLoader(yaml.SafeLoader):

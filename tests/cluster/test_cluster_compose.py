@@ -7,31 +7,17 @@ embeds (compose-spec, draft-07), so both checks judge the file by the same speci
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from cluster_support import DOCKER, ROOT, compose_cli, load_yaml, run_tool
+from cluster_support import CPU, DOCKER, GPU, ROOT, compose_config, env_example, load_yaml
 from pydantic import ValidationError
 
 from reward_service.settings import Settings
 
 SCHEMA = Path(__file__).with_name("compose-spec.json")
-ENV_EXAMPLE = DOCKER / "distreward.env.example"
-GPU = ["compose.yaml"]
-CPU = ["compose.yaml", "compose.cpu.yaml"]
-
-
-def compose_config(files: list[str]) -> dict[str, Any]:
-    """``docker compose config`` of ``files``, with the example env file standing in for the
-    real (git-ignored) one."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
-    env["DISTREWARD_ENV_FILE"] = str(ENV_EXAMPLE)
-    flags = [arg for name in files for arg in ("-f", name)]
-    out = run_tool(compose_cli(), *flags, "config", "--format", "json", cwd=ROOT, env=env)
-    return dict(json.loads(out))
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +28,6 @@ def gpu() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def cpu() -> dict[str, Any]:
     return compose_config(CPU)
-
-
-def env_example() -> dict[str, str]:
-    lines = (line.strip() for line in ENV_EXAMPLE.read_text().splitlines())
-    pairs = (line.split("=", 1) for line in lines if line and not line.startswith("#"))
-    return {key: value for key, value in pairs}
 
 
 @pytest.mark.parametrize("name", ["compose.yaml", "compose.cpu.yaml"])
