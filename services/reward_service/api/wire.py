@@ -1,4 +1,4 @@
-"""Request bodies to arrays: size-capped reads and safe ``.npy`` / ``.npz`` / JSON decoding.
+"""Request bodies to arrays: size-capped reads and safe ``.npy`` / JSON decoding.
 
 Everything is checked before any work is done on the values: the body size while it streams in,
 the ``.npy`` header (dtype, shape, byte count; the shape against :class:`~reward_service.limits.
@@ -13,11 +13,9 @@ from __future__ import annotations
 import asyncio
 import io
 import math
-import zipfile
-import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import IO, Any, Final, Generic, Literal, NoReturn, TypeVar, cast
+from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, cast
 
 import numpy as np
 from fastapi import Request
@@ -33,7 +31,6 @@ from . import json_array
 from .deps import CallerKey, RefName, ServiceDep, SettingsDep
 
 __all__ = [
-    "ARCHIVE_ERRORS",
     "JSON",
     "NPY",
     "NPZ",
@@ -43,7 +40,6 @@ __all__ = [
     "ShapeCheck",
     "array_from_json",
     "decode_npy",
-    "decode_npz",
     "media_type",
     "parse_json",
     "read_payload",
@@ -229,36 +225,6 @@ def decode_npy(data: bytes, spec: ArraySpec, limits: Limits) -> np.ndarray:
         header.shape, order="F" if header.fortran else "C"
     )
     return np.array(view)  # own, writable copy: the body buffer is not
-
-
-# What zipfile and zlib raise for a damaged or unsupported member: CRC mismatch and truncation
-# (BadZipFile, EOFError), encryption (RuntimeError), unknown compression (NotImplementedError),
-# corrupt deflate data (zlib.error).
-ARCHIVE_ERRORS = (zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError, zlib.error)
-
-
-def decode_npz(
-    file: IO[bytes], members: dict[str, ArraySpec], limits: Limits, limit: int
-) -> dict[str, np.ndarray]:
-    """The ``members`` of an ``.npz`` archive (a seekable file; other members are not read),
-    each decoded like a ``.npy`` body; the archive's declared sizes are checked before anything
-    is inflated, and a damaged archive is a 400."""
-    try:
-        with zipfile.ZipFile(file) as archive:
-            infos = {info.filename: info for info in archive.infolist()}
-            missing = [name for name in members if f"{name}.npy" not in infos]
-            if missing:
-                raise BadInput(
-                    f".npz archive lacks {', '.join(missing)}; it needs {', '.join(members)}"
-                )
-            if sum(infos[f"{name}.npy"].file_size for name in members) > limit:
-                raise PayloadTooLarge(f".npz members inflate beyond the limit of {limit} bytes")
-            raw = {name: archive.read(f"{name}.npy") for name in members}
-    except ARCHIVE_ERRORS as exc:
-        raise BadInput(
-            f"body is not a readable .npz archive ({exc}); save it with numpy.savez"
-        ) from exc
-    return {name: decode_npy(raw[name], spec, limits) for name, spec in members.items()}
 
 
 def array_from_json(values: list[Any], spec: ArraySpec, limits: Limits) -> np.ndarray:

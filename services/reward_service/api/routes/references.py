@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from operator import attrgetter
@@ -23,8 +24,9 @@ from ...service import ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
+from ..npz import read_target_npz
 from ..openapi import array_doc, documented_body, errors, target_doc
-from ..spool import read_target_npz, spooled_body
+from ..spool import spooled_body
 from . import references_router
 
 __all__ = ["router"]
@@ -106,8 +108,8 @@ async def put_target(
         return target_feature_space(name, from_file, feature_space, accept_unknown_feature_space)
 
     if wire.media_type(request) == wire.NPZ:  # any size up to its own limit, spooled to disk
-        async with spooled_body(request, settings) as file:
-            stats = read_target_npz(file, limits, settings.max_body_bytes)
+        async with spooled_body(request, settings) as file:  # read in a thread: megabytes
+            stats = await asyncio.to_thread(read_target_npz, file, limits, settings.max_body_bytes)
         view = await service.put_target(
             name, stats.mu, stats.sigma, feature_space=space(stats.feature_space)
         )
