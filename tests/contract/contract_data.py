@@ -5,8 +5,9 @@ JSON Schema describes one value at a time. The document says, and the service en
 every row of an array has the width ``d`` of the reference named in the path, that a commit fits
 in the reference's pool of ``N`` rows, that row numbers lie in ``[0, N)``, that ``indices`` go
 with ``mode=indices`` and ``row`` excludes ``seed``, that ``commit_fraction`` needs an
-idempotency key, that ``sigma`` is a covariance matrix, and that features come from the
-reference's feature space (``Feature-Space``). :func:`conform` gives a generated
+idempotency key, that ``sigma`` is a covariance matrix, that features come from the
+reference's feature space (``Feature-Space``), and that beside a JSON array body the query
+string stays empty. :func:`conform` gives a generated
 *positive* case exactly these facts, from its own generated values, and changes nothing else:
 what remains a refusal is a contract failure. Negative cases are sent as generated, except
 that a valid ``Feature-Space`` becomes the reference's, so that they are refused for what they
@@ -79,6 +80,8 @@ def conform(
     kind = _operation(path)
     headers["Feature-Space"] = SPACE
     json_body = body if isinstance(body, dict) else None
+    if json_body is not None and kind != "target":
+        query.clear()  # beside a JSON array body every parameter is a member (else a 400)
     params = json_body if json_body is not None else query
     if kind == "rewards":
         groups = body["groups"] if json_body is not None else body

@@ -4,6 +4,10 @@ Tokens are compared with ``hmac.compare_digest`` against every configured token 
 (no early exit), on SHA-256 digests so that every comparison has the same length: response time
 tells neither how much of a guess was right nor how long the real tokens are. Tokens are never
 logged.
+
+:func:`check_parameters` validates every query parameter and header a route declares, for a
+dependency that reads the body to call first: FastAPI validates them only once every dependency
+has run.
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from enum import Enum
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import request_params_to_args
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..errors import Unauthorized
@@ -30,6 +38,8 @@ __all__ = [
     "ServiceDep",
     "SettingsDep",
     "TrainerAuth",
+    "check_parameters",
+    "declared_query",
 ]
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -113,3 +123,36 @@ def _caller(settings: SettingsDep, credentials: Credentials) -> str:
 
 CallerKey = Annotated[str, Depends(_caller)]
 AdminAuth = Annotated[Role, Depends(_require_admin)]
+
+
+def _declared(request: Request) -> tuple[list[Any], list[Any]]:
+    """The query parameters and headers the request's route declares, its dependencies'
+    included (FastAPI's fields, each once)."""
+    route = request.scope["route"]
+    assert isinstance(route, APIRoute)
+    query: dict[str, Any] = {}
+    headers: dict[str, Any] = {}
+    pending: list[Dependant] = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        query.update((field.alias, field) for field in dependant.query_params)
+        headers.update((field.alias.lower(), field) for field in dependant.header_params)
+        pending += dependant.dependencies
+    return list(query.values()), list(headers.values())
+
+
+def declared_query(request: Request) -> set[str]:
+    """The names of the query parameters the request's route takes."""
+    return {field.alias for field in _declared(request)[0]}
+
+
+def check_parameters(request: Request) -> None:
+    """Every query parameter and header the request's route declares, validated now, as FastAPI
+    would (the same fields, the same 422). FastAPI validates a route's own parameters, and those
+    of a dependency, only once every other dependency has run: a dependency that reads the body
+    calls this first, so that a malformed ``seed`` or ``Feature-Space`` costs no body bytes."""
+    query, headers = _declared(request)
+    errors = request_params_to_args(query, request.query_params)[1]
+    errors += request_params_to_args(headers, request.headers)[1]
+    if errors:
+        raise RequestValidationError(errors)

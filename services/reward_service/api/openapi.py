@@ -103,17 +103,25 @@ def _binary(description: str, content: dict[str, Any]) -> dict[str, Any]:
 
 def array_doc(body: ArrayBody[Any]) -> BodyDoc:
     """The body an :class:`~reward_service.api.wire.ArrayBody` reads: JSON of its model (the
-    array under its field) or ``.npy`` of the same array, its parameters then in the query
-    string."""
+    array under its field, every parameter a member: a query parameter beside it is a 400) or
+    ``.npy`` of the same array, its parameters then in the query string (one the route does
+    not take is a 400)."""
 
     def doc(limits: Limits) -> dict[str, Any]:
         spec = body.spec_of(limits)
         array = array_schema(spec, limits.max_abs)
         schema = body.model.model_json_schema()
         schema["properties"][body.field] = {**schema["properties"][body.field], **array}
+        described = schema.get("description", "").strip()
+        schema["description"] = (
+            (f"{described} " if described else "")
+            + "Every parameter is a member of this body: the query string stays empty (a query "
+            "parameter beside a JSON body is a 400 naming it)."
+        )
         npy = _binary(
             f".npy (numpy.save) of {spec.what}, little-endian float16/32/64; every row of the "
-            "reference's width d; parameters in the query string",
+            "reference's width d; parameters in the query string (one this route does not take "
+            "is a 400 naming it)",
             array,
         )
         return {"required": True, "content": {JSON: {"schema": schema}, NPY: npy}}

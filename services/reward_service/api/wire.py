@@ -15,10 +15,10 @@ import io
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, NoReturn, TypeVar, cast
+from typing import Annotated, Any, Final, Generic, Literal, NoReturn, TypeVar, cast
 
 import numpy as np
-from fastapi import Request
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from ..admission import Ticket
@@ -28,7 +28,7 @@ from ..limits import ArraySpec, Limits
 from ..service import ReferenceService
 from ..settings import Settings
 from . import json_array
-from .deps import CallerKey, RefName, ServiceDep, SettingsDep
+from .deps import CallerKey, RefName, ServiceDep, SettingsDep, check_parameters, declared_query
 
 __all__ = [
     "JSON",
@@ -262,6 +262,31 @@ async def _confirm_width(
     )
 
 
+async def _parameters_first(request: Request) -> None:
+    """The request's parameters, checked before its body is admitted or read.
+
+    Parameters come from one place per wire format: a JSON body's members, or the query string
+    beside a ``.npy`` body. A query parameter beside a JSON body, or one the route does not
+    take, is refused (400 naming it), never ignored: ignored, a ``commit_fraction`` commits
+    nothing and a ``row`` replaces another row. Then every declared parameter and header is
+    validated (422), as FastAPI would only after the body."""
+    given = list(dict.fromkeys(request.query_params))  # each name once, in order
+    if given and media_type(request) == JSON:
+        raise BadInput(
+            f"query parameters beside a JSON body ({', '.join(given)}): with a JSON body every "
+            "parameter is a member of it; send them in the body (or the array as .npy, its "
+            "parameters in the query string)"
+        )
+    taken = declared_query(request)
+    unknown = [name for name in given if name not in taken]
+    if unknown:
+        raise BadInput(
+            f"query parameters this route does not take: {', '.join(unknown)}; it takes "
+            + (", ".join(sorted(taken)) or "none")
+        )
+    check_parameters(request)
+
+
 @dataclass(frozen=True)
 class Decoded(Generic[M]):
     """An array body: the array, and the JSON body it came in (None for ``.npy``, whose
@@ -279,9 +304,11 @@ class ArrayBody(Generic[M]):
     copy) and before a JSON array is allocated (8 bytes a value), kept for the decoded array
     until the answer.
 
-    Refused before the work they announce: a ``.npy`` body by its header (shape, d when this
-    process holds the reference, and the cost bound) before the rest of it is read; a JSON body
-    by its array's shape, counted over the text (:mod:`.json_array`), before it is allocated.
+    Refused before the work they announce: a request by its parameters and headers
+    (:func:`_parameters_first`) before it is admitted; a ``.npy`` body by its header (shape, d
+    when this process holds the reference, and the cost bound) before the rest of it is read; a
+    JSON body by its array's shape, counted over the text (:mod:`.json_array`), before it is
+    allocated.
     Requests that choose an engine ``method`` (rewards, credits) are held to the cost bound
     (:func:`~reward_service.cost.check_cost`)."""
 
@@ -295,6 +322,7 @@ class ArrayBody(Generic[M]):
 
     async def __call__(
         self,
+        _: Annotated[None, Depends(_parameters_first)],
         name: RefName,
         request: Request,
         service: ServiceDep,

@@ -82,14 +82,20 @@ def _post(path: str, response: type[BaseModel], body: BodyDoc) -> Callable[[F], 
     )
 
 
-def _indices_from_query(text: str | None) -> np.ndarray | None:
-    if text is None or not text.strip():
+def _indices_from_query(
+    indices: Annotated[str | None, Query(description="comma-separated rows, mode=indices")] = None,
+) -> np.ndarray | None:
+    """The query's ``indices``, read before the body (a route lists this before its body)."""
+    if indices is None or not indices.strip():
         return None
     try:
-        rows = [int(part) for part in text.split(",")]
+        rows = [int(part) for part in indices.split(",")]
     except ValueError as exc:
         raise BadInput("indices: send comma-separated integers, e.g. indices=0,5,9") from exc
     return _index_array(rows)
+
+
+QueryIndices = Annotated[np.ndarray | None, Depends(_indices_from_query)]
 
 
 def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
@@ -105,6 +111,16 @@ def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
 
 def _share(fraction: float | None, key: str | None) -> CommitShare | None:
     return None if fraction is None else CommitShare(fraction, key)
+
+
+def _json_key(member: str | None, header: str | None) -> str | None:
+    """A JSON body's idempotency key: its member or the header, not two different keys."""
+    if member is not None and header is not None and member != header:
+        raise BadInput(
+            'the JSON member "idempotency_key" and the Idempotency-Key header differ; send the '
+            "key once"
+        )
+    return member or header
 
 
 def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
@@ -144,13 +160,13 @@ async def rewards(
     name: RefName,
     _: TrainerAuth,  # before the body: a caller without a token gets nothing read
     space: FeatureSpaceDep,  # before the body too: features of another space are not read
+    indices: QueryIndices,  # and parameters read before it
     body: RewardsBody,
     service: ServiceDep,
     mode: Annotated[Mode, Query()] = "shared",
     seed: Seed = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
-    indices: Annotated[str | None, Query(description="comma-separated rows, mode=indices")] = None,
     commit_fraction: CommitFraction = None,
     idempotency_key: OptionalIdempotencyKey = None,
 ) -> RewardsResponse:
@@ -159,11 +175,11 @@ async def rewards(
     start = time.perf_counter()
     if body.json is None:
         share = _share(commit_fraction, idempotency_key)
-        params = RewardParams(mode, seed, _indices_from_query(indices), method, version, share)
+        params = RewardParams(mode, seed, indices, method, version, share)
     else:
         j = body.json
         rows = None if j.indices is None else _index_array(j.indices)
-        share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
+        share = _share(j.commit_fraction, _json_key(j.idempotency_key, idempotency_key))
         params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share)
     outcome = await service.rewards(name, body.array, params, space)
     result = outcome.result
@@ -206,7 +222,7 @@ async def credits(
         params = CreditParams(form, seed, row, method, version, share)
     else:
         j = body.json
-        share = _share(j.commit_fraction, j.idempotency_key or idempotency_key)
+        share = _share(j.commit_fraction, _json_key(j.idempotency_key, idempotency_key))
         params = CreditParams(j.form, j.seed, j.row, j.method, j.version, share)
     outcome = await service.credits(name, body.array, params, space)
     result = outcome.result
