@@ -8,7 +8,8 @@ posts features names theirs in the ``Feature-Space`` header. The identifiers are
 exact strings: the service does not parse them.
 
 A reference built from statistics without provenance (pytorch-fid, ADM, EDM files) records
-``"unknown"``, only when the admin asks for it. Requests without the header match only such a
+``"unknown"``, only when the admin asks for it, whether the statistics name no space or name
+``"unknown"`` itself. Requests without the header match only such a
 reference; against a reference with a known space they are refused, so features of one network
 cannot reach a reference of another by accident.
 """
@@ -64,20 +65,22 @@ def target_feature_space(
     reference: str, from_file: str | None, declared: str | None, accept_unknown: bool
 ) -> str:
     """The space of a new target: the one its statistics file records, else the admin's
-    ``Feature-Space`` header; both present must agree (409). Neither is ``"unknown"`` only
-    when ``accept_unknown``, else 422 naming both ways to fix it."""
+    ``Feature-Space`` header; both present must agree (409). A target that names none, or
+    names ``"unknown"`` (in either place), is ``"unknown"`` only when ``accept_unknown``, else
+    422 naming both ways to fix it."""
     if from_file is not None and declared is not None and from_file != declared:
         raise Conflict(
             f"feature space mismatch: the target file records {from_file!r} but the "
             f"{FEATURE_SPACE_HEADER} header says {declared!r}; send one of them, or matching ones"
         )
     space = from_file if from_file is not None else declared
-    if space is not None:
+    if space is not None and space != UNKNOWN_FEATURE_SPACE:
         return space
     if accept_unknown:
         return UNKNOWN_FEATURE_SPACE
+    names = "names no feature space" if space is None else f"names feature space {space!r}"
     raise Unprocessable(
-        f"the target of {reference!r} names no feature space: send the "
+        f"the target of {reference!r} {names}: send the "
         f"'{FEATURE_SPACE_HEADER}' header with the identifier of the extractor that made it "
         "(reward_client's stats files carry it as their feature_space member), or, for "
         "statistics from other tools whose space you cannot name, accept_unknown_feature_space"

@@ -7,6 +7,8 @@
 * Huge directories: an archive whose end record announces 500,000 members is refused by that
   count, before its directory is read. Archives are read in a worker thread, off the event
   loop.
+* A target in the ``unknown`` feature space, whether its header or its ``feature_space`` member
+  says so, is recorded only with ``accept_unknown_feature_space``.
 * An archive that holds a member twice is refused (``zipfile`` would take the last copy).
 
 Archives numpy writes (``savez``, ``savez_compressed``, reward_client's statistics files, ADM's
@@ -306,6 +308,40 @@ def test_an_archive_of_half_a_million_members_is_refused_by_its_end_record(
     assert f"{HUGE_COUNT + 2} members" in detail and "at most 16" in detail, detail
     assert grown < FEW_MIB, f"the process grew by {grown / MIB:.1f} MiB"
     assert_absent(service, "huge-directory")
+
+
+def test_the_unknown_feature_space_is_recorded_only_when_accepted(
+    service: ServiceProcess,
+) -> None:
+    _, mu, sigma = statistics()
+    member = savez(mu=mu, sigma=sigma, feature_space=np.array("unknown"))
+    plain = LEGITIMATE["savez"]
+    for body, space in ((plain, "unknown"), (member, None), (member, "unknown")):
+        answer, _ = put_target(service, "unknown", body, space=space)
+        assert answer.status_code == 422, answer.text
+        assert "accept_unknown_feature_space" in answer.json()["detail"]
+        assert_absent(service, "unknown")
+    fitted = httpx.put(
+        f"{service.url}/v1/references/unknown/target",
+        content=npy(np.random.default_rng(2).normal(size=(16, D))),
+        headers={
+            "Authorization": f"Bearer {ADMIN_TOKEN}",
+            "Content-Type": "application/x-npy",
+            "Feature-Space": "unknown",
+        },
+        timeout=60,
+    )
+    assert fitted.status_code == 422, fitted.text
+    assert_absent(service, "unknown")
+    for name, body, space in (
+        ("unknown-header", plain, "unknown"),
+        ("unknown-member", member, None),
+    ):
+        answer, _ = put_target(
+            service, name, body, space=space, accept_unknown_feature_space="true"
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["feature_space"] == "unknown"
 
 
 def test_an_archive_holding_a_member_twice_is_refused(service: ServiceProcess) -> None:

@@ -26,7 +26,13 @@ PROTECTED = [
     ("POST", "/v1/references/ref/rewards", NPY, GROUPS, "trainer"),
     ("POST", "/v1/references/ref/fd", NPY, ROWS, "trainer"),
     ("POST", "/v1/references/ref/commit", {**NPY, "Idempotency-Key": "k"}, ROWS, "trainer"),
-    ("PUT", "/v1/references/ref/target", {**NPY, "Feature-Space": "unknown"}, ROWS, "admin"),
+    (
+        "PUT",
+        "/v1/references/ref/target?accept_unknown_feature_space=true",  # the space of ref
+        {**NPY, "Feature-Space": "unknown"},
+        ROWS,
+        "admin",
+    ),
     ("PUT", "/v1/references/ref/pool", NPY, ROWS, "admin"),
     ("POST", "/v1/references/ref/pool", NPY, ROWS, "admin"),
     ("DELETE", "/v1/references/ref", {}, None, "admin"),

@@ -184,10 +184,13 @@ async def test_refused_before_anything_is_stored(
     headers = {**headers, "Feature-Space": "unknown"}  # the references' space: see create
     if route == "commit":
         headers = {**headers, "Idempotency-Key": "key-1"}
+    # A target in the space "unknown" is taken only with the admin's explicit acceptance.
+    params = {"accept_unknown_feature_space": "true"} if route == "target" else None
     answer = await stack.api.client.request(
         method,
         f"/v1/references/ref/{route}",
         content=content,
+        params=params,
         headers=stack.api.headers(**headers),
     )
     assert answer.status_code == status, answer.text
