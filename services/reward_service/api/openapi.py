@@ -166,8 +166,9 @@ def target_doc(limits: Limits) -> dict[str, Any]:
             JSON: {"schema": schema},
             NPY: _binary(".npy (numpy.save) of features (n, d) to fit", features),
             NPZ: _binary(
-                ".npz (numpy.savez) with mu (d,) and sigma (d, d); optionally feature_space "
-                "(a string) and any other members (left unread)",
+                ".npz (numpy.savez or numpy.savez_compressed) with mu (d,) and sigma (d, d); "
+                "optionally feature_space (a string) and other members (left unread), at most "
+                "16 in all",
                 npz,
             ),
         },
