@@ -92,3 +92,22 @@ def test_a_rank_deficient_pool_falls_back_to_the_exact_path_without_nan() -> Non
     base, expected = _added_credits(pool, samples, mu, sigma)
     # The exact path's floor on a singular M: about d sqrt(1e-16 lambda_max) (DESIGN.md §2).
     np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-6 * max(1.0, base))
+
+
+def test_pending_rows_beyond_the_rank_limit_are_folded_through_the_heads_factorisation() -> None:
+    """Pending rows past what a request could factor on its own (rank 2P + 3 > d / 4): the
+    samples' columns are appended to the head's factorisation, no rebuild is forced, and the
+    credits still match the oracle, also after more commits (a new head, a new completion)."""
+    rng, basis, mu, sigma, pool = _problem(24, d=64, n=600)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    samples = features(rng, 30, basis * 1.2, 0.25)
+    engine.append(features(rng, 3, basis, 0.3))
+    for pending in (9, 15):  # past 6, the most a request factors on its own at d = 64; 15 is
+        for _ in range(2):  # the most commits hold
+            engine.append(features(rng, 3, basis, 0.3))
+        assert engine.pending_rows == pending and engine.built_version == 0
+        result = engine.credits(samples)
+        assert result.methods_used == ("lowrank",) * 30 and engine.rebuilds == 0
+        base, expected = _added_credits(engine.pool(), samples, mu, sigma)
+        assert result.base_fd == pytest.approx(base, rel=1e-9)
+        np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))

@@ -30,10 +30,11 @@ import torch
 
 from .linalg import trace_sqrt_psd
 from .lowrank import LowRankUpdate, QuadratureSettings, trace_sqrt_change
+from .pending import PendingFactor
 from .replacement import Replacement
 from .versions import Built, TargetTerms
 
-__all__ = ["Addition", "exact_additions", "lowrank_additions"]
+__all__ = ["Addition", "exact_additions", "factored_additions", "lowrank_additions"]
 
 _EXACT_BLOCK_BYTES = 256 * 2**20
 
@@ -99,6 +100,19 @@ class Addition:
         cross = 2.0 * (root_scale * root_changes - shrink * self.root_trace)
         return cross - self.mean_change - self.trace_change
 
+    def head_root_change(self, built: Built, head_base_fd: float) -> float:
+        """``tr sqrt(M_h) - tr sqrt(M_b)`` from the head's base FD: the FD's three other terms
+        of both versions are known in closed form."""
+        offset = built.base_fd - head_base_fd
+        return 0.5 * float(offset + self.pending.mean_change[0] + self.pending.trace_change[0])
+
+    def head_factor(self, built: Built, factor: PendingFactor) -> PendingFactor:
+        """The head's pending factorisation (its rows' columns) completed by its mean-shift
+        column: the factorisation of ``M_h - M_b`` that every sample's column is appended to."""
+        mean = built.projector @ self.pending.delta[0]
+        weight = -built.n / (built.n - 1)
+        return factor.extended(mean.unsqueeze(1), mean.new_full((1,), weight))
+
     def select(self, chosen: torch.Tensor) -> Addition:
         """The terms of the samples ``chosen`` (indices)."""
         return Addition(
@@ -142,6 +156,19 @@ def lowrank_additions(
     )
     change = trace_sqrt_change(built.eigenvalues, update, settings)
     rewards = terms.rewards(built, change.change)
+    return rewards, 2.0 * math.sqrt(terms.scale) * change.error_estimate
+
+
+def factored_additions(
+    built: Built, factor: PendingFactor, terms: Addition, head_change: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rewards relative to ``built`` for a head whose change from it is factored in
+    ``factor`` (:meth:`Addition.head_factor`; its ``tr sqrt`` change ``head_change``): each
+    sample's column appended on its own (:meth:`PendingFactor.single_changes`), so a request
+    pays for the pending rows linearly, not quadratically, and nothing for their Gram."""
+    own = built.projector @ terms.samples.T  # (d, B)
+    change = factor.single_changes(own, terms.weight)
+    rewards = terms.rewards(built, head_change + change.change)
     return rewards, 2.0 * math.sqrt(terms.scale) * change.error_estimate
 
 

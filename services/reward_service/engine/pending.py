@@ -308,3 +308,38 @@ class PendingFactor:
         )
         error = torch.where(certified, error, torch.nan)
         return factor, TraceSqrtChange(change=fine, error_estimate=error, nodes=n)
+
+    def single_changes(self, columns: torch.Tensor, weight: float) -> TraceSqrtChange:
+        """For each of ``columns`` (d, m) on its own, appended after this factor's columns with
+        ``weight`` (> 0): ``tr sqrt(M_F + weight v v^T) - tr sqrt(M_F)``, where ``M_F`` is the
+        matrix these columns make; error estimates as in :meth:`extended_changes`, NaN where
+        they cannot be certified. Nothing is stored: each column is one Schur complement
+        ``1/weight + G_vv - F^T D^-1 F`` per shift, ``F = L^-1 G_av`` (one product of the
+        stacked columns for every shift and column, then a forward substitution), so a request
+        pays ``O(S d a m)`` for the ``a`` columns factored once, not ``O(S d a^2)``. A positive
+        weight adds a positive semi-definite term: the spectrum stays above ``M_F``'s, and only
+        its top (Weyl) can leave the interval."""
+        scaled = self.resolvent.unsqueeze(-1) * columns.unsqueeze(0)  # (S, d, m)
+        excess = (columns.unsqueeze(0) * scaled).sum(1)  # G_vv, (S, m)
+        if self.size:
+            solved = self._forward(scaled)  # (S, a, m)
+            pivots = torch.cat([block.pivots for block in self.blocks], dim=1)
+            excess = excess - (solved.square() / pivots.unsqueeze(-1)).sum(1)
+        ratios = weight * excess  # c D - 1 of each column, (S, m)
+        logs = torch.where(ratios > -1.0, torch.log1p(ratios), torch.nan)
+        n = self.fine.nodes.shape[0]
+        device = columns.device
+        fine = logs[:n].T @ torch.as_tensor(self.fine.weights, device=device) / math.pi
+        coarse = logs[n:-1].T @ torch.as_tensor(self.coarse.weights, device=device) / math.pi
+        decay = math.exp(-convergence_exponent(self.hi / self.lo) * (n // 2))
+        error = (fine - coarse).abs() * decay / (1.0 - decay)
+        mass = weight * columns.square().sum(0)
+        certified = (
+            (self.tally.signs_at_lo == 0)
+            & (self.tally.smallest_at_lo >= _MIN_PIVOT_RATIO)
+            & (self.top + self.tally.positive_mass + mass <= self.hi)
+            & (ratios[-1] > -1.0)
+            & torch.isfinite(error)
+        )
+        error = torch.where(certified, error, torch.nan)
+        return TraceSqrtChange(change=fine, error_estimate=error, nodes=n)

@@ -29,12 +29,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
-from .addition import Addition, exact_additions, lowrank_additions
+from .addition import Addition, exact_additions, factored_additions, lowrank_additions
 from .choices import CREDIT_FORMS, METHODS, CreditForm, Method, Mode
 from .degenerate import DegeneratePool
 from .linalg import (
@@ -169,6 +170,8 @@ class RewardEngine:
         self._rebuild_lock = threading.Lock()
         # While a rebuild runs: the rows changed since the head it builds.
         self._later: Changes | None = None
+        # The last head's factorisation completed by its mean column, for added samples.
+        self._completed: tuple[Head, PendingFactor] | None = None
         self._rebuilds = 0
         # The commit :meth:`check_commit` worked out last, for :meth:`append` of the same rows
         # onto the same head (guarded by the commit lock).
@@ -431,25 +434,34 @@ class RewardEngine:
         )
 
     def _added(self, values: torch.Tensor, method: Method, started: float) -> CreditResult:
-        """:meth:`credits` of checked float64 ``values`` (B, d) in the ``add`` form."""
+        """:meth:`credits` of checked float64 ``values`` (B, d) in the ``add`` form.
+
+        Against a head with pending commits the samples' columns are appended to the head's
+        own factorisation (kept for commits, completed by its mean column once per head), so
+        a request costs linearly in the pending rows; without that factorisation the pending
+        columns are factored per request, within the low-rank limit."""
         head, terms = self._addition_terms(values)
-        if head.changes.rows and not (terms.trusted and self._fits(head.changes.rows + 1)):
+        if self._addition_needs_build(head, terms):
             # Let the rebuild in flight land first: what is pending after it may fit.
             with self._rebuild_lock:
                 pass
             head, terms = self._addition_terms(values)
-            if head.changes.rows and not (terms.trusted and self._fits(head.changes.rows + 1)):
+            if self._addition_needs_build(head, terms):
                 self.rebuild()
                 head, terms = self._addition_terms(values)
         built = head.built
+        lowrank: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
+        if method == "lowrank":
+            factor = self._head_factor(head, terms)
+            if factor is not None:
+                change = terms.head_root_change(built, head.base_fd)
+                lowrank = partial(factored_additions, built, factor, terms, change)
+            elif self._fits(head.changes.rows + 1):
+                lowrank = partial(lowrank_additions, built, terms, self._settings)
         rewards, errors, used = self._settled(
             head,
             values.shape[0],
-            lowrank=(
-                (lambda: lowrank_additions(built, terms, self._settings))
-                if method == "lowrank" and self._fits(head.changes.rows + 1)
-                else None
-            ),
+            lowrank=lowrank,
             exact=lambda chosen: exact_additions(built, terms.select(chosen), self._target),
         )
         return CreditResult(
@@ -466,6 +478,28 @@ class RewardEngine:
             base_fd=head.base_fd,
             compute_seconds=time.perf_counter() - started,
         )
+
+    def _addition_needs_build(self, head: Head, terms: Addition) -> bool:
+        """Whether the head's pending rows cannot be folded into added samples: they lose
+        digits relative to the built version, or neither the head's factorisation nor the
+        low-rank limit takes them."""
+        if not head.changes.rows:
+            return False
+        foldable = head.factor is not None or self._fits(head.changes.rows + 1)
+        return not (terms.trusted and foldable)
+
+    def _head_factor(self, head: Head, terms: Addition) -> PendingFactor | None:
+        """The head's factorisation completed by its mean column (:meth:`Addition.head_factor`),
+        made once per head; None when nothing is pending or the head keeps no factorisation."""
+        if not head.changes.rows or head.factor is None:
+            return None
+        cached = self._completed
+        if cached is not None and cached[0] is head:
+            return cached[1]
+        with single_threaded():  # skinny products and small factorisations
+            factor = terms.head_factor(head.built, head.factor)
+        self._completed = (head, factor)
+        return factor
 
     def _addition_terms(self, values: torch.Tensor) -> tuple[Head, Addition]:
         """The head and ``values`` added to it, relative to its built version."""
