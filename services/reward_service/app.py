@@ -39,7 +39,16 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backing = store or open_store(settings.redis_url, settings.redis_timeout_seconds)
+        backing = store or open_store(
+            settings.redis_url,
+            settings.redis_timeout_seconds,
+            sentinels=settings.redis_sentinels,
+            master_name=settings.redis_master_name,
+            password=settings.redis_password,
+            sentinel_password=settings.redis_sentinel_password,
+            min_replicas=settings.min_replicas,
+            replica_wait_seconds=settings.redis_replica_wait_seconds,
+        )
         service = ReferenceService(backing, settings, metrics)
         app.state.service = service
         if not settings.auth_enabled:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -51,9 +51,12 @@ def _answers(port: int, probe: bytes, expect: bytes) -> bool:
 
 class RedisServer:
     """One ``redis-server`` on a free loopback port; ``persistent`` keeps an append-only file
-    (fsync always) so that a stop/start on the same port loses nothing acknowledged."""
+    (fsync always) so that a stop/start on the same port loses nothing acknowledged; ``options``
+    are further ``redis-server`` arguments (``--replicaof HOST PORT``, ...)."""
 
-    def __init__(self, directory: Path, *, persistent: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *, persistent: bool = False, options: Sequence[str] = ()
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -62,6 +65,7 @@ class RedisServer:
         self.binary = binary
         self.directory = directory
         self.persistent = persistent
+        self.options = tuple(options)
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -84,6 +88,7 @@ class RedisServer:
                 str(self.directory),
                 "--appendonly",
                 *persistence,
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

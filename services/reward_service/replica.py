@@ -100,6 +100,7 @@ class Replica:
         self._lock = asyncio.Lock()
         self._state: HeldState | None = None
         self._log_id = "0-0"
+        self._epoch = store.epoch  # the store's epoch when what is held was read
         self._base_fds: OrderedDict[int, float] = OrderedDict()
         self._rebuilding: asyncio.Task[None] | None = None
         self._rebuild_share = rebuild_share
@@ -160,12 +161,15 @@ class Replica:
         """Catch up with the store. With ``wait=False`` a request arriving while another one
         catches up keeps being served by the version held (the answer names it) instead of
         queueing behind the rebuild. Raises ``StoreUnavailable`` (nothing changed) or
-        ``NotFound`` when the reference was deleted."""
+        ``NotFound`` when the reference was deleted. After a failover (the store's epoch
+        changed) the reference is loaded again: what was read from the former primary may hold
+        commits its successor never received."""
+        epoch = self._store.epoch
         meta = await self._store.read_meta(self.name)
         if meta is None:
             raise NotFound(f"unknown reference {self.name!r}")
         held = self._state
-        if held is not None and self._is_current(held, meta):
+        if held is not None and epoch == self._epoch and self._is_current(held, meta):
             if self._is_newer(meta, held.meta):
                 self._state = HeldState(meta, held.target, held.engine)
             return self.state
@@ -178,8 +182,9 @@ class Replica:
             return held
         async with self._lock:
             held = self._state
-            if held is None or held.meta.incarnation != meta.incarnation:
+            if held is None or held.meta.incarnation != meta.incarnation or epoch != self._epoch:
                 await self._reload()
+                self._epoch = epoch
             elif not self._is_current(held, meta):
                 await self._replay()
             held = self.state

@@ -25,6 +25,7 @@ PLACEHOLDER_TOKENS = frozenset(
 )
 
 TokenList = Annotated[tuple[str, ...], NoDecode]
+AddressList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -38,6 +39,32 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     redis_url: str = Field(default="", description='Redis URL; "" keeps state in process memory')
+    redis_sentinels: AddressList = Field(
+        default=(),
+        description='Redis Sentinel addresses "host:port", comma-separated, instead of '
+        "redis_url: the sentinels name the primary, and the service follows its failovers",
+    )
+    redis_master_name: str = Field(
+        default="distreward", min_length=1, description="the name the sentinels monitor it by"
+    )
+    redis_password: str = Field(
+        default="", description="AUTH password of the Redis nodes the sentinels name"
+    )
+    redis_sentinel_password: str = Field(
+        default="", description="AUTH password of the sentinels themselves"
+    )
+    redis_min_replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="replicas that must hold a write before it is acknowledged (WAIT); unset: "
+        "1 with sentinels, 0 with redis_url",
+    )
+    redis_replica_wait_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="how long a write waits for those replicas before it answers 503 (below "
+        "redis_timeout_seconds, which bounds every Redis reply)",
+    )
     redis_timeout_seconds: float = Field(default=5.0, gt=0)
     store_probe_seconds: float = Field(
         default=1.0, ge=0, description="after a store failure, reads skip the store this long"
@@ -131,7 +158,7 @@ class Settings(BaseSettings):
         default=1000, ge=1, description="commits between pool snapshots written to the store"
     )
 
-    @field_validator("tokens", "admin_tokens", mode="before")
+    @field_validator("tokens", "admin_tokens", "redis_sentinels", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         """Accept ``"a,b"`` from the environment as well as a sequence from code."""
@@ -158,6 +185,40 @@ class Settings(BaseSettings):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        if self.redis_url and self.redis_sentinels:
+            raise ValueError(
+                "set DISTREWARD_REDIS_URL or DISTREWARD_REDIS_SENTINELS, not both: with "
+                "sentinels, the sentinels name the Redis primary"
+            )
+        for address in self.redis_sentinels:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(
+                    f"DISTREWARD_REDIS_SENTINELS: {address!r} is not host:port "
+                    "(e.g. 10.0.0.5:26379)"
+                )
+        if self.min_replicas and self.store_kind == "memory":
+            raise ValueError(
+                "DISTREWARD_REDIS_MIN_REPLICAS needs Redis replicas: set DISTREWARD_REDIS_URL "
+                "or DISTREWARD_REDIS_SENTINELS"
+            )
+        if self.min_replicas and self.redis_replica_wait_seconds >= self.redis_timeout_seconds:
+            raise ValueError(
+                "DISTREWARD_REDIS_REPLICA_WAIT_SECONDS must be below "
+                "DISTREWARD_REDIS_TIMEOUT_SECONDS: the wait for replicas is one Redis reply"
+            )
+        return self
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas that must hold a write before it is acknowledged: 1 by default with
+        sentinels (a failover then loses nothing acknowledged), 0 with a plain URL."""
+        if self.redis_min_replicas is not None:
+            return self.redis_min_replicas
+        return 1 if self.redis_sentinels else 0
+
     @property
     def auth_enabled(self) -> bool:
         """False only in development with no token configured."""
@@ -165,7 +226,7 @@ class Settings(BaseSettings):
 
     @property
     def store_kind(self) -> str:
-        return "redis" if self.redis_url else "memory"
+        return "redis" if self.redis_url or self.redis_sentinels else "memory"
 
 
 @lru_cache(maxsize=1)

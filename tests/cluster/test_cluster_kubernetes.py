@@ -632,20 +632,26 @@ def test_the_service_and_redis_name_the_same_sentinels_and_master() -> None:
 
 
 def test_redis_persists_as_compose_runs_it() -> None:
-    """AOF fsynced before each reply, on a volume of its own per pod."""
+    """AOF fsynced before each reply, in the pod's own volume; each sentinel keeps its state
+    in its own volume too."""
     manifests = rendered("gpu")
-    redis = manifests.get("StatefulSet", "redis")
-    (container,) = pod_spec(redis)["containers"]
-    (script_volume,) = [v for v in pod_spec(redis)["volumes"] if "configMap" in v]
-    scripts = manifests.config_map_data(script_volume["configMap"]["name"])
-    started = container["command"][-1].rsplit("/", 1)[1]
     command = compose("gpu")["redis"]["command"]
-    for flag in ("--appendonly", "--appendfsync"):
-        value = command[command.index(flag) + 1]
-        assert f"{flag} {value}" in scripts[started]
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert mounts["/data"] in {t["metadata"]["name"] for t in redis["spec"]["volumeClaimTemplates"]}
-    assert "--dir /data" in scripts[started]
+    for name in ("redis", "redis-sentinel"):
+        workload = manifests.get("StatefulSet", name)
+        (container,) = pod_spec(workload)["containers"]
+        (scripts,) = [v for v in pod_spec(workload)["volumes"] if "configMap" in v]
+        script = manifests.config_map_data(scripts["configMap"]["name"])[
+            container["command"][-1].rsplit("/", 1)[1]
+        ]
+        claims = {t["metadata"]["name"] for t in workload["spec"]["volumeClaimTemplates"]}
+        (data,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in claims]
+        assert manifests.environment(container)["DATA_DIR"] == data
+        if name == "redis":
+            for flag in ("--appendonly", "--appendfsync"):
+                assert f"{flag} {command[command.index(flag) + 1]}" in script
+            assert '--dir "$DATA_DIR"' in script
+        else:
+            assert "conf=$DATA_DIR/sentinel.conf" in script
 
 
 def test_the_external_redis_example_leaves_nothing_of_the_in_cluster_redis() -> None:

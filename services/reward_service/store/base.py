@@ -165,6 +165,13 @@ class Store(ABC):
 
     kind: ClassVar[StoreKind]
 
+    @property
+    def epoch(self) -> int:
+        """Changes when the store may have lost writes that were read but never acknowledged
+        (a failover to another Redis primary): what was read before may be history the store
+        no longer has, so replicas load again. Constant where there is no failover."""
+        return 0
+
     @abstractmethod
     async def ping(self) -> None:
         """Raise :class:`StoreUnavailable` when the store cannot serve requests."""

@@ -9,20 +9,34 @@ Metadata hash fields: ``incarnation d n version created_at updated_at staged_row
 (records written before feature spaces were kept lack the last: their space is ``"unknown"``) and
 the base
 pointer ``base_gen base_version base_log_id base_cursor``.
+
+Replication and failover. Redis replicates asynchronously: a write the primary answered can still
+be missing from its replicas when the primary dies, and a promoted replica then never had it.
+With ``min_replicas`` > 0 a write (target, pool chunk and publish, commit, delete) is acknowledged
+only once ``WAIT`` says that many replicas hold it, otherwise it answers
+:class:`StoreUnavailable` (503, send it again). ``WAIT`` covers the writes made on its own
+connection, so each write operation runs on one connection that is never re-established inside
+the operation (no command retry there): a connection lost midway fails the operation, and the
+client sends it again whole. A retried commit whose first attempt reached the primary finds its
+idempotency key there and answers the first version; it renews the key's expiry, a write, so that
+the ``WAIT`` after it covers the commit it names. With sentinels (:meth:`RedisStore.from_sentinels`)
+every new connection asks them for the primary; :attr:`RedisStore.epoch` counts the changes, so
+that replicas drop what they read from a primary that may have taken writes its successor lacks.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, cast, get_args
 
 import numpy as np
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -111,8 +125,9 @@ return {version, previous}
 # KEYS[1] meta, KEYS[2] log, KEYS[3] idempotency key
 # ARGV[1] incarnation, ARGV[2] rows (.npy), ARGV[3] row count, ARGV[4] key TTL seconds, ARGV[5] now,
 # ARGV[6] digest of the rows
-# A key seen before with the same digest returns its version (replayed = 1) and changes nothing;
-# otherwise the rows are appended to the log, the version bumped and "version:digest" stored
+# A key seen before with the same digest returns its version (replayed = 1) and only renews the
+# key's expiry: that write makes a WAIT after the script cover the commit the key names.
+# Otherwise the rows are appended to the log, the version bumped and "version:digest" stored
 # under the key, all at once. (A key stored as a bare version predates digests: a retry.)
 # Returns {version, replayed}, or {-1, 0} gone, {-2, 0} no pool, {-3, 0} more rows than the
 # pool, {-4, 0} the key was used with other rows.
@@ -121,9 +136,9 @@ if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {-1, 0} end
 local seen = redis.call('GET', KEYS[3])
 if seen then
   local version, digest = string.match(seen, '^(%d+):(%x+)$')
-  if not version then return {tonumber(seen), 1} end
-  if digest ~= ARGV[6] then return {-4, 0} end
-  return {tonumber(version), 1}
+  if version and digest ~= ARGV[6] then return {-4, 0} end
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  return {tonumber(version or seen), 1}
 end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
 if n == 0 then return {-2, 0} end
@@ -138,12 +153,21 @@ return {version, 0}
 # KEYS[1] meta, KEYS[2] log
 # ARGV[1] incarnation, ARGV[2] snapshot generation (its pool and statistics already written),
 # ARGV[3] its version, ARGV[4] the log id of that version, ARGV[5] its cursor
-# Moves the base pointer forward unless the stored base is as new, and trims the log before it.
-# Returns {1, previous generation} when written, {0, ""} when refused.
+# Moves the base pointer forward unless the stored base is as new, or the log does not hold that
+# version at that id (read from a primary that failed over before its replica had the entry),
+# and trims the log before it. Returns {1, previous generation} when written, {0, ""} when refused.
 SNAPSHOT = """
 if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {0, ''} end
 local current = tonumber(redis.call('HGET', KEYS[1], 'base_version') or '-1')
 if current >= tonumber(ARGV[3]) then return {0, ''} end
+local entry = redis.call('XRANGE', KEYS[2], ARGV[4], ARGV[4])[1]
+if not entry then return {0, ''} end
+local fields = entry[2]
+local logged = nil
+for i = 1, #fields, 2 do
+  if fields[i] == 'version' then logged = fields[i + 1] end
+end
+if logged ~= ARGV[3] then return {0, ''} end
 local previous = redis.call('HGET', KEYS[1], 'base_gen') or ''
 redis.call('HSET', KEYS[1], 'base_gen', ARGV[2], 'base_version', ARGV[3],
            'base_log_id', ARGV[4], 'base_cursor', ARGV[5])
@@ -151,10 +175,72 @@ redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
 return {1, previous}
 """
 
+# KEYS[1] the set of reference names, KEYS[2..] every key of the reference
+# ARGV[1] its name
+# Removes the keys and the name at once. Returns 1.
+DELETE = """
+redis.call('DEL', unpack(KEYS, 2))
+redis.call('SREM', KEYS[1], ARGV[1])
+return 1
+"""
+
 _CHUNK_BYTES = 32 * 1024 * 1024  # snapshot pool chunks: well under Redis' 512 MB bulk limit
 _LOG_BATCH = 256  # stream entries per XRANGE round trip
 _POOL_BATCH = 8  # pool chunks per LRANGE round trip
 _CONSISTENT_READ_TRIES = 5
+
+
+def _read_retry() -> Retry:
+    """One quick retry covers a pooled connection that died with a Redis restart or a failover
+    (reads are safe to send twice; so is a commit without replicas to wait for, since its
+    idempotency key is checked first)."""
+    return Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
+
+
+def _connection_options(timeout_seconds: float, retry: Retry) -> dict[str, Any]:
+    return {
+        "socket_timeout": timeout_seconds,
+        "socket_connect_timeout": min(timeout_seconds, 1.0),
+        "retry": retry,
+        "health_check_interval": 30,
+    }
+
+
+def _address(text: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) as a pair."""
+    host, _, port = text.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Sentinels:
+    """The sentinels' client, the primary they named last, and how many times they named
+    another."""
+
+    def __init__(self, client: Sentinel) -> None:
+        self.client = client
+        self.primary: tuple[str, int] | None = None
+        self.changes = 0
+
+    def named(self, primary: tuple[str, int]) -> None:
+        if self.primary is not None and primary != self.primary:
+            self.changes += 1
+            log.warning("the sentinels name another Redis primary: %s:%d", *primary)
+        self.primary = primary
+
+
+class _FollowedPrimaryPool(SentinelConnectionPool):
+    """A Sentinel pool that reports every primary the sentinels name to the shared
+    :class:`_Sentinels` (the read and the write pool share them: either may meet a failover
+    first)."""
+
+    def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
+        self._sentinels: _Sentinels = kwargs.pop("sentinels")
+        super().__init__(service_name, sentinel_manager, **kwargs)
+
+    async def get_master_address(self) -> Any:
+        address = await super().get_master_address()
+        self._sentinels.named((str(address[0]), int(address[1])))
+        return address
 
 
 def _text(value: Any) -> str:
@@ -170,29 +256,142 @@ def _log_kind(value: Any) -> LogKind:
 
 
 class RedisStore(Store):
+    """``client`` serves reads (and writes when no replica must acknowledge them); ``writer``
+    is the pool, without command retries, that writes take their connection from when
+    ``min_replicas`` > 0; ``sentinels`` name the primary of both (None: a fixed address)."""
+
     kind = "redis"
 
-    def __init__(self, client: aioredis.Redis, keys: Keys | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: Keys | None = None,
+        *,
+        writer: aioredis.Redis | None = None,
+        min_replicas: int = 0,
+        replica_wait_seconds: float = 1.0,
+        sentinels: _Sentinels | None = None,
+    ) -> None:
+        if min_replicas and writer is None:
+            raise ValueError("waiting for replicas needs a writer client without retries")
         self._client = client
+        self._writer = writer if writer is not None else client
+        self._min_replicas = min_replicas
+        self._wait_ms = max(1, round(replica_wait_seconds * 1000))
+        self._sentinels = sentinels
         self._keys = keys or Keys()
         self._put_target = client.register_script(PUT_TARGET)
         self._stage = client.register_script(STAGE)
         self._publish = client.register_script(PUBLISH)
         self._commit = client.register_script(COMMIT)
         self._snapshot = client.register_script(SNAPSHOT)
+        self._delete = client.register_script(DELETE)
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_seconds: float = 5.0) -> RedisStore:
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=min(timeout_seconds, 1.0),
-            # One quick retry covers a pooled connection that died with a Redis restart; a
-            # retried commit is safe because its idempotency key is checked first.
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
-            health_check_interval=30,
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout_seconds: float = 5.0,
+        min_replicas: int = 0,
+        replica_wait_seconds: float = 1.0,
+    ) -> RedisStore:
+        """The Redis at ``url``; ``min_replicas`` of its replicas acknowledge each write."""
+        client = aioredis.Redis.from_url(url, **_connection_options(timeout_seconds, _read_retry()))
+        writer = None
+        if min_replicas:
+            writer = aioredis.Redis.from_url(
+                url, **_connection_options(timeout_seconds, Retry(NoBackoff(), 0))
+            )
+        return cls(
+            client,
+            writer=writer,
+            min_replicas=min_replicas,
+            replica_wait_seconds=replica_wait_seconds,
         )
-        return cls(client)
+
+    @classmethod
+    def from_sentinels(
+        cls,
+        addresses: Sequence[str],
+        master_name: str,
+        *,
+        timeout_seconds: float = 5.0,
+        password: str = "",
+        sentinel_password: str = "",
+        min_replicas: int = 1,
+        replica_wait_seconds: float = 1.0,
+    ) -> RedisStore:
+        """The primary that the sentinels at ``addresses`` (``host:port``) monitor as
+        ``master_name``, followed through failovers: a connection lost, or refused by a
+        demoted primary (READONLY), is made again to the primary the sentinels name then."""
+        sentinels = _Sentinels(
+            Sentinel(
+                [_address(address) for address in addresses],
+                sentinel_kwargs={
+                    "socket_timeout": timeout_seconds,
+                    "socket_connect_timeout": min(timeout_seconds, 1.0),
+                    "password": sentinel_password or None,
+                },
+            )
+        )
+
+        def pool_of(retry: Retry) -> aioredis.Redis:
+            return cast(
+                aioredis.Redis,
+                sentinels.client.master_for(
+                    master_name,
+                    connection_pool_class=_FollowedPrimaryPool,
+                    sentinels=sentinels,
+                    password=password or None,
+                    **_connection_options(timeout_seconds, retry),
+                ),
+            )
+
+        writer = pool_of(Retry(NoBackoff(), 0)) if min_replicas else None
+        return cls(
+            pool_of(_read_retry()),
+            writer=writer,
+            min_replicas=min_replicas,
+            replica_wait_seconds=replica_wait_seconds,
+            sentinels=sentinels,
+        )
+
+    @property
+    def epoch(self) -> int:
+        """How many times the sentinels have named another primary (0 for a fixed address)."""
+        return self._sentinels.changes if self._sentinels is not None else 0
+
+    @asynccontextmanager
+    async def _write(self, operation: str) -> AsyncIterator[aioredis.Redis]:
+        """The client that the writes of one operation go through. With ``min_replicas``: one
+        connection, no command retried on another (``WAIT`` would then cover only what came
+        after), and on leaving without an error ``WAIT`` on it; too few replicas in time is
+        :class:`StoreUnavailable` (the write is on the primary, unconfirmed: the caller sends
+        it again, and idempotent writes answer the same)."""
+        if not self._min_replicas:
+            async with self._op(operation):
+                yield self._client
+            return
+        connection = self._writer.client()
+        async with self._op(operation):
+            try:
+                yield connection
+                held = await connection.wait(self._min_replicas, self._wait_ms)
+            finally:
+                await connection.aclose()
+        if held < self._min_replicas:
+            log.warning(
+                "%s: %d of the %d replicas required acknowledged the write within %d ms",
+                operation,
+                held,
+                self._min_replicas,
+                self._wait_ms,
+            )
+            raise StoreUnavailable(
+                operation,
+                f"{held} of the {self._min_replicas} replicas required hold the write",
+            )
 
     @asynccontextmanager
     async def _op(self, operation: str) -> AsyncIterator[None]:
@@ -213,6 +412,10 @@ class RedisStore(Store):
 
     async def close(self) -> None:
         await self._client.aclose()
+        if self._writer is not self._client:
+            await self._writer.aclose()
+        if self._sentinels is not None:
+            await self._sentinels.client.aclose()
 
     async def list_names(self) -> list[str]:
         async with self._op("list"):
@@ -252,9 +455,11 @@ class RedisStore(Store):
             feature_space,
             UNKNOWN_FEATURE_SPACE,
         ]
-        async with self._op("put_target"):
+        async with self._write("put_target") as connection:
             answer = await self._put_target(
-                keys=[keys.meta(name), keys.target(name), keys.log(name)], args=args
+                keys=[keys.meta(name), keys.target(name), keys.log(name)],
+                args=args,
+                client=connection,
             )
             if answer == -1:
                 meta = await self.read_meta(name)
@@ -265,7 +470,7 @@ class RedisStore(Store):
             if answer == -2:
                 meta = await self.read_meta(name)
                 raise space_conflict(name, meta.feature_space if meta else "?", feature_space)
-            await self._client.sadd(keys.names(), name)
+            await connection.sadd(keys.names(), name)
         meta = await self.read_meta(name)
         if meta is None:
             raise StoreConflict(f"reference {name!r} was deleted meanwhile")
@@ -283,19 +488,20 @@ class RedisStore(Store):
         self, name: str, incarnation: str, chunk: np.ndarray, *, reset: bool
     ) -> int:
         keys = self._keys
-        async with self._op("stage_pool"):
+        async with self._write("stage_pool") as connection:
             rows = await self._stage(
                 keys=[keys.meta(name), keys.staging(name, incarnation)],
                 args=[incarnation, array_to_bytes(chunk), len(chunk), "1" if reset else "0"],
+                client=connection,
             )
-        if rows == -1:
-            raise StoreConflict(f"reference {name!r} no longer exists")
+            if rows == -1:
+                raise StoreConflict(f"reference {name!r} no longer exists")
         return int(rows)
 
     async def publish_pool(self, name: str, incarnation: str, now: float) -> int:
         keys = self._keys
         generation = secrets.token_hex(8)
-        async with self._op("publish_pool"):
+        async with self._write("publish_pool") as connection:
             version, previous = await self._publish(
                 keys=[
                     keys.meta(name),
@@ -304,6 +510,7 @@ class RedisStore(Store):
                     keys.pool(name, generation),
                 ],
                 args=[incarnation, generation, repr(now)],
+                client=connection,
             )
             if version == -1:
                 raise StoreConflict(f"reference {name!r} no longer exists")
@@ -315,7 +522,7 @@ class RedisStore(Store):
     async def append_commit(self, name: str, incarnation: str, commit: CommitRecord) -> CommitAck:
         keys = self._keys
         rows = len(commit.features)
-        async with self._op("commit"):
+        async with self._write("commit") as connection:
             version, replayed = await self._commit(
                 keys=[
                     keys.meta(name),
@@ -330,15 +537,17 @@ class RedisStore(Store):
                     repr(commit.now),
                     commit.digest,
                 ],
+                client=connection,
             )
-        if version == -1:
-            raise StoreConflict(f"reference {name!r} no longer exists")
-        if version == -2:
-            raise StoreConflict(f"reference {name!r} has no pool yet")
-        if version == -3:
-            raise StoreConflict(f"{rows} rows exceed the pool size")
-        if version == -4:
-            raise IdempotencyConflict(commit.idempotency_key)
+            # Refusals wrote nothing: raised here, they skip the wait for replicas.
+            if version == -1:
+                raise StoreConflict(f"reference {name!r} no longer exists")
+            if version == -2:
+                raise StoreConflict(f"reference {name!r} has no pool yet")
+            if version == -3:
+                raise StoreConflict(f"{rows} rows exceed the pool size")
+            if version == -4:
+                raise IdempotencyConflict(commit.idempotency_key)
         return CommitAck(int(version), bool(replayed))
 
     async def read_base(self, name: str) -> Base:
@@ -450,15 +659,13 @@ class RedisStore(Store):
         keys = self._keys
         async with self._op("delete"):
             raw = await self._client.hmget(keys.meta(name), ["incarnation", "base_gen"])
-            incarnation, generation = (None if v is None else _text(v) for v in raw)
-            if incarnation is None:
-                return False
-            doomed = [keys.meta(name), keys.target(name), keys.log(name)]
-            doomed.append(keys.staging(name, incarnation))
-            if generation:
-                doomed += [keys.pool(name, generation), keys.statistics(name, generation)]
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(*doomed)
-                pipe.srem(keys.names(), name)
-                await pipe.execute()
+        incarnation, generation = (None if v is None else _text(v) for v in raw)
+        if incarnation is None:
+            return False
+        doomed = [keys.meta(name), keys.target(name), keys.log(name)]
+        doomed.append(keys.staging(name, incarnation))
+        if generation:
+            doomed += [keys.pool(name, generation), keys.statistics(name, generation)]
+        async with self._write("delete") as connection:
+            await self._delete(keys=[keys.names(), *doomed], args=[name], client=connection)
         return True

@@ -1,13 +1,13 @@
 #!/bin/sh
-# One pod of the redis-sentinel StatefulSet. Its configuration lives on its volume: a sentinel
-# rewrites it as it learns the primary, the replicas, the other sentinels and the epoch, and a
-# restarted sentinel carries on from there. On the first start it monitors the primary the
-# other sentinels name, or INITIAL_PRIMARY, once that answers (a sentinel refuses to start on a
-# name that does not resolve yet).
+# One pod of the redis-sentinel StatefulSet. Its configuration lives on its volume (DATA_DIR):
+# a sentinel rewrites it as it learns the primary, the replicas, the other sentinels and the
+# epoch, and a restarted sentinel carries on from there. On the first start it monitors the
+# primary the other sentinels name, or INITIAL_PRIMARY, once that answers (a sentinel refuses
+# to start on a name that does not resolve yet).
 set -eu
 . "$(dirname "$0")/sentinels.sh"
 
-conf=/data/sentinel.conf
+conf=$DATA_DIR/sentinel.conf
 if [ ! -s "$conf" ]; then
     if found=$(sentinel_primary); then
         # shellcheck disable=SC2086  # "host port"
