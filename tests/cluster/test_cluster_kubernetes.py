@@ -576,8 +576,10 @@ def gpu_limits(manifests: Manifests) -> dict[str, str]:
 
 def test_the_gpu_overlay_gives_each_service_pod_one_gpu() -> None:
     assert gpu_limits(rendered("gpu")) == {"reward-service/limits": 1}
-    tolerations = pod_spec(rendered("gpu").get("Deployment", "reward-service"))["tolerations"]
-    assert {t["key"] for t in tolerations} == {GPU_RESOURCE}
+    deployment = rendered("gpu").get("Deployment", "reward-service")
+    assert {t["key"] for t in pod_spec(deployment)["tolerations"]} == {GPU_RESOURCE}
+    # an update never waits for a spare GPU: it replaces one pod at a time
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
     (device,) = compose("gpu")["reward-service"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["count"] == 1
 
