@@ -633,6 +633,17 @@ def test_the_service_and_redis_name_the_same_sentinels_and_master() -> None:
     assert 1 <= int(str(service["DISTREWARD_REDIS_MIN_REPLICAS"])) <= replicas
 
 
+def test_a_failover_leaves_the_service_pods_in_the_service() -> None:
+    """Readiness fails only after twice the time the sentinels wait before they declare the
+    primary down, so a failover (that wait, then a vote: about 6 s measured by hand on
+    loopback) does not empty the Service while the pods serve rewards from the version held."""
+    manifests = rendered("gpu")
+    probe = manifests.container("Deployment", "reward-service")["readinessProbe"]
+    sentinel = manifests.environment(manifests.container("StatefulSet", "redis-sentinel"))
+    down_after = int(str(sentinel["SENTINEL_DOWN_AFTER_MILLISECONDS"])) / 1000
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 2 * down_after
+
+
 def test_redis_persists_as_compose_runs_it() -> None:
     """AOF fsynced before each reply, in the pod's own volume; each sentinel keeps its state
     in its own volume too."""
