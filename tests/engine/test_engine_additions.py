@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from engine_data import features, scipy_fd, spectrum_basis, target_of
 
-from reward_service.engine import QuadratureSettings, RewardEngine, sample_credits
+from reward_service.engine import QuadratureSettings, RewardEngine, VersionNotHeld, sample_credits
 
 WIDE_RANK = QuadratureSettings(max_rank_fraction=1.0)
 
@@ -111,3 +111,30 @@ def test_pending_rows_beyond_the_rank_limit_are_folded_through_the_heads_factori
         base, expected = _added_credits(engine.pool(), samples, mu, sigma)
         assert result.base_fd == pytest.approx(base, rel=1e-9)
         np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))
+
+
+def test_credits_at_a_recent_version_are_that_versions_after_the_pool_moved_on() -> None:
+    """The ranks of one step ask at the version the step began with while commits (theirs,
+    a rebuild) move the head: the answer is that version's, matched to the oracle on the pool
+    as it was; versions beyond the kept history are refused."""
+    rng, basis, mu, sigma, pool = _problem(25, d=64, n=600)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    engine.append(features(rng, 3, basis, 0.3))
+    began, rows_then = engine.version, engine.pool()
+    samples = features(rng, 20, basis * 1.2, 0.25)
+    then = engine.credits(samples)
+    for _ in range(3):
+        engine.append(features(rng, 3, basis, 0.3))
+    engine.rebuild()
+    engine.append(features(rng, 2, basis, 0.3))
+    late = engine.credits(samples, version=began)
+    assert late.version == began and engine.version == began + 4
+    np.testing.assert_allclose(late.rewards, then.rewards, rtol=0, atol=1e-10 * then.base_fd)
+    base, expected = _added_credits(rows_then, samples, mu, sigma)
+    np.testing.assert_allclose(late.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))
+    oldest, newest = engine.held_versions
+    assert oldest <= began and newest == engine.version
+    with pytest.raises(VersionNotHeld, match="not held"):
+        engine.credits(samples, version=engine.version + 1)
+    with pytest.raises(VersionNotHeld, match="at the head"):
+        engine.credits(samples, version=began, form="replace", row=1)

@@ -9,7 +9,7 @@ from .degenerate import DegeneratePool
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
 from .results import ADVANTAGE_EPSILON, Committed, RewardResult
-from .reward_engine import PoolStatistics, RewardEngine
+from .reward_engine import PoolStatistics, RewardEngine, VersionNotHeld
 from .validation import MAX_FEATURE_MAGNITUDE
 
 __all__ = [
@@ -30,4 +30,5 @@ __all__ = [
     "sample_credits",
     "symmetric_sqrt",
     "trace_sqrt_psd",
+    "VersionNotHeld",
 ]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -55,7 +56,17 @@ from .statistics import ShiftedSums
 from .validation import check_features, check_groups
 from .versions import Built, Changes, Head, TargetTerms
 
-__all__ = ["PoolStatistics", "RewardEngine"]
+__all__ = ["HISTORY_VERSIONS", "PoolStatistics", "RewardEngine", "VersionNotHeld"]
+
+HISTORY_VERSIONS = 64
+"""Recent versions whose per-sample credits can still be asked for after the pool moved on: the
+ranks of one training step ask at the version the step began with (the service's rounds) while
+their own commits move the head, so a few steps' worth of commits is enough."""
+
+
+class VersionNotHeld(LookupError):
+    """The version asked for is neither the head nor a recent version the engine keeps."""
+
 
 REGULARITY_MARGIN = 2.0
 """A certified head's ``M`` counts as regular by its certificate when the lower end of its
@@ -172,6 +183,10 @@ class RewardEngine:
         self._later: Changes | None = None
         # The last head's factorisation completed by its mean column, for added samples.
         self._completed: tuple[Head, PendingFactor] | None = None
+        # Recent heads by version, each with the rows appended before it (see _held_head).
+        self._appended = 0
+        self._history: OrderedDict[int, tuple[Head, int]] = OrderedDict()
+        self._keep(self._head)
         self._rebuilds = 0
         # The commit :meth:`check_commit` worked out last, for :meth:`append` of the same rows
         # onto the same head (guarded by the commit lock).
@@ -245,6 +260,47 @@ class RewardEngine:
         factorisation grows linearly per commit; see ``max_pending_fraction``)."""
         fraction = max(self._settings.max_pending_fraction, self._settings.max_rank_fraction)
         return 2 * rows + 1 <= fraction * self.d
+
+    @property
+    def held_versions(self) -> tuple[int, int]:
+        """The oldest and newest versions per-sample credits can be asked for."""
+        with self._swap_lock:
+            return next(iter(self._history)), self._head.version
+
+    def _keep(self, head: Head) -> None:
+        """Under the swap lock (or in the constructor): remember ``head`` as its version's,
+        dropping the oldest versions beyond :data:`HISTORY_VERSIONS` and heads on a built
+        version older than the two newest (each holds d x d matrices)."""
+        self._history[head.version] = (head, self._appended)
+        self._history.move_to_end(head.version)
+        while len(self._history) > HISTORY_VERSIONS:
+            self._history.popitem(last=False)
+        builts = {id(kept.built): kept.built.version for kept, _ in self._history.values()}
+        if len(builts) > 2:
+            oldest = sorted(builts.values())[-2]
+            for version in [
+                v for v, (kept, _) in self._history.items() if kept.built.version < oldest
+            ]:
+                del self._history[version]
+
+    def _held_head(self, version: int | None) -> tuple[Head, torch.Tensor]:
+        """Under the swap lock: the head of ``version`` (None: the newest) and the rows it
+        held at its pending positions. A kept head's rows are read from the ring, which is
+        right while the rows appended since it have not wrapped onto them."""
+        head = self._head
+        if version is None or version == head.version:
+            return head, self._pool[head.changes.positions]
+        kept = self._history.get(version)
+        if kept is None:
+            oldest = next(iter(self._history))
+            raise VersionNotHeld(
+                f"version {version} is not held: credits can be asked for versions "
+                f"{oldest} to {head.version}"
+            )
+        head, appended = kept
+        if self._appended - appended + head.changes.rows > head.built.n:
+            raise VersionNotHeld(f"version {version} is not held: the ring has moved past it")
+        return head, self._pool[head.changes.positions]
 
     # ----------------------------------------------------------------- rewards
     def rewards(
@@ -386,8 +442,11 @@ class RewardEngine:
         row: int | None = None,
         seed: int | None = None,
         method: Method = "lowrank",
+        version: int | None = None,
     ) -> CreditResult:
-        """Per-sample credit of each of the B ``samples`` (B, d) against the head pool.
+        """Per-sample credit of each of the B ``samples`` (B, d) against the head pool, or
+        against the pool of a recent ``version`` (``add`` only: :attr:`held_versions`;
+        :class:`VersionNotHeld` otherwise).
 
         ``form`` ``add`` (the default): ``FD_0 - FD`` of the pool with the sample added
         (:mod:`.addition`); it involves no pool row, so one sample at one version has one
@@ -412,7 +471,9 @@ class RewardEngine:
             raise ValueError(f"samples must have shape (B, {self.d}); got {tuple(values.shape)}")
         check_features(values, self.d, "samples", min_rows=1)
         if form == "add":
-            return self._added(values, method, started)
+            return self._added(values, method, started, version)
+        if version is not None and version != self.version:
+            raise VersionNotHeld(f"replace-form credits are computed at the head, {self.version}")
         groups = values.unsqueeze(1)
         if row is None:
             result = self._scored(groups, "shared", seed, None, method, started)
@@ -433,22 +494,25 @@ class RewardEngine:
             compute_seconds=result.compute_seconds,
         )
 
-    def _added(self, values: torch.Tensor, method: Method, started: float) -> CreditResult:
+    def _added(
+        self, values: torch.Tensor, method: Method, started: float, version: int | None
+    ) -> CreditResult:
         """:meth:`credits` of checked float64 ``values`` (B, d) in the ``add`` form.
 
         Against a head with pending commits the samples' columns are appended to the head's
         own factorisation (kept for commits, completed by its mean column once per head), so
         a request costs linearly in the pending rows; without that factorisation the pending
         columns are factored per request, within the low-rank limit."""
-        head, terms = self._addition_terms(values)
-        if self._addition_needs_build(head, terms):
+        head, terms = self._addition_terms(values, version)
+        newest = version is None or version == self.version
+        if newest and self._addition_needs_build(head, terms):
             # Let the rebuild in flight land first: what is pending after it may fit.
             with self._rebuild_lock:
                 pass
-            head, terms = self._addition_terms(values)
+            head, terms = self._addition_terms(values, version)
             if self._addition_needs_build(head, terms):
                 self.rebuild()
-                head, terms = self._addition_terms(values)
+                head, terms = self._addition_terms(values, version)
         built = head.built
         lowrank: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
         if method == "lowrank":
@@ -456,7 +520,7 @@ class RewardEngine:
             if factor is not None:
                 change = terms.head_root_change(built, head.base_fd)
                 lowrank = partial(factored_additions, built, factor, terms, change)
-            elif self._fits(head.changes.rows + 1):
+            elif self._fits(head.changes.rows + 1) and terms.trusted:
                 lowrank = partial(lowrank_additions, built, terms, self._settings)
         rewards, errors, used = self._settled(
             head,
@@ -491,21 +555,24 @@ class RewardEngine:
     def _head_factor(self, head: Head, terms: Addition) -> PendingFactor | None:
         """The head's factorisation completed by its mean column (:meth:`Addition.head_factor`),
         made once per head; None when nothing is pending or the head keeps no factorisation."""
-        if not head.changes.rows or head.factor is None:
+        if not head.changes.rows or head.factor is None or not terms.trusted:
             return None
         cached = self._completed
         if cached is not None and cached[0] is head:
             return cached[1]
         with single_threaded():  # skinny products and small factorisations
             factor = terms.head_factor(head.built, head.factor)
-        self._completed = (head, factor)
+        if head is self._head:
+            self._completed = (head, factor)
         return factor
 
-    def _addition_terms(self, values: torch.Tensor) -> tuple[Head, Addition]:
-        """The head and ``values`` added to it, relative to its built version."""
+    def _addition_terms(
+        self, values: torch.Tensor, version: int | None = None
+    ) -> tuple[Head, Addition]:
+        """The head of ``version`` (None: the newest) and ``values`` added to it, relative to
+        its built version."""
         with self._swap_lock:
-            head = self._head
-            current = self._pool[head.changes.positions]
+            head, current = self._held_head(version)
         terms = Addition.of(head.built, head.changes.originals, current, values, self._target)
         return head, terms
 
@@ -532,6 +599,8 @@ class RewardEngine:
                 self._pool[positions] = ys
                 self._cursor = (self._cursor + ys.shape[0]) % step.head.built.n
                 self._head = successor
+                self._appended += ys.shape[0]
+                self._keep(successor)
                 if self._later is not None:
                     self._later = self._later.then(positions, step.before)[0]
         return Committed(
@@ -648,6 +717,8 @@ class RewardEngine:
             self._pool[positions] = ys
             self._cursor = (self._cursor + total) % built.n
             self._head = Head(head.version + len(rows), built, changes, base_fd, error, factor)
+            self._appended += total
+            self._keep(self._head)
             if self._later is not None:
                 self._later = self._later.then(positions, before)[0]
         return [
@@ -864,6 +935,7 @@ class RewardEngine:
                     successor = Head.at(built)
                 with self._swap_lock:
                     self._head = successor
+                    self._keep(successor)
             return built.version
 
     def _later_factor(self, built: Built) -> tuple[Head, torch.Tensor]:
