@@ -138,3 +138,21 @@ def test_credits_at_a_recent_version_are_that_versions_after_the_pool_moved_on()
         engine.credits(samples, version=engine.version + 1)
     with pytest.raises(VersionNotHeld, match="at the head"):
         engine.credits(samples, version=began, form="replace", row=1)
+
+
+def test_every_version_of_a_run_applied_in_one_pass_can_be_asked_for() -> None:
+    """A replica catching up applies a run of commits in one pass; a round's version may be
+    any of them (another process chose it), and each is served as its own pool."""
+    rng, basis, mu, sigma, pool = _problem(26, d=64, n=600)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    batches = [features(rng, 2, basis, 0.3) for _ in range(3)]
+    committed = engine.append_many(batches)
+    assert [c.version for c in committed] == [1, 2, 3]
+    samples = features(rng, 12, basis * 1.2, 0.25)
+    rows = pool.copy()
+    rows[:2] = batches[0]
+    rows[2:4] = batches[1]
+    middle = engine.credits(samples, version=2)
+    assert middle.version == 2 and middle.base_fd == pytest.approx(committed[1].base_fd)
+    base, expected = _added_credits(rows, samples, mu, sigma)
+    np.testing.assert_allclose(middle.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))

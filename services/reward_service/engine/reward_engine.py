@@ -717,7 +717,17 @@ class RewardEngine:
             self._pool[positions] = ys
             self._cursor = (self._cursor + total) % built.n
             self._head = Head(head.version + len(rows), built, changes, base_fd, error, factor)
-            self._appended += total
+            # The run's earlier versions too (without a factorisation of their own: a request
+            # at one of them factors its prefix of the changes), so that every version of the
+            # run can be asked for, as on a replica that applied the commits one by one.
+            before_run = self._appended
+            for j, ((fd, estimate), end) in enumerate(zip(certified[:-1], ends, strict=False)):
+                prefix = Changes(
+                    changes.positions[: pending + end], changes.originals[: pending + end]
+                )
+                self._appended = before_run + end
+                self._keep(Head(head.version + j + 1, built, prefix, fd, estimate))
+            self._appended = before_run + total
             self._keep(self._head)
             if self._later is not None:
                 self._later = self._later.then(positions, before)[0]
