@@ -73,9 +73,9 @@ def service_process(redis_url: str, log_path: Path, **env: str) -> ServiceProces
     )
 
 
-def record(rows: np.ndarray, key: str, *, now: float = 1.0) -> CommitRecord:
-    """A commit for the store (keys kept 60 s)."""
-    return CommitRecord.of(rows, key, 60, now)
+def record(rows: np.ndarray, key: str, *, now: float = 1.0, caller: str = "") -> CommitRecord:
+    """A commit for the store (keys kept 60 s) under ``caller``'s key ("": no token)."""
+    return CommitRecord.of(rows, key, 60, now, caller=caller)
 
 
 def npy(array: np.ndarray) -> bytes:

@@ -38,7 +38,7 @@ from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
 from .replicas import ReplicaSet, View
 from .settings import Settings
-from .store.base import CommitRecord, Store, StoreKind, Target
+from .store.base import CommitRecord, Store, StoreKind, Target, rows_digest
 from .workers import WorkerThreads
 
 __all__ = [
@@ -59,10 +59,12 @@ _BACKGROUND_THREADS = 2  # rebuilds, loads and snapshots of different references
 
 @dataclass(frozen=True)
 class CommitShare:
-    """Commit ``fraction`` of what a request rewards, under ``key`` (a retry applies it once)."""
+    """Commit ``fraction`` of what a request rewards, under ``key`` (a retry applies it once),
+    a key of ``caller``'s own (a digest of its token; keys are scoped per caller)."""
 
     fraction: float
     key: str | None
+    caller: str
 
 
 @dataclass(frozen=True)
@@ -271,9 +273,19 @@ class ReferenceService:
         view.replica.record_call()
         committed = None
         if commit is not None and commit.key:
-            chosen = _drawn(rows, commit.fraction, 0 if seed is None else seed, commit.key)
+            drawn_with = 0 if seed is None else seed
+            chosen = _drawn(rows, commit.fraction, drawn_with, commit.key)
+            # The key is remembered with a digest of what decides the draw (every row of the
+            # request, the fraction, the seed), whatever it drew: the same request is a retry,
+            # another one a 409, even where either draws no row.
+            request = repr((commit.fraction, drawn_with))
+            digest = await asyncio.to_thread(rows_digest, rows, request)
             if len(chosen):
-                committed = await self.commit(name, chosen, commit.key, feature_space)
+                committed = await self.commit(
+                    name, chosen, commit.key, feature_space, caller=commit.caller, digest=digest
+                )
+            else:
+                await self._remember_key(name, commit.key, commit.caller, digest)
         return Outcome(result, view.stale, freshness, committed)
 
     def freshness(self, name: str) -> Freshness:
@@ -345,8 +357,17 @@ class ReferenceService:
         return await self.references.view(name, allow_stale=False)
 
     async def commit(
-        self, name: str, features: np.ndarray, key: str, feature_space: str | None
+        self,
+        name: str,
+        features: np.ndarray,
+        key: str,
+        feature_space: str | None,
+        *,
+        caller: str,
+        digest: str | None = None,
     ) -> CommitOutcome:
+        """Commit ``features`` under ``caller``'s ``key``, remembered with ``digest`` (that of
+        the request whose share they are), else with the rows' own."""
         # The checks need the record, d and N, which no commit changes: the version held will
         # do, rather than queueing behind the catch-up in progress (the store refuses the
         # entry if the reference was replaced meanwhile).
@@ -356,7 +377,10 @@ class ReferenceService:
         engine = self._engine_of(state)
         self.limits.check_array(self.limits.commit_rows, features, engine.d)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
-        record = CommitRecord.of(features, key, self._settings.idempotency_ttl_seconds, time.time())
+        ttl, now = self._settings.idempotency_ttl_seconds, time.time()
+        record = await asyncio.to_thread(  # the digest hashes megabytes
+            CommitRecord.of, features, key, ttl, now, caller=caller, digest=digest
+        )
         ack = await self.references.call(
             self._store.append_commit(name, state.meta.incarnation, record)
         )
@@ -370,6 +394,16 @@ class ReferenceService:
             if ack.version % self._settings.snapshot_every == 0:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))
         return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed, len(features))
+
+    async def _remember_key(self, name: str, key: str, caller: str, digest: str) -> None:
+        """Remember ``caller``'s ``key`` for a share that drew no row, with the digest of its
+        request: the same request again is a retry (that commits nothing again), the key with
+        another request a 409, as after any commit."""
+        meta = (await self.references.view(name, allow_stale=False, wait=False)).state.meta
+        ttl = self._settings.idempotency_ttl_seconds
+        nothing = np.empty((0, meta.d))
+        record = CommitRecord.of(nothing, key, ttl, time.time(), caller=caller, digest=digest)
+        await self.references.call(self._store.append_commit(name, meta.incarnation, record))
 
     async def delete(self, name: str) -> None:
         existed = await self.references.call(self._store.delete(name))

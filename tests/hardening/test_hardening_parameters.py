@@ -4,7 +4,11 @@
   a route does not take beside a ``.npy`` body, is a 400 that names it, never ignored (ignored,
   ``?commit_fraction=1.0`` committed nothing and ``?row=3`` replaced another row);
 * a request is refused by its parameters and headers before its body is read: a malformed one
-  whose 200 MB body never arrives is answered at once, with the answer that names what is wrong.
+  whose 200 MB body never arrives is answered at once, with the answer that names what is wrong;
+* idempotency keys are each token's own, on the memory store and on Redis: another token's key
+  is another key (no ``"replayed": true`` that would tell it what the first token sent), and a
+  key reused with another request is a 409 whatever its ``commit_fraction``, a share that drew
+  no row included.
 
 No timing is asserted: a refusal "at once" is one that comes while the body is still missing,
 however long the machine takes to send it.
@@ -14,21 +18,28 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
+import pytest_asyncio
 from service_support import (
     ADMIN_TOKEN,
     TRAINER_TOKEN,
     ApiAt,
     D,
+    RedisServer,
     ServiceProcess,
     clients,
+    record,
     service_process,
 )
+
+from reward_service.store import MemoryStore, Store, StoreConflict
+from reward_service.store.base import Target
+from reward_service.store.redis import RedisStore
 
 pytestmark = pytest.mark.asyncio
 
@@ -48,6 +59,24 @@ def memory_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service
     process = _start("", tmp_path_factory.mktemp("parameters") / "service.log")
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def redis_service(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    redis_server.flushall()
+    process = _start(redis_server.url, tmp_path_factory.mktemp("parameters") / "redis.log")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def service(request: pytest.FixtureRequest) -> ServiceProcess:
+    """A service process on either store (references of their own names: no flush between)."""
+    process = request.getfixturevalue(f"{request.param}_service")
+    assert isinstance(process, ServiceProcess)
+    return process
 
 
 async def _reference(api: ApiAt) -> str:
@@ -274,3 +303,152 @@ async def test_a_good_request_after_refused_ones_is_served(memory_service: Servi
             "POST", f"/v1/references/{name}/rewards", groups, token=TRAINER_TOKEN
         )
         assert answer.status_code == 200, answer.text
+
+
+# -- idempotency keys are each token's own --------------------------------------------------
+
+
+async def _commit(api: ApiAt, name: str, rows: np.ndarray, key: str, token: str) -> dict:
+    answer = await api.send(
+        "POST",
+        f"/v1/references/{name}/commit",
+        rows,
+        headers={"Idempotency-Key": key},
+        token=token,
+    )
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+async def test_another_tokens_key_is_another_key(service: ServiceProcess) -> None:
+    """Token B sending A's key and rows commits them as its own (no replay of A's commit, so
+    nothing tells B what A sent), and A's retry still replays A's."""
+    rows = np.random.default_rng(6).normal(size=(2, D)).astype(np.float32)
+    async with clients(service) as (api,):
+        name = await _reference(api)
+        first = await _commit(api, name, rows, "shared-key", TRAINER_TOKEN)
+        assert first["replayed"] is False
+        other = await _commit(api, name, rows, "shared-key", OTHER_TOKEN)
+        assert other["replayed"] is False and other["version"] == first["version"] + 1
+        retry = await _commit(api, name, rows, "shared-key", TRAINER_TOKEN)
+        assert retry["replayed"] is True and retry["version"] == first["version"]
+        # B's key with other rows is B's own conflict; A's key stays A's.
+        refused = await api.send(
+            "POST",
+            f"/v1/references/{name}/commit",
+            rows + 1,
+            headers={"Idempotency-Key": "shared-key"},
+            token=OTHER_TOKEN,
+        )
+        assert refused.status_code == 409, refused.text
+        assert await _version(api, name) == other["version"]
+
+
+async def test_another_tokens_share_key_is_another_key(service: ServiceProcess) -> None:
+    samples = np.random.default_rng(8).normal(size=(6, D))
+    async with clients(service) as (api,):
+        name = await _reference(api)
+        path = f"/v1/references/{name}/credits"
+        committed = []
+        for token in (TRAINER_TOKEN, OTHER_TOKEN, TRAINER_TOKEN):
+            answer = await api.send(
+                "POST",
+                path,
+                samples,
+                params={"commit_fraction": "1.0", "seed": "3"},
+                headers={"Idempotency-Key": "share-key"},
+                token=token,
+            )
+            assert answer.status_code == 200, answer.text
+            committed.append(answer.json()["committed"])
+        first, other, retry = committed
+        assert (first["replayed"], other["replayed"], retry["replayed"]) == (False, False, True)
+        assert other["version"] == first["version"] + 1 and retry["version"] == first["version"]
+
+
+async def _credits(
+    api: ApiAt, name: str, samples: np.ndarray, key: str, fraction: str
+) -> tuple[int, dict]:
+    answer = await api.send(
+        "POST",
+        f"/v1/references/{name}/credits",
+        samples,
+        params={"commit_fraction": fraction},
+        headers={"Idempotency-Key": key},
+        token=TRAINER_TOKEN,
+    )
+    return answer.status_code, dict(answer.json())
+
+
+async def test_a_reused_key_with_another_request_is_a_409_whatever_the_fraction(
+    service: ServiceProcess,
+) -> None:
+    """``commit_fraction=1e-300`` draws no row, and so skipped the key's check: a key used for a
+    commit came back 200 with another request. Now a share's key is remembered with its
+    request whatever it drew, and any other request under it is a 409."""
+    rng = np.random.default_rng(9)
+    samples, others = rng.normal(size=(6, D)), rng.normal(size=(6, D))
+    async with clients(service) as (api,):
+        name = await _reference(api)
+        committed = await _commit(api, name, samples[:2], "used", TRAINER_TOKEN)
+        status, body = await _credits(api, name, others, "used", "1e-300")
+        assert status == 409, body
+        assert "used" in body["detail"]
+
+        # A share that drew no row: its key is taken all the same.
+        status, body = await _credits(api, name, samples, "tiny", "1e-300")
+        assert status == 200 and body["committed"] is None, body
+        status, body = await _credits(api, name, samples, "tiny", "1e-300")  # a retry
+        assert status == 200 and body["committed"] is None, body
+        for sent, fraction in ((others, "1e-300"), (others, "1.0"), (samples, "0.5")):
+            status, body = await _credits(api, name, sent, "tiny", fraction)
+            assert status == 409, (fraction, body)
+
+        # A share that drew rows: its retry replays, another request under its key is a 409.
+        status, body = await _credits(api, name, samples, "whole", "1.0")
+        assert status == 200 and body["committed"]["replayed"] is False, body
+        version = body["committed"]["version"]
+        status, body = await _credits(api, name, samples, "whole", "1.0")
+        assert status == 200, body
+        assert body["committed"]["replayed"] is True and body["committed"]["version"] == version
+        status, body = await _credits(api, name, samples, "whole", "1e-300")
+        assert status == 409, body
+        assert await _version(api, name) == version == committed["version"] + 1
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    backing: Store = (
+        RedisStore.from_url(request.getfixturevalue("redis_url"))
+        if request.param == "redis"
+        else MemoryStore()
+    )
+    yield backing
+    await backing.close()
+
+
+async def test_the_stores_keep_keys_per_caller(store: Store) -> None:
+    """The store's side of the scoping: the same key of two callers is two keys, and a record of
+    no rows (a share that drew none) remembers its key at the current version, appending
+    nothing."""
+    rng = np.random.default_rng(10)
+    meta = await store.put_target("r", Target(np.zeros(D), np.eye(D)), 1.0, feature_space="s")
+    await store.stage_pool("r", meta.incarnation, rng.normal(size=(8, D)), reset=True)
+    assert await store.publish_pool("r", meta.incarnation, now=2.0) == 1
+    rows = rng.normal(size=(2, D))
+    a = await store.append_commit("r", meta.incarnation, record(rows, "k", caller="a" * 64))
+    b = await store.append_commit("r", meta.incarnation, record(rows, "k", caller="b" * 64))
+    assert (a.version, a.replayed, b.version, b.replayed) == (2, False, 3, False)
+    again = await store.append_commit("r", meta.incarnation, record(rows, "k", caller="a" * 64))
+    assert (again.version, again.replayed) == (2, True)
+
+    nothing = record(np.empty((0, D)), "empty", caller="a" * 64)
+    held = await store.append_commit("r", meta.incarnation, nothing)
+    assert (held.version, held.replayed) == (3, False)
+    assert (await store.append_commit("r", meta.incarnation, nothing)).replayed is True
+    with pytest.raises(StoreConflict, match="another commit"):
+        await store.append_commit("r", meta.incarnation, record(rows, "empty", caller="a" * 64))
+    stored = await store.read_meta("r")
+    assert stored is not None and stored.version == 3
+    log = await store.read_log("r", (await store.read_base("r")).log_id)
+    assert [entry.version for entry in log] == [2, 3]  # the record of no rows appended nothing

@@ -148,4 +148,4 @@ async def test_the_memory_store_forgets_expired_keys(rng: np.random.Generator) -
         await store.append_commit("r", incarnation, record(np.zeros((1, D)), f"k{i}", now=0.0))
     later = await store.append_commit("r", incarnation, record(np.ones((1, D)), "k0", now=61.0))
     assert later.replayed is False and later.version == 5
-    assert list(store._refs["r"].idempotency) == ["k0"]  # k1, k2 expired and were dropped
+    assert list(store._refs["r"].idempotency) == [("", "k0")]  # k1, k2 expired, were dropped

@@ -37,6 +37,7 @@ __all__ = [
     "StoreKind",
     "StoreUnavailable",
     "Target",
+    "rows_digest",
     "space_conflict",
 ]
 
@@ -70,12 +71,14 @@ def space_conflict(name: str, held: str, sent: str) -> StoreConflict:
 
 
 class IdempotencyConflict(StoreConflict):
-    """An idempotency key seen before came with other rows: a different commit, not a retry."""
+    """An idempotency key seen before came with another digest: a different commit (other
+    rows, or a share of another request), not a retry."""
 
     def __init__(self, key: str) -> None:
         super().__init__(
-            f"idempotency key {key!r} was used for a commit of other rows; reuse a key only to "
-            "retry the same rows, and send a new key with new rows"
+            f"idempotency key {key!r} was used for another commit (other rows, or a share of "
+            "another request); reuse a key only to retry the same request, and send a new key "
+            "with a new one"
         )
 
 
@@ -133,25 +136,53 @@ class LogEntry:
     features: np.ndarray | None  # the committed rows for ``commit`` entries
 
 
+_DIGEST_VALUES = 1 << 20  # values converted to float64 at a time while a digest is taken
+
+
+def rows_digest(rows: np.ndarray, context: str = "") -> str:
+    """SHA-256 of ``rows``' shape and float64 values, so that a retry sent as JSON, float32 or
+    float64 ``.npy`` has the same one, then of ``context`` (what else decides a commit). Taken
+    a slice at a time: no float64 copy of the whole array."""
+    digest = hashlib.sha256(repr(rows.shape).encode())
+    values = rows.reshape(-1)
+    for start in range(0, values.size, _DIGEST_VALUES):
+        part = values[start : start + _DIGEST_VALUES]
+        digest.update(np.ascontiguousarray(part, dtype=np.float64).data)
+    digest.update(context.encode())
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class CommitRecord:
-    """A commit to append: its rows, and the idempotency key that makes a retry apply once,
-    with a digest of the rows (the same key with other rows is refused) and how long the key
-    is kept."""
+    """A commit to append: its rows (none: a share of a request that drew no row, whose key is
+    remembered all the same), and the idempotency key that makes a retry apply once, with a
+    digest of what it commits (the same key with another is refused), how long the key is kept,
+    and whose key it is: ``caller`` (a digest of the caller's token, never the token; "" without
+    authentication) scopes it, so that one caller's key is not another's."""
 
     features: np.ndarray
     idempotency_key: str
     digest: str
     ttl_seconds: int
     now: float
+    caller: str
 
     @classmethod
-    def of(cls, features: np.ndarray, key: str, ttl_seconds: int, now: float) -> CommitRecord:
-        """The record of ``features``; the digest covers the shape and the float64 values, so a
-        retry sent as JSON, float32 or float64 ``.npy`` has the same one."""
-        rows = np.ascontiguousarray(features, dtype=np.float64)
-        digest = hashlib.sha256(repr(rows.shape).encode() + rows.tobytes()).hexdigest()
-        return cls(features, key, digest, ttl_seconds, now)
+    def of(
+        cls,
+        features: np.ndarray,
+        key: str,
+        ttl_seconds: int,
+        now: float,
+        *,
+        caller: str,
+        digest: str | None = None,
+    ) -> CommitRecord:
+        """The record of a commit of ``features`` under ``caller``'s ``key``, remembered with
+        ``digest`` (of what decided the commit: a share's request), else the rows' own
+        (:func:`rows_digest`)."""
+        digest = rows_digest(features) if digest is None else digest
+        return cls(features, key, digest, ttl_seconds, now, caller)
 
 
 @dataclass(frozen=True)
@@ -210,9 +241,10 @@ class Store(ABC):
 
     @abstractmethod
     async def append_commit(self, name: str, incarnation: str, commit: CommitRecord) -> CommitAck:
-        """Atomically: if the key was seen return its version (or raise
+        """Atomically: if the caller's key was seen return its version (or raise
         :class:`IdempotencyConflict` when its digest differs), else append a ``commit`` entry,
-        bump the version and remember the key with the digest."""
+        bump the version and remember the caller's key with the digest. A record of no rows
+        only remembers its key, at the current version."""
 
     @abstractmethod
     async def read_base(self, name: str) -> Base: ...

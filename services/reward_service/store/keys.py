@@ -49,6 +49,8 @@ class Keys:
         """HASH: total, gram (.npy), n: sufficient statistics of a snapshot generation."""
         return f"{self._ref(name)}:stats:{generation}"
 
-    def idempotency(self, name: str, incarnation: str, key: str) -> str:
-        """STRING: the version a commit key was answered with (expires)."""
-        return f"{self._ref(name)}:idem:{incarnation}:{key}"
+    def idempotency(self, name: str, incarnation: str, caller: str, key: str) -> str:
+        """STRING: the version a caller's commit key was answered with, and the digest of what
+        it committed (expires). ``caller`` (a hex digest of the token, "" without
+        authentication) scopes the key: another caller's same key is another key."""
+        return f"{self._ref(name)}:idem:{incarnation}:{caller}:{key}"

@@ -41,7 +41,7 @@ def _log_seq(log_id: str) -> int:
 
 @dataclass(frozen=True)
 class _Seen:
-    """An idempotency key's answer."""
+    """An idempotency key's answer (keys are held per caller: ``(caller, key)``)."""
 
     version: int
     digest: str
@@ -56,9 +56,9 @@ class _Reference:
     staging: list[np.ndarray] = field(default_factory=list)
     log: list[LogEntry] = field(default_factory=list)
     next_seq: int = 1
-    # Idempotency keys in the order they expire (one TTL for all: insertion order), so the
-    # expired ones are dropped from the front as commits arrive.
-    idempotency: OrderedDict[str, _Seen] = field(default_factory=OrderedDict)
+    # Idempotency keys, (caller, key), in the order they expire (one TTL for all: insertion
+    # order), so the expired ones are dropped from the front as commits arrive.
+    idempotency: OrderedDict[tuple[str, str], _Seen] = field(default_factory=OrderedDict)
 
     def append(self, kind: LogKind, features: np.ndarray | None, now: float) -> LogEntry:
         version = self.meta.version + 1
@@ -149,7 +149,8 @@ class MemoryStore(Store):
         keys = ref.idempotency
         while keys and next(iter(keys.values())).expires <= commit.now:
             keys.popitem(last=False)
-        seen = keys.get(commit.idempotency_key)
+        scoped = (commit.caller, commit.idempotency_key)
+        seen = keys.get(scoped)
         if seen is not None:
             if seen.digest != commit.digest:
                 raise IdempotencyConflict(commit.idempotency_key)
@@ -159,11 +160,11 @@ class MemoryStore(Store):
         rows = len(commit.features)
         if rows > ref.meta.n:
             raise StoreConflict(f"{rows} rows exceed the pool size {ref.meta.n}")
-        entry = ref.append("commit", _frozen(commit.features), commit.now)
-        keys[commit.idempotency_key] = _Seen(
-            entry.version, commit.digest, commit.now + commit.ttl_seconds
-        )
-        return CommitAck(entry.version, replayed=False)
+        version = ref.meta.version
+        if rows:
+            version = ref.append("commit", _frozen(commit.features), commit.now).version
+        keys[scoped] = _Seen(version, commit.digest, commit.now + commit.ttl_seconds)
+        return CommitAck(version, replayed=False)
 
     async def read_base(self, name: str) -> Base:
         base = self._get(name).base

@@ -122,15 +122,17 @@ redis.call('HSET', KEYS[1], 'n', rows, 'staged_rows', 0, 'updated_at', ARGV[3],
 return {version, previous}
 """
 
-# KEYS[1] meta, KEYS[2] log, KEYS[3] idempotency key
+# KEYS[1] meta, KEYS[2] log, KEYS[3] the caller's idempotency key (Keys.idempotency)
 # ARGV[1] incarnation, ARGV[2] rows (.npy), ARGV[3] row count, ARGV[4] key TTL seconds, ARGV[5] now,
-# ARGV[6] digest of the rows
+# ARGV[6] digest of what it commits
 # A key seen before with the same digest returns its version (replayed = 1) and only renews the
 # key's expiry: that write makes a WAIT after the script cover the commit the key names.
 # Otherwise the rows are appended to the log, the version bumped and "version:digest" stored
 # under the key, all at once. (A key stored as a bare version predates digests: a retry.)
+# A record of no rows (a share of a request that drew none) only stores its key, at the
+# current version, so that the key reused with another request is refused as any other.
 # Returns {version, replayed}, or {-1, 0} gone, {-2, 0} no pool, {-3, 0} more rows than the
-# pool, {-4, 0} the key was used with other rows.
+# pool, {-4, 0} the key was used for another commit.
 COMMIT = """
 if redis.call('HGET', KEYS[1], 'incarnation') ~= ARGV[1] then return {-1, 0} end
 local seen = redis.call('GET', KEYS[3])
@@ -143,6 +145,11 @@ end
 local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
 if n == 0 then return {-2, 0} end
 if tonumber(ARGV[3]) > n then return {-3, 0} end
+if tonumber(ARGV[3]) == 0 then
+  local current = redis.call('HGET', KEYS[1], 'version')
+  redis.call('SET', KEYS[3], current .. ':' .. ARGV[6], 'EX', ARGV[4])
+  return {tonumber(current), 0}
+end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 redis.call('XADD', KEYS[2], '*', 'kind', 'commit', 'version', version, 'features', ARGV[2])
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
@@ -527,7 +534,7 @@ class RedisStore(Store):
                 keys=[
                     keys.meta(name),
                     keys.log(name),
-                    keys.idempotency(name, incarnation, commit.idempotency_key),
+                    keys.idempotency(name, incarnation, commit.caller, commit.idempotency_key),
                 ],
                 args=[
                     incarnation,

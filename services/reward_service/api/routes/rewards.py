@@ -32,7 +32,7 @@ from ...schemas import (
     Timing,
 )
 from ...service import CommitShare, CreditParams, Outcome, RewardParams
-from ..deps import RefName, ServiceDep, TrainerAuth
+from ..deps import CallerKey, RefName, ServiceDep, TrainerAuth
 from ..feature_space import FeatureSpaceDep
 from ..openapi import BodyDoc, array_doc, documented_body, errors
 from ..wire import ArrayBody, Decoded
@@ -109,8 +109,8 @@ def _index_array(rows: list[int] | list[list[int]]) -> np.ndarray:
         ) from exc
 
 
-def _share(fraction: float | None, key: str | None) -> CommitShare | None:
-    return None if fraction is None else CommitShare(fraction, key)
+def _share(fraction: float | None, key: str | None, caller: str) -> CommitShare | None:
+    return None if fraction is None else CommitShare(fraction, key, caller)
 
 
 def _json_key(member: str | None, header: str | None) -> str | None:
@@ -163,6 +163,7 @@ async def rewards(
     indices: QueryIndices,  # and parameters read before it
     body: RewardsBody,
     service: ServiceDep,
+    caller: CallerKey,
     mode: Annotated[Mode, Query()] = "shared",
     seed: Seed = None,
     method: Annotated[Method, Query()] = "lowrank",
@@ -174,12 +175,13 @@ async def rewards(
     ``commit_fraction``, that share of the rows is committed in the same request."""
     start = time.perf_counter()
     if body.json is None:
-        share = _share(commit_fraction, idempotency_key)
+        share = _share(commit_fraction, idempotency_key, caller)
         params = RewardParams(mode, seed, indices, method, version, share)
     else:
         j = body.json
         rows = None if j.indices is None else _index_array(j.indices)
-        share = _share(j.commit_fraction, _json_key(j.idempotency_key, idempotency_key))
+        key = _json_key(j.idempotency_key, idempotency_key)
+        share = _share(j.commit_fraction, key, caller)
         params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share)
     outcome = await service.rewards(name, body.array, params, space)
     result = outcome.result
@@ -198,6 +200,7 @@ async def credits(
     space: FeatureSpaceDep,
     body: CreditsBody,
     service: ServiceDep,
+    caller: CallerKey,
     form: Annotated[CreditForm, Query(description="add (no pool row) or replace")] = "add",
     seed: Annotated[
         Seed, Query(description="replace: draws the replaced row (not with row); seeds the commit")
@@ -218,11 +221,12 @@ async def credits(
     With ``commit_fraction``, that share of the samples is committed in the same request."""
     start = time.perf_counter()
     if body.json is None:
-        share = _share(commit_fraction, idempotency_key)
+        share = _share(commit_fraction, idempotency_key, caller)
         params = CreditParams(form, seed, row, method, version, share)
     else:
         j = body.json
-        share = _share(j.commit_fraction, _json_key(j.idempotency_key, idempotency_key))
+        key = _json_key(j.idempotency_key, idempotency_key)
+        share = _share(j.commit_fraction, key, caller)
         params = CreditParams(j.form, j.seed, j.row, j.method, j.version, share)
     outcome = await service.credits(name, body.array, params, space)
     result = outcome.result
@@ -238,10 +242,12 @@ async def commit(
     space: FeatureSpaceDep,
     body: CommitBody,
     service: ServiceDep,
+    caller: CallerKey,  # keys are the token's own
 ) -> CommitResponse:
     """Accepted rows replace the oldest pool rows; a retried idempotency key applies once (the
-    same key with other rows is a 409)."""
-    outcome = await service.commit(name, body.array, idempotency_key, space)
+    same key with other rows is a 409). Keys are the token's own: another token's same key is
+    another key."""
+    outcome = await service.commit(name, body.array, idempotency_key, space, caller=caller)
     return CommitResponse(
         reference=name,
         version=outcome.version,
