@@ -36,10 +36,16 @@ cluster-images: venv
 test: venv redis cluster-tools cluster-images
 	$(PY) -m pytest -q
 
-bench: venv
+# bench_rolling: credits with commits (commit_fraction 0.25) against the same credits on a frozen
+# pool, 8 trainers on 2 processes + Redis (d = 2048, pool 50,000, 60 s a phase, in both orders);
+# results in benchmarks/results/rolling.json. Other sizes:
+# make bench ROLLING_ARGS="--d 512 --pool 10000 --duration 20" (see --help)
+ROLLING_ARGS ?= --orders 2
+bench: venv redis
 	$(PY) -m benchmarks.bench_engine
 	$(PY) -m benchmarks.bench_service
 	$(PY) -m benchmarks.bench_memory
+	$(PY) -m benchmarks.bench_rolling $(ROLLING_ARGS)
 
 # Two service processes on one Redis: 8 trainers (16 groups of 64, d = 2048, pool 50,000) and
 # 2 committers for 60 s, then the stored statistics against a recompute from the stored pool;

@@ -18,15 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import json
-import os
-import platform
-import secrets
-import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,22 +29,24 @@ import httpx
 import numpy as np
 
 from benchmarks.bench_service import workload_arguments
+from benchmarks.cluster import (
+    CLIENT_TOKENS,
+    NPY_HEADERS,
+    admin_client,
+    bearer,
+    default_threads,
+    local_cluster,
+    machine,
+    npy,
+    percentile,
+    rebuild_count,
+    upload_reference,
+    warm,
+)
 from benchmarks.stored_check import read_stored_state
-from reward_service.launch import RedisServer, ServiceProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "load.json"
 NAME = "load"
-# This run's tokens, nothing outside it needs them: one per client, as each trainer has its own
-# (the service shares admission out per token).
-CLIENT_TOKENS = [secrets.token_urlsafe(24) for _ in range(256)]
-ADMIN_TOKEN = secrets.token_urlsafe(24)
-NPY_HEADERS = {"Content-Type": "application/x-npy"}
-
-
-def _npy(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
 
 
 @dataclass
@@ -63,32 +59,6 @@ class Tally:
     commit_latencies: list[float] = field(default_factory=list)
     stale_answers: int = 0
     last_commit_answer: float = 0.0  # perf_counter of the last acknowledgement
-
-
-async def _upload(client: httpx.AsyncClient, url: str, args: argparse.Namespace) -> int:
-    """Target fitted to shifted rows, then the pool in chunks; returns the published version."""
-    rng = np.random.default_rng(0)
-    real = rng.normal(0.1, 1.0, size=(max(2 * args.d, 64), args.d)).astype(np.float32)
-    # Synthetic rows of no network's feature space: the reference records "unknown".
-    answer = await client.put(
-        f"{url}/v1/references/{NAME}/target",
-        content=_npy(real),
-        headers=NPY_HEADERS,
-        params={"accept_unknown_feature_space": "true"},
-    )
-    answer.raise_for_status()
-    starts = list(range(0, args.pool, args.chunk_rows))
-    for i, start in enumerate(starts):
-        chunk = rng.normal(size=(min(args.chunk_rows, args.pool - start), args.d))
-        answer = await client.request(
-            "PUT" if i == 0 else "POST",
-            f"{url}/v1/references/{NAME}/pool",
-            content=_npy(chunk.astype(np.float32)),
-            headers=NPY_HEADERS,
-            params={"final": str(i == len(starts) - 1).lower()},
-        )
-        answer.raise_for_status()
-    return int(answer.json()["version"])
 
 
 async def _trainer(
@@ -105,7 +75,7 @@ async def _trainer(
         .normal(0.05, 1.0, size=(args.groups, args.group_size, args.d))
         .astype(np.float32)
     )
-    body = _npy(groups)
+    body = npy(groups)
     step = 0
     while time.monotonic() < deadline and budget[0] > 0:
         budget[0] -= 1
@@ -114,7 +84,7 @@ async def _trainer(
             answer = await client.post(
                 f"{url}/v1/references/{NAME}/rewards",
                 content=body,
-                headers={**NPY_HEADERS, **_bearer(worker)},
+                headers={**NPY_HEADERS, **bearer(worker)},
                 params={"seed": worker * 1_000_000 + step},
             )
         except httpx.TransportError as exc:
@@ -145,10 +115,10 @@ async def _committer(
         try:
             answer = await client.post(
                 f"{url}/v1/references/{NAME}/commit",
-                content=_npy(rows),
+                content=npy(rows),
                 headers={
                     **NPY_HEADERS,
-                    **_bearer(args.trainers + worker),
+                    **bearer(args.trainers + worker),
                     "Idempotency-Key": f"load-{worker}-{step}",
                 },
             )
@@ -165,37 +135,18 @@ async def _committer(
         await asyncio.sleep(args.commit_interval)
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
-async def _rebuilds(client: httpx.AsyncClient, url: str) -> int | None:
-    """The process's count of version precomputes built for the reference (from /metrics)."""
-    answer = await client.get(f"{url}/metrics")
-    prefix = f'distreward_rebuilds_total{{reference="{NAME}"}} '
-    for line in answer.text.splitlines():
-        if line.startswith(prefix):
-            return int(float(line[len(prefix) :]))
-    return None
-
-
-def _bearer(client: int) -> dict[str, str]:
-    return {"Authorization": f"Bearer {CLIENT_TOKENS[client]}"}
-
-
 async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    trainer_headers = _bearer(0)  # reads: the first trainer's token
+    trainer_headers = bearer(0)  # reads: the first trainer's token
     limits = httpx.Limits(max_connections=64)
     async with (
-        httpx.AsyncClient(
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=args.timeout
-        ) as admin,
+        admin_client(args.timeout) as admin,
         httpx.AsyncClient(headers=trainer_headers, timeout=args.timeout, limits=limits) as client,
     ):
         began = time.perf_counter()
-        start_version = await _upload(admin, urls[0], args)
-        for url in urls:  # both processes build the engine before the clock starts
-            (await client.get(f"{url}/v1/references/{NAME}")).raise_for_status()
+        start_version = await upload_reference(
+            admin, urls[0], NAME, d=args.d, pool=args.pool, chunk_rows=args.chunk_rows
+        )
+        await warm(client, urls, NAME)
         setup_seconds = time.perf_counter() - began
 
         tally = Tally()
@@ -218,7 +169,7 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
         committing = max(tally.last_commit_answer - began, args.duration)
         stored = await read_stored_state(redis_url, NAME)
         served = [(await client.get(f"{url}/v1/references/{NAME}")).json() for url in urls]
-        rebuilds = [await _rebuilds(client, url) for url in urls]
+        rebuilds = [await rebuild_count(client, url, NAME) for url in urls]
 
     requests = len(tally.latencies)
     applied = stored.version - start_version
@@ -258,17 +209,13 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
             "store": "redis",
             "body_dtype": "float32",
         },
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "load_average_1m_after": os.getloadavg()[0],
-        },
+        "machine": machine(),
         "setup_seconds": setup_seconds,
         "wall_seconds": wall,
         "requests": requests,
         "requests_per_second": requests / wall,
         "samples_per_second": requests * args.groups * args.group_size / wall,
-        "latency_seconds": {f"p{q}": _percentile(tally.latencies, q) for q in (50, 95, 99)},
+        "latency_seconds": {f"p{q}": percentile(tally.latencies, q) for q in (50, 95, 99)},
         "stale_answers": tally.stale_answers,
         "errors": dict(tally.errors),
         "commits": {
@@ -276,8 +223,8 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
             "applied": applied,
             "per_second": applied / committing,
             "committing_seconds": committing,
-            "latency_p50_seconds": _percentile(tally.commit_latencies, 50),
-            "latency_p99_seconds": _percentile(tally.commit_latencies, 99),
+            "latency_p50_seconds": percentile(tally.commit_latencies, 50),
+            "latency_p99_seconds": percentile(tally.commit_latencies, 99),
             "rebuilds_per_process": rebuilds,
         },
         "stored": stored.summary(),
@@ -289,31 +236,13 @@ async def _run(urls: list[str], redis_url: str, args: argparse.Namespace) -> dic
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start Redis and the service processes, load them, stop everything."""
-    env = {
-        "DISTREWARD_REDIS_URL": "",  # set per run below
-        "DISTREWARD_TOKENS": ",".join(CLIENT_TOKENS[: args.trainers + args.committers]),
-        "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
-        "DISTREWARD_MAX_BODY_BYTES": str(1 << 30),
-        "DISTREWARD_MAX_GROUP_SIZE": str(max(args.group_size, 64)),
-        "DISTREWARD_REDIS_TIMEOUT_SECONDS": "30",  # pool chunks of tens of MB at d = 2048
-        "DISTREWARD_LOG_LEVEL": "warning",
-        # Processes times intra-op threads = cores: more threads than cores make every small
-        # operation (a commit's) wait on barriers of threads the scheduler has put aside.
-        "OMP_NUM_THREADS": str(args.threads),
-        "MKL_NUM_THREADS": str(args.threads),
-    }
-    with tempfile.TemporaryDirectory(prefix="distreward-load-") as scratch, ExitStack() as stack:
-        directory = Path(scratch)
-        redis = RedisServer(directory)
-        redis.start()
-        stack.callback(redis.stop)
-        env["DISTREWARD_REDIS_URL"] = redis.url
-        procs = [ServiceProcess(directory / f"service-{i}.log", env) for i in range(args.processes)]
-        for proc in procs:
-            stack.callback(proc.stop)
-        for proc in procs:
-            proc.wait_ready(timeout=300)
-        return asyncio.run(_run([proc.url for proc in procs], redis.url, args))
+    with local_cluster(
+        processes=args.processes,
+        clients=args.trainers + args.committers,
+        threads=args.threads,
+        settings={"DISTREWARD_MAX_GROUP_SIZE": str(max(args.group_size, 64))},
+    ) as cluster:
+        return asyncio.run(_run(cluster.urls, cluster.redis_url, args))
 
 
 def _summary(result: dict[str, Any]) -> str:
@@ -377,7 +306,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.trainers + args.committers > len(CLIENT_TOKENS):
         parser.error(f"at most {len(CLIENT_TOKENS)} trainers and committers together")
     if args.threads is None:
-        args.threads = max(1, (os.cpu_count() or 1) // args.processes)
+        args.threads = default_threads(args.processes)
     return args
 
 
