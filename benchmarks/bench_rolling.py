@@ -380,7 +380,10 @@ def _report(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Start Redis and the service processes, run the phases, stop everything."""
     with local_cluster(
-        processes=args.processes, clients=args.trainers, threads=args.threads
+        processes=args.processes,
+        clients=args.trainers,
+        threads=args.threads,
+        log_dir=args.log_dir,
     ) as cluster:
         return asyncio.run(_run(cluster, args))
 
@@ -476,6 +479,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds a process may take to reach the stored version after a rolling phase",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--log-dir", type=Path, default=None, help="keep the service processes' logs there"
+    )
     args = parser.parse_args(argv)
     if args.trainers > len(CLIENT_TOKENS):
         parser.error(f"at most {len(CLIENT_TOKENS)} trainers")

@@ -85,11 +85,17 @@ class LocalCluster:
 
 @contextmanager
 def local_cluster(
-    *, processes: int, clients: int, threads: int, settings: Mapping[str, str] | None = None
+    *,
+    processes: int,
+    clients: int,
+    threads: int,
+    settings: Mapping[str, str] | None = None,
+    log_dir: Path | None = None,
 ) -> Iterator[LocalCluster]:
     """Redis and ``processes`` service processes on it, ready; stopped on exit. ``clients``
     trainer tokens (``CLIENT_TOKENS[:clients]``) and the admin token are configured;
-    ``settings`` are further ``DISTREWARD_*`` variables."""
+    ``settings`` are further ``DISTREWARD_*`` variables. The processes' logs are kept in
+    ``log_dir`` (``service-<i>.log``) when one is given."""
     env = {
         "DISTREWARD_TOKENS": ",".join(CLIENT_TOKENS[:clients]),
         "DISTREWARD_ADMIN_TOKENS": ADMIN_TOKEN,
@@ -106,7 +112,8 @@ def local_cluster(
         redis.start()
         stack.callback(redis.stop)
         env["DISTREWARD_REDIS_URL"] = redis.url
-        procs = [ServiceProcess(directory / f"service-{i}.log", env) for i in range(processes)]
+        logs = directory if log_dir is None else log_dir
+        procs = [ServiceProcess(logs / f"service-{i}.log", env) for i in range(processes)]
         for proc in procs:
             stack.callback(proc.stop)
         for proc in procs:

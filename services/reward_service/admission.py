@@ -13,11 +13,13 @@ Three shares, each enforced where it is cheapest:
   then gets 429; one that could never fit gets 413.
 * **Compute slots** (:class:`ComputeSlots`): ``max_concurrent_compute`` engine calls at once, of
   which one token may hold at most ``token_max_compute``; a freed slot goes to the waiting
-  token that holds the fewest, and among those to the one served longest ago (round robin), so
-  a token's queued requests never go ahead of another token's waiting one. With the defaults
-  (2 slots, 1 per token) a token that floods the service holds one slot and the other stays
-  free for everyone else; with one slot, another token waits at most for the call in progress
-  (bounded by the cost bound) and no two tokens' computations share the cores.
+  token that holds the fewest, and among those to the one whose share is least used, so a
+  token's queued requests never go ahead of another token's waiting one. A call is one turn
+  of its token's share, round robin, unless its groups fell back to the exact path beyond
+  what the cost bound priced: then it counts as the work it ran (``cost.turns_taken``), and
+  its token waits that many turns behind the others. With the defaults (one slot, one per
+  token) another token waits at most for the call in progress and no two tokens'
+  computations share the cores.
 
 Callers are told apart by a digest of their token (never the token itself). Without tokens
 (development) every caller is the same one and only the memory budget applies.
@@ -110,17 +112,32 @@ class MemoryBudget:
 
 class ComputeSlots:
     """``slots`` engine calls at once, at most ``per_caller`` of them for one caller; a freed
-    slot goes to the waiting caller holding the fewest, among equals to the one served longest
-    ago (a caller's own requests in arrival order)."""
+    slot goes to the waiting caller holding the fewest, among equals to the one whose share is
+    least used.
+
+    Shares are counted in turns, by start-time fair queuing: a virtual clock, and per caller
+    the clock time its turns so far run to. A grant starts at the later of the clock and the
+    caller's own time, moves the clock there and adds the call's turn; a call that ran more
+    than it was priced at adds more (:meth:`charge`), so its caller waits that many turns
+    behind the others. With one turn a call this is round robin, a caller's own requests in
+    arrival order. A caller back from idle starts at the clock: idle time earns no credit,
+    and turns owed are kept while idle until the clock passes them."""
 
     def __init__(self, slots: int, per_caller: int) -> None:
         self._free = slots
         self._per_caller = per_caller
         self._held: dict[str, int] = {}
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
-        # When each active caller (holding or waiting) was last given a slot; -1: not yet.
+        self._clock = 0.0
+        # The clock time each caller's turns so far run to, while active or owing turns.
+        self._finish: dict[str, float] = {}
+        # When each active caller was last given a slot (-1: not yet): ties go to the oldest.
         self._served: dict[str, int] = {}
         self._order = itertools.count()
+
+    def owed(self, caller: str) -> float:
+        """Turns ``caller`` has taken ahead of the clock (what it waits behind others for)."""
+        return max(0.0, self._finish.get(caller, self._clock) - self._clock - 1.0)
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -131,6 +148,16 @@ class ComputeSlots:
             yield
         finally:
             self._release(caller)
+
+    def charge(self, turns: float) -> None:
+        """Count the engine call of the current request as ``turns`` turns of its caller's
+        share, the one its slot was given for included; called while the slot is held."""
+        if turns > 1.0:
+            caller = _caller.get()
+            self._finish[caller] = self._start(caller) + turns - 1.0
+
+    def _start(self, caller: str) -> float:
+        return max(self._clock, self._finish.get(caller, self._clock))
 
     def _eligible(self, caller: str) -> bool:
         return self._held.get(caller, 0) < self._per_caller
@@ -154,6 +181,8 @@ class ComputeSlots:
     def _take(self, caller: str) -> None:
         self._free -= 1
         self._held[caller] = self._held.get(caller, 0) + 1
+        self._clock = self._start(caller)
+        self._finish[caller] = self._clock + 1.0
         self._served[caller] = next(self._order)
 
     def _release(self, caller: str) -> None:
@@ -171,7 +200,9 @@ class ComputeSlots:
             ready = [c for c, queue in self._waiting.items() if queue and self._eligible(c)]
             if not ready:
                 return
-            caller = min(ready, key=lambda c: (self._held.get(c, 0), self._served[c]))
+            caller = min(
+                ready, key=lambda c: (self._held.get(c, 0), self._start(c), self._served[c])
+            )
             future = self._waiting[caller].popleft()
             if not self._waiting[caller]:
                 del self._waiting[caller]
@@ -187,10 +218,12 @@ class ComputeSlots:
         self._forget_idle(caller)
 
     def _forget_idle(self, caller: str) -> None:
-        """A caller neither holding nor waiting is forgotten (the maps stay as small as the
-        callers active at once); when it comes back it ranks as not served yet."""
+        """A caller neither holding nor waiting is forgotten, but for the turns it owes (the
+        maps stay as small as the callers active or owing at once)."""
         if caller not in self._held and caller not in self._waiting:
             self._served.pop(caller, None)
+            if self._finish.get(caller, self._clock) <= self._clock + 1.0:
+                self._finish.pop(caller, None)
 
 
 class Ticket:

@@ -98,6 +98,9 @@ class Replica:
         self._store = store
         self._device = device
         self._lock = asyncio.Lock()
+        # Held by a commit of this process from its check to its catch-up, so that each is
+        # checked against the head it lands on (``ReferenceService.commit``).
+        self.committing = asyncio.Lock()
         self._state: HeldState | None = None
         self._log_id = "0-0"
         self._epoch = store.epoch  # the store's epoch when what is held was read

@@ -193,6 +193,13 @@ class ReplicaSet:
         replica = self._replicas.get(name)
         return replica.state.meta.feature_space if replica is not None and replica.loaded else None
 
+    def held_lowrank_ready(self, name: str) -> bool:
+        """Whether the pool held of ``name`` takes the low-rank path, so that a body can be
+        priced by its header (``cost``); True when not held (the service prices it again)."""
+        replica = self._replicas.get(name)
+        engine = replica.state.engine if replica is not None and replica.loaded else None
+        return engine is None or engine.lowrank_ready
+
     def replica(self, name: str) -> Replica:
         replica = self._replicas.get(name)
         if replica is None:  # deleted meanwhile

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 
 from .admission import Admission
+from .cost import check_cost, turns_taken
 from .engine import (
     CreditForm,
     CreditResult,
+    DegeneratePool,
     Method,
     Mode,
     RewardEngine,
@@ -178,6 +180,9 @@ class ReferenceService:
     def held_feature_space(self, name: str) -> str | None:
         return self.references.held_feature_space(name)
 
+    def held_lowrank_ready(self, name: str) -> bool:
+        return self.references.held_lowrank_ready(name)
+
     async def list_views(self) -> list[View]:
         return await self.references.list_views()
 
@@ -193,6 +198,7 @@ class ReferenceService:
         self._check_pin(params.version, engine.version)
         rows = groups.reshape(-1, groups.shape[-1])
         seed = self._commit_seed(params.commit, params.seed, len(rows), engine.n)
+        turns = self._priced(self.limits.groups.what, groups.shape, params.method, engine)
         result = await self._run(
             engine.rewards,
             groups,
@@ -200,6 +206,7 @@ class ReferenceService:
             seed=seed,
             indices=params.indices,
             method=params.method,
+            turns=turns,
         )
         self._check_pin(params.version, result.version)
         g, _, _ = groups.shape
@@ -223,6 +230,7 @@ class ReferenceService:
             raise BadInput("row names the replaced row: only with form=replace")
         seed = self._commit_seed(params.commit, params.seed, len(samples), engine.n)
         replaced = params.form == "replace"
+        turns = self._priced(self.limits.samples.what, samples.shape, params.method, engine)
         result = await self._run(
             sample_credits,
             engine,
@@ -231,12 +239,23 @@ class ReferenceService:
             row=params.row,
             method=params.method,
             form=params.form,
+            turns=turns,
         )
         if not replaced:  # the seed drew no row: echo the one the commit's draw used
             result = dataclasses.replace(result, seed=seed)
         self._check_pin(params.version, result.version)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
         return await self._rewarded(name, view, result, samples, params.commit, seed, feature_space)
+
+    def _priced(
+        self, what: str, shape: tuple[int, ...], method: Method, engine: RewardEngine
+    ) -> Callable[[RewardResult | CreditResult], float]:
+        """The cost bound (413) with the path the pool served takes: where its spectrum is
+        numerically singular every group runs exact, and is priced so. Returns the turns of
+        the caller's compute share a result took (its exact fallbacks beyond the price)."""
+        ready = engine.lowrank_ready
+        check_cost(what, shape, method, self._settings.max_request_gflop, ready)
+        return lambda result: turns_taken(shape, method, result.methods_used, ready)
 
     def _commit_seed(
         self, commit: CommitShare | None, seed: int | None, rows: int, n: int
@@ -381,10 +400,15 @@ class ReferenceService:
         record = await asyncio.to_thread(  # the digest hashes megabytes
             CommitRecord.of, features, key, ttl, now, caller=caller, digest=digest
         )
-        ack = await self.references.call(
-            self._store.append_commit(name, state.meta.incarnation, record)
-        )
-        state = (await self.references.view(name, allow_stale=False)).state
+        # Whether the rows leave the pool regular depends on the rows they land on: this
+        # process's commits to the reference go one at a time, each checked against the head
+        # caught up with the store and applied before the next is checked.
+        async with replica.committing:
+            await self._check_regular(name, features)
+            ack = await self.references.call(
+                self._store.append_commit(name, state.meta.incarnation, record)
+            )
+            state = (await self.references.view(name, allow_stale=False)).state
         base_fd = replica.base_fd_at(ack.version)
         if base_fd is None:  # older than the history this replica keeps
             base_fd = self._engine_of(state).base_fd
@@ -394,6 +418,16 @@ class ReferenceService:
             if ack.version % self._settings.snapshot_every == 0:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))
         return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed, len(features))
+
+    async def _check_regular(self, name: str, features: np.ndarray) -> None:
+        """409 where committing ``features`` would make the pool numerically singular for the
+        low-rank path while it is not (:meth:`RewardEngine.check_commit`), before anything is
+        stored: every replica applies what the log holds, so a refusal comes before it."""
+        engine = self._engine_of((await self.references.view(name, allow_stale=False)).state)
+        try:
+            await self.workers.catch_up(engine.check_commit, features)
+        except DegeneratePool as exc:
+            raise Conflict(str(exc)) from exc
 
     async def _remember_key(self, name: str, key: str, caller: str, digest: str) -> None:
         """Remember ``caller``'s ``key`` for a share that drew no row, with the digest of its
@@ -413,15 +447,24 @@ class ReferenceService:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    async def _run(
+        self,
+        fn: Callable[..., T],
+        *args: object,
+        turns: Callable[[T], float] | None = None,
+        **kwargs: object,
+    ) -> T:
         """Engine work in a worker thread, in one of the compute slots the caller's token may
-        hold (``reward_service.admission``); the engine's ``ValueError`` is the caller's input
-        problem."""
+        hold (``reward_service.admission``), counted as ``turns(result)`` turns of its share
+        (one without); the engine's ``ValueError`` is the caller's input problem."""
         async with self.admission.compute.slot():
             try:
-                return await self.workers.compute(fn, *args, **kwargs)
+                result = await self.workers.compute(fn, *args, **kwargs)
             except ValueError as exc:
                 raise BadInput(str(exc)) from exc
+            if turns is not None:
+                self.admission.compute.charge(turns(result))
+            return result
 
     async def _snapshot(self, replica: Replica, incarnation: str) -> None:
         try:

@@ -111,7 +111,12 @@ class Settings(BaseSettings):
         ge=0,
         description="target sigma is PSD when min eigenvalue >= -tolerance * max eigenvalue",
     )
-    max_concurrent_compute: int = Field(default=2, ge=1, description="engine calls running at once")
+    max_concurrent_compute: int = Field(
+        default=1,
+        ge=1,
+        description="engine calls running at once; one uses every core (and the GPU) itself, "
+        "and a second beside it only shares them, letting one token's call slow another's",
+    )
     compute_niceness: int = Field(
         default=10,
         ge=0,

@@ -26,6 +26,10 @@ def test_the_estimate_follows_the_path_the_engine_takes() -> None:
     assert request_gflop((150, 32, 2048), "lowrank") == pytest.approx(211, rel=1e-2)
     assert request_gflop((1, 600, 2048), "lowrank") == request_gflop((1, 600, 2048), "exact")
     assert request_gflop((5, D), "exact") == pytest.approx(5 * request_gflop((1, 1, D), "exact"))
+    # A pool the low-rank path cannot serve (its A S A numerically singular: N <= d) runs
+    # every group exact, and is priced so.
+    singular = request_gflop((150, 32, 2048), "lowrank", lowrank_ready=False)
+    assert singular == request_gflop((150, 32, 2048), "exact")
 
 
 @pytest.mark.asyncio

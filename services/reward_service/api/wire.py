@@ -332,13 +332,14 @@ class ArrayBody(Generic[M]):
         limits = service.limits
         spec = self.spec_of(limits)
         width = service.held_width(name)
+        lowrank_ready = service.held_lowrank_ready(name)
 
         def check(shape: tuple[int, ...], method: str) -> None:
             limits.check_shape(spec, shape)
             if width is not None and shape[-1] != width:
                 raise _HeldWidthDiffers(shape)
             if self._costed:
-                check_cost(spec.what, shape, method, settings.max_request_gflop)
+                check_cost(spec.what, shape, method, settings.max_request_gflop, lowrank_ready)
 
         async with service.admission.admit(caller) as ticket:
             try:
