@@ -138,7 +138,10 @@ class _CommitsShare(_Body):
         None, gt=0, le=1, description="commit this share of the rewarded rows (unbiased draw)"
     )
     idempotency_key: str | None = Field(
-        None, min_length=1, max_length=128, description="or the Idempotency-Key header"
+        None,
+        min_length=1,
+        max_length=128,
+        description="or the Idempotency-Key header (both: the same key, else a 400)",
     )
 
 

@@ -4,14 +4,14 @@ the OpenAPI document states in words because JSON Schema cannot express them.
 JSON Schema describes one value at a time. The document says, and the service enforces, that
 every row of an array has the width ``d`` of the reference named in the path, that a commit fits
 in the reference's pool of ``N`` rows, that row numbers lie in ``[0, N)``, that ``indices`` go
-with ``mode=indices`` and ``row`` excludes ``seed``, that ``commit_fraction`` needs an
-idempotency key, that ``sigma`` is a covariance matrix, that features come from the
+with ``mode=indices`` and ``row`` goes with ``form=replace`` and excludes ``seed``, that
+``commit_fraction`` needs an idempotency key (the same one where both the JSON member and the
+header carry it), that ``sigma`` is a covariance matrix, that features come from the
 reference's feature space (``Feature-Space``), and that beside a JSON array body the query
-string stays empty. :func:`conform` gives a generated
-*positive* case exactly these facts, from its own generated values, and changes nothing else:
-what remains a refusal is a contract failure. Negative cases are sent as generated, except
-that a valid ``Feature-Space`` becomes the reference's, so that they are refused for what they
-break rather than for naming another space.
+string stays empty. :func:`conform` gives a generated *positive* case exactly these facts, from
+its own generated values, and changes nothing else: what remains a refusal is a contract
+failure. Negative cases are sent as generated, except that a valid ``Feature-Space`` becomes the
+reference's, so that they are refused for what they break rather than for naming another space.
 
 Imported by the test and by :mod:`contract_hooks` (the module ``schemathesis`` loads); this one
 does not import schemathesis, so the pytest process registers no hooks.
@@ -99,6 +99,7 @@ def conform(
         if params.get("row") is not None:
             params["row"] = int(params["row"]) % N
             params.pop("seed", None)
+            params["form"] = "replace"  # a row is the replaced one
         body = {**json_body, "samples": samples} if json_body is not None else samples
     elif kind in ("commit", "fd"):
         features = body["features"] if json_body is not None else body
@@ -119,7 +120,11 @@ def conform(
                 body["feature_space"] = SPACE
         else:
             body = rows(body, least=2)
-    sends_key = (json_body or {}).get("idempotency_key") or _has_key(headers)
+    member_key = (json_body or {}).get("idempotency_key")
+    if member_key and _has_key(headers):  # one key, wherever it is sent
+        for name in [name for name in headers if name.lower() == "idempotency-key"]:
+            headers[name] = member_key
+    sends_key = member_key or _has_key(headers)
     if (
         kind in ("rewards", "credits")
         and params.get("commit_fraction") is not None
