@@ -39,6 +39,7 @@ __all__ = [
     "Payload",
     "ShapeCheck",
     "array_from_json",
+    "decode_json",
     "decode_npy",
     "media_type",
     "parse_json",
@@ -144,6 +145,57 @@ def parse_json(model: type[M], data: bytes) -> M:
             f"JSON body does not match the documented schema at {where!r}: {first['msg']} "
             f"({exc.error_count()} error(s))"
         ) from exc
+
+
+async def decode_json(
+    data: bytes | bytearray,
+    model: type[M],
+    specs: dict[str, ArraySpec],
+    settings: Settings,
+    ticket: Ticket,
+    check: Callable[[dict[str, tuple[int, ...]], M], None],
+) -> tuple[dict[str, np.ndarray], M]:
+    """The arrays of a JSON body (those of ``specs`` it holds, by member name) and its other
+    members, validated by ``model``; decoded in worker threads, within reserved memory
+    (:mod:`.json_array`).
+
+    The decoder's temporaries are reserved first. The body is split, its member names checked,
+    its members validated and each array's shape counted; ``check`` (the route's limits) sees
+    the shapes and the members before the arrays' 8 bytes a value are reserved and they are
+    decoded. The caller settles the ticket to the arrays once it drops the body."""
+    await ticket.reserve(json_array.DECODE_TEMPORARY_BYTES)
+    body, members, shapes = await asyncio.to_thread(
+        _split_json, data, model, specs, settings.max_json_fields_bytes
+    )
+    check(shapes, members)
+    await ticket.reserve(8 * sum(math.prod(shape) for shape in shapes.values()))
+    return await asyncio.to_thread(_decode_arrays, body, specs, shapes), members
+
+
+def _split_json(
+    data: bytes | bytearray, model: type[M], specs: dict[str, ArraySpec], rest_limit: int
+) -> tuple[json_array.JsonBody, M, dict[str, tuple[int, ...]]]:
+    """:func:`decode_json`'s first pass: everything but the arrays' numbers."""
+    fields = tuple(specs)
+    body = json_array.split_json(data, fields, rest_limit)
+    json_array.check_member_names(body.rest)
+    members = parse_json(json_array.without_arrays(model, fields), body.rest)
+    shapes = {
+        field: json_array.array_shape(found, specs[field].ndim, specs[field].what)
+        for field, found in body.arrays.items()
+    }
+    return body, cast(M, members), shapes
+
+
+def _decode_arrays(
+    body: json_array.JsonBody, specs: dict[str, ArraySpec], shapes: dict[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
+    """:func:`decode_json`'s second pass: each array allocated and its numbers parsed in."""
+    arrays = {}
+    for field, found in body.arrays.items():
+        arrays[field] = np.empty(shapes[field], dtype=np.float64)
+        json_array.fill_array(found, arrays[field], specs[field].what)
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -378,25 +430,22 @@ class ArrayBody(Generic[M]):
 
     async def _json(
         self,
-        data: bytes,
+        data: bytes | bytearray,
         spec: ArraySpec,
         settings: Settings,
         ticket: Ticket,
         check: Callable[[tuple[int, ...], str], None],
     ) -> Decoded[M]:
-        """The JSON body: its members beside the array validated, the array's shape checked
-        and its memory reserved, then the array decoded in a worker thread."""
-        found = json_array.split_json(data, self.field, settings.max_json_fields_bytes)
-        if found is None:
-            if len(data) <= settings.max_json_fields_bytes:  # small: the model says what is
-                parse_json(self.model, data)  # wrong (a missing member, not a list ...)
-            raise Unprocessable(
-                f"the JSON body has no array member {self.field!r}; send it as nested lists"
-            )
-        members = parse_json(json_array.without_array(self.model, self.field), found.rest())
-        shape = json_array.array_shape(found, spec.ndim, spec.what)
-        check(shape, str(getattr(members, "method", "lowrank")))
-        await ticket.reserve(8 * math.prod(shape))
-        array = np.empty(shape, dtype=np.float64)
-        await asyncio.to_thread(json_array.fill_array, found, array, spec.what)
-        return Decoded(array, cast(M, members))
+        """The JSON body (:func:`decode_json`): its array checked by its shape and the method
+        its members choose."""
+
+        def check_array(shapes: dict[str, tuple[int, ...]], members: M) -> None:
+            if self.field not in shapes:
+                raise Unprocessable(
+                    f"the JSON body has no array member {self.field!r}; send it as nested lists"
+                )
+            check(shapes[self.field], str(getattr(members, "method", "lowrank")))
+
+        specs = {self.field: spec}
+        arrays, members = await decode_json(data, self.model, specs, settings, ticket, check_array)
+        return Decoded(arrays[self.field], members)
