@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import statistics
 import time
 import uuid
@@ -74,6 +75,7 @@ FROZEN, ROLLING = "frozen", "rolling"
 TARGETS = {"throughput_ratio_at_least": 0.7, "p95_ratio_at_most": 3.0}
 LAG_FIELDS = ("lag_rows", "lag_versions")
 TURNOVER_FIELDS = ("rows_per_call", "turnover_calls")
+SETUP_TIMEOUT = 600.0  # seconds, for the uploads and the reads between phases
 
 
 @dataclass
@@ -246,6 +248,7 @@ def _phase_result(phase: Phase) -> dict[str, Any]:
         "requests": len(phase.latencies),
         "samples_per_second": phase.samples / phase.wall,
         "latency_seconds": {f"p{q}": percentile(phase.latencies, q) for q in (50, 95, 99)},
+        "load_average_1m_after": os.getloadavg()[0],  # the machine is shared: how busy it was
         "errors": dict(phase.errors),
         "timeouts": phase.timeouts,
         "commits_acknowledged": phase.acknowledged,
@@ -291,10 +294,10 @@ async def _phase(
 async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=max(64, 2 * args.trainers))
     async with (
-        admin_client(args.timeout) as admin,
+        admin_client(SETUP_TIMEOUT) as admin,
         # Each trainer's calls carry its own token; reads between phases the first trainer's.
         httpx.AsyncClient(timeout=args.timeout, limits=limits) as trainers,
-        httpx.AsyncClient(headers=bearer(0), timeout=args.timeout) as reads,
+        httpx.AsyncClient(headers=bearer(0), timeout=SETUP_TIMEOUT) as reads,
     ):
         began = time.perf_counter()
         await upload_reference(
@@ -470,7 +473,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--chunk-rows", type=int, default=4096, help="pool upload chunks")
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="per request, seconds (the client's default)"
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="per trainer request, seconds (the client's default)",
     )
     parser.add_argument(
         "--settle-timeout",

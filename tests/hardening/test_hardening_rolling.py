@@ -1,7 +1,7 @@
 """The rolling-pool benchmark (``benchmarks/bench_rolling.py``, in ``make bench``) at a small
 size: frozen and rolling credits in both orders through two processes on one Redis, every check
-true; and its commit accounting, which must tell a faithful history from a lost, doubled or
-misrecorded commit."""
+true; client timeouts counted, and the commits of timed-out calls accounted for; and its commit
+accounting, which must tell a faithful history from a lost, doubled or misrecorded commit."""
 
 from __future__ import annotations
 
@@ -73,6 +73,30 @@ def test_a_short_rolling_run_passes_its_checks(tmp_path: Path) -> None:
     ratios = result["ratios"]
     assert ratios["throughput"] > 0 and ratios["p95"] > 0 and len(ratios["per_order"]) == 2
     assert result["targets"]["no_errors_or_timeouts"]
+
+
+@pytest.mark.redis
+def test_client_timeouts_are_counted_and_their_commits_accounted_for(tmp_path: Path) -> None:
+    """A 1 ms client timeout (per network operation, as httpx counts it): calls time out,
+    nothing retries them, and the commits the service applied all the same are each in Redis
+    once, under their keys."""
+    output = tmp_path / "rolling.json"
+    main(
+        [
+            *("--d", "64", "--pool", "2000", "--trainers", "2"),
+            *("--warmup", "0.5", "--duration", "1", "--timeout", "0.001"),
+            *("--output", str(output)),
+        ]
+    )
+    result = json.loads(output.read_text())
+    frozen, rolling = result["phases"]
+    assert frozen["timeouts"] > 0 and rolling["timeouts"] > 0
+    assert not result["targets"]["no_errors_or_timeouts"]
+    commits = rolling["commits"]
+    assert commits["keys_sent"] >= rolling["timeouts"] + commits["keys_acknowledged"]
+    assert commits["keys_recorded"] >= commits["keys_acknowledged"]
+    # Whether any answer came back in time is up to the machine; everything else must hold.
+    assert all(ok for name, ok in rolling["checks"].items() if name != "commits_acknowledged")
 
 
 # -- the commit accounting on histories built by hand --------------------------------------
