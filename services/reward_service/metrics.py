@@ -80,6 +80,10 @@ class ServiceMetrics:
             "distreward_pool_turnover_calls",
             "reward calls at the recent commit volume to renew the pool (+Inf: it does not)",
         )
+        self.lag_rows = gauge(
+            "distreward_served_lag_rows",
+            "rows committed beyond the version the last rewards or credits answer used",
+        )
         self.unloadable = gauge(
             "distreward_reference_unloadable",
             "1 while a stored reference cannot be loaded (isolated; see the log)",

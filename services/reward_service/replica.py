@@ -105,6 +105,7 @@ class Replica:
         self._log_id = "0-0"
         self._epoch = store.epoch  # the store's epoch when what is held was read
         self._base_fds: OrderedDict[int, float] = OrderedDict()
+        self._base_rows = 0  # rows committed in the reference's life up to the engine's start
         self._rebuilding: asyncio.Task[None] | None = None
         self._rebuild_share = rebuild_share
         self._rebuild_due = asyncio.Event()
@@ -156,6 +157,13 @@ class Replica:
         """A commit of ``rows`` new rows acknowledged here, for the pool's turnover."""
         self._freshness.record_committed(rows)
 
+    def rows_at(self, version: int) -> int:
+        """Rows committed in the reference's life up to ``version``, a version the engine
+        holds (:class:`~reward_service.engine.VersionNotHeld` otherwise), to tell how far a
+        version lags the store's newest."""
+        engine = self.state.engine
+        return self._base_rows + (0 if engine is None else engine.rows_appended(version))
+
     def base_fd_at(self, version: int) -> float | None:
         """The base FD this replica computed at ``version`` (None when not kept)."""
         return self._base_fds.get(version)
@@ -182,7 +190,12 @@ class Replica:
             and held is not None
             and held.meta.incarnation == meta.incarnation
         ):
-            return held
+            # Served as held, with the store's newer record: it says how far the answer lags.
+            return (
+                HeldState(meta, held.target, held.engine)
+                if self._is_newer(meta, held.meta)
+                else held
+            )
         async with self._lock:
             held = self._state
             if held is None or held.meta.incarnation != meta.incarnation or epoch != self._epoch:
@@ -211,6 +224,7 @@ class Replica:
                 cursor=int(state["cursor"]),
                 log_id=self._log_id,
                 statistics=Statistics(state["sum"], state["gram"], len(pool), state["shift"]),
+                rows=self.rows_at(int(state["version"])),
             )
 
     @staticmethod
@@ -271,6 +285,7 @@ class Replica:
             return
         base = await self._store.read_base(self.name)
         engine = await self._workers.background(self._build, target, base)
+        self._base_rows = base.rows
         self._hold(HeldState(meta, target, engine))
         self._log_id = base.log_id
         self._remember(engine.version, engine.base_fd)
@@ -325,7 +340,9 @@ class Replica:
                 continue
             # "target": same pool, new target statistics.
             target = await self._store.read_target(self.name)
+            rows = self.rows_at(version)
             engine = await self._workers.background(self._retarget, engine, target, entry.version)
+            self._base_rows = rows
             self._hold(HeldState(self.state.meta, target, engine))
             self._log_id = entry.log_id
             self._remember(engine.version, engine.base_fd)

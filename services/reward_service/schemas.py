@@ -24,6 +24,7 @@ __all__ = [
     "FDResponse",
     "FreshnessInfo",
     "Health",
+    "LagInfo",
     "Method",
     "Mode",
     "PoolRequest",
@@ -84,6 +85,14 @@ class FreshnessInfo(BaseModel):
         return cls(**asdict(freshness))
 
 
+class LagInfo(BaseModel):
+    """How far a version is behind the newest the store held: a reward against a pool that
+    lags the policy is delayed feedback (DESIGN section 9)."""
+
+    versions: int = Field(description="versions committed beyond it")
+    rows: int = Field(description="rows those versions committed")
+
+
 class ReferenceInfo(BaseModel):
     name: str
     d: int
@@ -96,6 +105,9 @@ class ReferenceInfo(BaseModel):
         description="true when the store is unreachable and this is the version held"
     )
     freshness: FreshnessInfo | None = Field(None, description="null before a pool")
+    lag: LagInfo | None = Field(
+        None, description="how far the version this process holds is behind; null before a pool"
+    )
     feature_space: str = Field(
         description="identifier of the feature space of the reference's features, fixed when "
         "it is created; requests post features with this Feature-Space header ('unknown': "
@@ -131,6 +143,19 @@ class StagedPool(BaseModel):
 Seed = Annotated[int, Field(ge=0, le=SEED_LIMIT - 1)]
 Row = Annotated[int, Field(ge=0, le=SEED_LIMIT - 1)]  # a pool row number, int64 on every platform
 Pin = Annotated[int, Field(ge=0, description="pin: 409 when the reference moved on")]
+After = Annotated[
+    int, Field(ge=0, description="your last commit's version: the answer's version holds it")
+]
+RoundId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="one round (the ranks of a training step): every request of it is "
+        "answered at the version its first request found",
+    ),
+]
 
 
 class _CommitsShare(_Body):
@@ -154,6 +179,7 @@ class RewardsRequest(_CommitsShare):
     )
     method: Method = "lowrank"
     version: Pin | None = None
+    after: After | None = None
 
 
 class CreditsRequest(_CommitsShare):
@@ -173,6 +199,8 @@ class CreditsRequest(_CommitsShare):
     )
     method: Method = "lowrank"
     version: Pin | None = None
+    after: After | None = None
+    round: RoundId | None = None
 
 
 class Timing(BaseModel):
@@ -202,6 +230,7 @@ class _Rewarded(BaseModel):
     methods_used: list[Method]
     error_estimates: list[float | None] = Field(description="null where computed exactly")
     freshness: FreshnessInfo
+    lag: LagInfo = Field(description="how far the version used was behind the store's newest")
     committed: CommittedShare | None = Field(description="null when nothing was committed")
     timing: Timing
 

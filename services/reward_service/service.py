@@ -28,6 +28,7 @@ from .engine import (
     Mode,
     RewardEngine,
     RewardResult,
+    VersionNotHeld,
     frechet_distance,
     gaussian_of,
     sample_credits,
@@ -47,6 +48,7 @@ __all__ = [
     "CommitOutcome",
     "CommitShare",
     "CreditParams",
+    "Lag",
     "Outcome",
     "ReferenceService",
     "RewardParams",
@@ -77,16 +79,23 @@ class RewardParams:
     method: Method = "lowrank"
     version: int | None = None
     commit: CommitShare | None = None
+    after: int | None = None
 
 
 @dataclass(frozen=True)
 class CreditParams:
+    """``after``: the caller's last commit, which the answer's version must hold (read your
+    writes); ``round``: requests of one round (the ranks of a training step) are answered at
+    one version, the one its first request found."""
+
     form: CreditForm = "add"
     seed: int | None = None
     row: int | None = None
     method: Method = "lowrank"
     version: int | None = None
     commit: CommitShare | None = None
+    after: int | None = None
+    round: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,15 @@ class CommitOutcome:
     base_fd: float
     n: int
     replayed: bool
+    rows: int
+
+
+@dataclass(frozen=True)
+class Lag:
+    """How far the version an answer used was behind the newest the store held when the
+    request was served: in versions and in committed rows."""
+
+    versions: int
     rows: int
 
 
@@ -108,6 +126,7 @@ class Outcome:
     stale: bool
     freshness: Freshness
     committed: CommitOutcome | None
+    lag: Lag
 
 
 def _key_seed(key: str) -> int:
@@ -191,7 +210,7 @@ class ReferenceService:
     ) -> Outcome:
         """Engine rewards for (G, K, d) ``groups`` of ``feature_space``, then the commit of a
         share of their rows when asked."""
-        view = await self.references.view(name, wait=params.version is not None)
+        view = await self._served_view(name, params.version, params.after)
         check_feature_space(name, view.state.meta.feature_space, feature_space)
         engine = self._engine_of(view.state)
         self.limits.check_array(self.limits.groups, groups, engine.d)
@@ -218,34 +237,100 @@ class ReferenceService:
     ) -> Outcome:
         """Per-sample credits of (B, d) ``samples`` of ``feature_space`` (the pool with each
         sample added, or one shared pool row replaced by it), then the commit of a share of them
-        when asked (drawn with the request's seed)."""
-        view = await self.references.view(name, wait=params.version is not None)
+        when asked (drawn with the request's seed).
+
+        ``add`` credits are answered at a version that holds the caller's ``after``, lags the
+        store by at most ``max_lag_share`` of the pool, and for a ``round`` is the round's (the
+        version its first request found: every rank of a step scores against one pool while
+        their commits move the head); a pin names the version itself."""
+        if params.row is not None and params.seed is not None:
+            raise BadInput("send either row or seed: a seed only draws the replaced row")
+        replaced = params.form == "replace"
+        if not replaced and params.row is not None:
+            raise BadInput("row names the replaced row: only with form=replace")
+        if replaced and params.round is not None:
+            raise BadInput("round: only with form=add (replace-form credits use the head)")
+        view = await self._served_view(name, params.version, params.after)
         check_feature_space(name, view.state.meta.feature_space, feature_space)
         engine = self._engine_of(view.state)
         self.limits.check_array(self.limits.samples, samples, engine.d)
-        self._check_pin(params.version, engine.version)
-        if params.row is not None and params.seed is not None:
-            raise BadInput("send either row or seed: a seed only draws the replaced row")
-        if params.form == "add" and params.row is not None:
-            raise BadInput("row names the replaced row: only with form=replace")
+        at = params.version
+        if params.round is not None and at is None:
+            at = await self._round_version(name, view, params.round)
+            if at > engine.version:  # another process found it: catch up to it
+                view = await self.references.view(name, wait=True)
+                engine = self._engine_of(view.state)
+        if replaced:
+            self._check_pin(at, engine.version)
         seed = self._commit_seed(params.commit, params.seed, len(samples), engine.n)
-        replaced = params.form == "replace"
         turns = self._priced(self.limits.samples.what, samples.shape, params.method, engine)
-        result = await self._run(
-            sample_credits,
-            engine,
-            samples,
-            seed=seed if replaced and params.row is None else None,
-            row=params.row,
-            method=params.method,
-            form=params.form,
-            turns=turns,
-        )
+        try:
+            result = await self._run(
+                sample_credits,
+                engine,
+                samples,
+                seed=seed if replaced and params.row is None else None,
+                row=params.row,
+                method=params.method,
+                form=params.form,
+                version=None if replaced else at,
+                turns=turns,
+            )
+        except VersionNotHeld as exc:
+            raise Conflict(f"{exc}; ask again without pinning the version") from exc
         if not replaced:  # the seed drew no row: echo the one the commit's draw used
             result = dataclasses.replace(result, seed=seed)
-        self._check_pin(params.version, result.version)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
         return await self._rewarded(name, view, result, samples, params.commit, seed, feature_space)
+
+    async def _served_view(self, name: str, pinned: int | None, after: int | None) -> View:
+        """The reference for a rewards or credits request: as held while a catch-up runs, if
+        that holds the caller's ``after`` and lags the store by at most ``max_lag_share`` of
+        the pool's rows; caught up otherwise (and always for a pin)."""
+        view = await self.references.view(name, wait=pinned is not None)
+        if pinned is None and not view.stale and self._lags(view, after):
+            view = await self.references.view(name, wait=True)
+        engine = view.state.engine
+        if after is not None and engine is not None and engine.version < after:
+            held = f"after={after}: this process holds version {engine.version}"
+            if view.stale:
+                raise Unavailable("read", f"{held} and the store is unreachable; retry")
+            raise Conflict(f"{held}, the newest stored: send the version of your own commit")
+        return view
+
+    def _lags(self, view: View, after: int | None) -> bool:
+        engine = view.state.engine
+        if engine is None:
+            return False
+        if after is not None and engine.version < after:
+            return True
+        behind = self.lag_of(view, engine.version).rows
+        return behind > self._settings.max_lag_share * engine.n
+
+    @staticmethod
+    def lag_of(view: View, version: int) -> Lag:
+        """How far ``version`` (held) is behind the newest version the store had when
+        ``view`` was taken."""
+        meta = view.state.meta
+        try:
+            rows = max(0, meta.rows - view.replica.rows_at(version))
+        except VersionNotHeld:  # dropped from the history meanwhile: count versions only
+            rows = 0
+        return Lag(versions=max(0, meta.version - version), rows=rows)
+
+    async def _round_version(self, name: str, view: View, round_id: str) -> int:
+        """The version of ``round_id``'s answers: the first proposal of any process, each
+        proposing the head it holds (caught up as any request is)."""
+        state = view.state
+        return await self.references.call(
+            self._store.round_version(
+                name,
+                state.meta.incarnation,
+                round_id,
+                self._engine_of(state).version,
+                self._settings.round_ttl_seconds,
+            )
+        )
 
     def _priced(
         self, what: str, shape: tuple[int, ...], method: Method, engine: RewardEngine
@@ -290,6 +375,8 @@ class ReferenceService:
         self._metrics.reward_compute.labels(name, result.method).observe(result.compute_seconds)
         freshness = view.replica.freshness()
         view.replica.record_call()
+        lag = self.lag_of(view, result.version)
+        self._metrics.lag_rows.labels(name).set(lag.rows)
         committed = None
         if commit is not None and commit.key:
             drawn_with = 0 if seed is None else seed
@@ -305,7 +392,7 @@ class ReferenceService:
                 )
             else:
                 await self._remember_key(name, commit.key, commit.caller, digest)
-        return Outcome(result, view.stale, freshness, committed)
+        return Outcome(result, view.stale, freshness, committed, lag)
 
     def freshness(self, name: str) -> Freshness:
         """How fresh the held pool of ``name`` is."""

@@ -100,6 +100,17 @@ class Settings(BaseSettings):
         gt=0,
         description="... and within this many seconds",
     )
+    max_lag_share: float = Field(
+        default=0.005,
+        ge=0,
+        le=1,
+        description="rewards and credits may be answered from the version held while the "
+        "store holds newer commits of at most this share of the pool's rows (one turnover): "
+        "beyond it, or below the caller's own last commit (after), they wait for the catch-up",
+    )
+    round_ttl_seconds: int = Field(
+        default=3600, ge=1, description="how long a round of credits keeps its version"
+    )
     max_feature_abs: float = Field(
         default=1e6,
         gt=0,
@@ -146,6 +157,12 @@ class Settings(BaseSettings):
     )
     decode_wait_seconds: float = Field(
         default=5.0, ge=0, description="a request waits this long for decode memory, then 429"
+    )
+    body_idle_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request body that sends nothing for this long is answered 408 and gives "
+        "back the memory it had reserved",
     )
     max_request_gflop: float = Field(
         default=500.0,

@@ -182,3 +182,33 @@ async def test_turnover_says_how_many_calls_renew_the_pool(
     assert info["rows_per_call"] == 20 / 3 and info["turnover_calls"] == pytest.approx(N * 3 / 20)
     metrics = (await api.client.get("/metrics")).text
     assert f'distreward_pool_turnover_calls{{reference="ref"}} {N * 3 / 20}' in metrics
+
+
+async def test_a_round_is_answered_at_the_version_its_first_request_found(
+    api: Api, rng: np.random.Generator
+) -> None:
+    """The ranks of one step send one round: each commits its share, yet every request of the
+    round scores against the pool the round began with, and says how far that lags; the next
+    round holds every commit of this one."""
+    await api.create("ref", rng)
+    samples = rng.normal(0.3, 1.0, size=(20, D)).astype(np.float32)
+    first = (
+        await _credits(api, samples, round="run-1/0", commit_fraction=0.5, idempotency_key="a")
+    ).json()
+    began = first["version"]
+    assert first["committed"]["version"] == began + 1 and first["lag"] == {"versions": 0, "rows": 0}
+    second = (
+        await _credits(api, samples, round="run-1/0", commit_fraction=0.5, idempotency_key="b")
+    ).json()
+    assert second["version"] == began and second["committed"]["version"] == began + 2
+    assert second["lag"] == {"versions": 1, "rows": 10}
+    np.testing.assert_allclose(second["rewards"], first["rewards"], rtol=1e-12, atol=1e-15)
+    later = (await _credits(api, samples, round="run-1/1")).json()
+    assert later["version"] == began + 2 and later["lag"] == {"versions": 0, "rows": 0}
+    # Read your writes: an after beyond anything committed is refused, not silently served.
+    beyond = await _credits(api, samples, after=began + 5)
+    assert beyond.status_code == 409 and f"after={began + 5}" in beyond.text
+    info = (await api.info("ref")).json()
+    assert info["lag"] == {"versions": 0, "rows": 0}
+    refused = await _credits(api, samples, round="bad round!")
+    assert refused.status_code == 422

@@ -43,5 +43,6 @@ def test_the_store_interface() -> None:
         "read_base",
         "read_log",
         "write_snapshot",
+        "round_version",
         "delete",
     }

@@ -199,3 +199,33 @@ async def test_a_service_starts_while_redis_is_unreachable() -> None:
         assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
         answer = await api.info("anything")
         assert answer.status_code == 503 and "Retry-After" in answer.headers
+
+
+async def test_a_round_spans_processes_at_the_version_its_first_request_found(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    """Ranks of one step reach different processes: the round's version is the first
+    request's, found through the store, and the other process answers at it although it has
+    applied the round's commits (in one catch-up) since."""
+    procs = service_pair_factory(redis_url)
+    samples = rng.normal(0.3, 1.0, size=(6, D)).astype(np.float32)
+    path = "/v1/references/ranks/credits"
+    async with clients(*procs) as (a, b):
+        began = (await a.create("ranks", rng))["version"]
+        for step in range(3):
+            answers = []
+            for rank, api in enumerate((a, b, a, b)):
+                answer = await api.send(
+                    "POST",
+                    path,
+                    samples,
+                    params={"round": f"job/{step}", "commit_fraction": 0.5},
+                    headers={"Idempotency-Key": f"job-{step}-{rank}"},
+                )
+                assert answer.status_code == 200, answer.text
+                answers.append(answer.json())
+            assert {body["version"] for body in answers} == {began}
+            for body in answers[1:]:
+                np.testing.assert_allclose(body["rewards"], answers[0]["rewards"], rtol=1e-12)
+            assert [body["lag"]["versions"] for body in answers] == [0, 1, 2, 3]
+            began += 4  # every rank's commit is in the next round's version

@@ -25,10 +25,10 @@ __all__ = [
     "QuadratureSettings",
     "RewardEngine",
     "RewardResult",
+    "VersionNotHeld",
     "frechet_distance",
     "gaussian_of",
     "sample_credits",
     "symmetric_sqrt",
     "trace_sqrt_psd",
-    "VersionNotHeld",
 ]

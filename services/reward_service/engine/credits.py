@@ -26,12 +26,14 @@ def sample_credits(
     row: int | None = None,
     method: Method = "lowrank",
     form: CreditForm = "add",
+    version: int | None = None,
 ) -> CreditResult:
-    """Per-sample credits of ``samples`` (B, d) against ``engine``'s head version.
+    """Per-sample credits of ``samples`` (B, d) against ``engine``'s head version, or a recent
+    ``version`` (``add`` only).
 
     ``form``: ``add`` (no pool row; ``row`` and ``seed`` are refused) or ``replace``
     (``row``: the pool row every sample replaces, drawn from ``seed`` when None, the seed
     drawn too when None and echoed). ``method``: ``lowrank`` (certified, exact fallback per
     sample) or ``exact``.
     """
-    return engine.credits(samples, form=form, row=row, seed=seed, method=method)
+    return engine.credits(samples, form=form, row=row, seed=seed, method=method, version=version)

@@ -63,6 +63,11 @@ HISTORY_VERSIONS = 64
 ranks of one training step ask at the version the step began with (the service's rounds) while
 their own commits move the head, so a few steps' worth of commits is enough."""
 
+HISTORY_BYTES = 256 * 2**20
+"""Memory the kept versions' built precomputes may hold beyond the newest two (three d x d
+float64 matrices each: 96 MiB at d = 2048, where two are kept; at small d, where every commit
+may be built, all of :data:`HISTORY_VERSIONS`)."""
+
 
 class VersionNotHeld(LookupError):
     """The version asked for is neither the head nor a recent version the engine keeps."""
@@ -261,6 +266,17 @@ class RewardEngine:
         fraction = max(self._settings.max_pending_fraction, self._settings.max_rank_fraction)
         return 2 * rows + 1 <= fraction * self.d
 
+    def rows_appended(self, version: int | None = None) -> int:
+        """Rows appended since this engine was made, up to ``version`` (None: the head); a
+        version not held raises :class:`VersionNotHeld`."""
+        with self._swap_lock:
+            if version is None or version == self._head.version:
+                return self._appended
+            kept = self._history.get(version)
+            if kept is None:
+                raise VersionNotHeld(f"version {version} is not held")
+            return kept[1]
+
     @property
     def held_versions(self) -> tuple[int, int]:
         """The oldest and newest versions per-sample credits can be asked for."""
@@ -269,15 +285,16 @@ class RewardEngine:
 
     def _keep(self, head: Head) -> None:
         """Under the swap lock (or in the constructor): remember ``head`` as its version's,
-        dropping the oldest versions beyond :data:`HISTORY_VERSIONS` and heads on a built
-        version older than the two newest (each holds d x d matrices)."""
+        dropping the oldest versions beyond :data:`HISTORY_VERSIONS`, and those on built
+        versions beyond what :data:`HISTORY_BYTES` holds (each holds d x d matrices)."""
         self._history[head.version] = (head, self._appended)
         self._history.move_to_end(head.version)
         while len(self._history) > HISTORY_VERSIONS:
             self._history.popitem(last=False)
         builts = {id(kept.built): kept.built.version for kept, _ in self._history.values()}
-        if len(builts) > 2:
-            oldest = sorted(builts.values())[-2]
+        most = max(2, HISTORY_BYTES // (3 * 8 * self.d * self.d))
+        if len(builts) > most:
+            oldest = sorted(builts.values())[-most]
             for version in [
                 v for v, (kept, _) in self._history.items() if kept.built.version < oldest
             ]:

@@ -95,6 +95,7 @@ class ReferenceMeta:
     updated_at: float
     staged_rows: int  # rows of a pool upload in progress
     feature_space: str  # identifier of the features' space, fixed for the reference's life
+    rows: int = 0  # rows committed in the reference's life so far (what a version lags by)
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ class Base:
     cursor: int  # next ring row a commit replaces
     log_id: str
     statistics: Statistics | None  # present for snapshots, None for a freshly published pool
+    rows: int = 0  # rows committed in the reference's life up to ``version``
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class LogEntry:
     version: int
     kind: LogKind
     features: np.ndarray | None  # the committed rows for ``commit`` entries
+    rows: int = 0  # rows committed in the reference's life up to this entry, included
 
 
 _DIGEST_VALUES = 1 << 20  # values converted to float64 at a time while a digest is taken
@@ -257,6 +260,13 @@ class Store(ABC):
     async def write_snapshot(self, name: str, incarnation: str, base: Base) -> bool:
         """Move the base forward to ``base`` unless the stored base is already as new; drop the
         log entries it covers. Returns whether it was written."""
+
+    @abstractmethod
+    async def round_version(
+        self, name: str, incarnation: str, round_id: str, proposal: int, ttl_seconds: int
+    ) -> int:
+        """The version the requests of ``round_id`` are answered at: the first proposal made
+        for it in this life of the reference (kept ``ttl_seconds``), whoever made it."""
 
     @abstractmethod
     async def delete(self, name: str) -> bool:

@@ -49,6 +49,10 @@ class Keys:
         """HASH: total, gram (.npy), n: sufficient statistics of a snapshot generation."""
         return f"{self._ref(name)}:stats:{generation}"
 
+    def round(self, name: str, incarnation: str, round_id: str) -> str:
+        """STRING: the version a round of requests is answered at (expires)."""
+        return f"{self._ref(name)}:round:{incarnation}:{round_id}"
+
     def idempotency(self, name: str, incarnation: str, caller: str, key: str) -> str:
         """STRING: the version a caller's commit key was answered with, and the digest of what
         it committed (expires). ``caller`` (a hex digest of the token, "" without

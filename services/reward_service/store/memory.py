@@ -7,6 +7,7 @@ read-only so callers cannot change stored state by accident. State is lost with 
 from __future__ import annotations
 
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
@@ -59,13 +60,16 @@ class _Reference:
     # Idempotency keys, (caller, key), in the order they expire (one TTL for all: insertion
     # order), so the expired ones are dropped from the front as commits arrive.
     idempotency: OrderedDict[tuple[str, str], _Seen] = field(default_factory=OrderedDict)
+    # Rounds' versions with their expiry, in the order they expire (one TTL for all).
+    rounds: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
 
     def append(self, kind: LogKind, features: np.ndarray | None, now: float) -> LogEntry:
         version = self.meta.version + 1
-        entry = LogEntry(f"{self.next_seq}-0", version, kind, features)
+        rows = self.meta.rows + (0 if features is None else len(features))
+        entry = LogEntry(f"{self.next_seq}-0", version, kind, features, rows)
         self.next_seq += 1
         self.log.append(entry)
-        self.meta = replace(self.meta, version=version, updated_at=now)
+        self.meta = replace(self.meta, version=version, updated_at=now, rows=rows)
         return entry
 
 
@@ -139,7 +143,7 @@ class MemoryStore(Store):
         pool = _frozen(np.concatenate(ref.staging))
         ref.staging = []
         entry = ref.append("pool", None, now)
-        ref.base = Base(entry.version, pool, 0, entry.log_id, None)
+        ref.base = Base(entry.version, pool, 0, entry.log_id, None, entry.rows)
         ref.log = [entry]
         ref.meta = replace(ref.meta, n=len(pool), staged_rows=0)
         return entry.version
@@ -184,6 +188,17 @@ class MemoryStore(Store):
         seq = _log_seq(base.log_id)
         ref.log = [entry for entry in ref.log if _log_seq(entry.log_id) >= seq]
         return True
+
+    async def round_version(
+        self, name: str, incarnation: str, round_id: str, proposal: int, ttl_seconds: int
+    ) -> int:
+        rounds = self._get(name, incarnation).rounds
+        now = time.monotonic()
+        while rounds and next(iter(rounds.values()))[1] <= now:
+            rounds.popitem(last=False)
+        if round_id not in rounds:
+            rounds[round_id] = (proposal, now + ttl_seconds)
+        return rounds[round_id][0]
 
     async def delete(self, name: str) -> bool:
         return self._refs.pop(name, None) is not None

@@ -5,10 +5,11 @@ list of ``.npy`` chunks of one *generation*, the base's sufficient statistics (s
 log as a Redis Stream. Every version change is one Lua script, so it is atomic: no lost, doubled
 or torn commits under concurrent trainers and replicas.
 
-Metadata hash fields: ``incarnation d n version created_at updated_at staged_rows feature_space``
-(records written before feature spaces were kept lack the last: their space is ``"unknown"``) and
-the base
-pointer ``base_gen base_version base_log_id base_cursor``.
+Metadata hash fields: ``incarnation d n version created_at updated_at staged_rows feature_space
+rows`` (records written before feature spaces were kept lack ``feature_space``: their space is
+``"unknown"``; ``rows``, the rows committed in the reference's life, counts from when it was
+kept) and the base pointer ``base_gen base_version base_log_id base_cursor base_rows``. Commit
+entries carry ``rows`` too, the count up to them.
 
 Replication and failover. Redis replicates asynchronously: a write the primary answered can still
 be missing from its replicas when the primary dies, and a promoted replica then never had it.
@@ -118,7 +119,8 @@ local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 local id = redis.call('XADD', KEYS[2], '*', 'kind', 'pool', 'version', version)
 redis.call('XTRIM', KEYS[2], 'MINID', id)
 redis.call('HSET', KEYS[1], 'n', rows, 'staged_rows', 0, 'updated_at', ARGV[3],
-           'base_gen', ARGV[2], 'base_version', version, 'base_log_id', id, 'base_cursor', 0)
+           'base_gen', ARGV[2], 'base_version', version, 'base_log_id', id, 'base_cursor', 0,
+           'base_rows', redis.call('HGET', KEYS[1], 'rows') or 0)
 return {version, previous}
 """
 
@@ -151,7 +153,9 @@ if tonumber(ARGV[3]) == 0 then
   return {tonumber(current), 0}
 end
 local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
-redis.call('XADD', KEYS[2], '*', 'kind', 'commit', 'version', version, 'features', ARGV[2])
+local total = redis.call('HINCRBY', KEYS[1], 'rows', ARGV[3])
+redis.call('XADD', KEYS[2], '*', 'kind', 'commit', 'version', version, 'features', ARGV[2],
+           'rows', total)
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[5])
 redis.call('SET', KEYS[3], version .. ':' .. ARGV[6], 'EX', ARGV[4])
 return {version, 0}
@@ -159,7 +163,8 @@ return {version, 0}
 
 # KEYS[1] meta, KEYS[2] log
 # ARGV[1] incarnation, ARGV[2] snapshot generation (its pool and statistics already written),
-# ARGV[3] its version, ARGV[4] the log id of that version, ARGV[5] its cursor
+# ARGV[3] its version, ARGV[4] the log id of that version, ARGV[5] its cursor, ARGV[6] the rows
+# committed up to it
 # Moves the base pointer forward unless the stored base is as new, or the log does not hold that
 # version at that id (read from a primary that failed over before its replica had the entry),
 # and trims the log before it. Returns {1, previous generation} when written, {0, ""} when refused.
@@ -177,7 +182,7 @@ end
 if logged ~= ARGV[3] then return {0, ''} end
 local previous = redis.call('HGET', KEYS[1], 'base_gen') or ''
 redis.call('HSET', KEYS[1], 'base_gen', ARGV[2], 'base_version', ARGV[3],
-           'base_log_id', ARGV[4], 'base_cursor', ARGV[5])
+           'base_log_id', ARGV[4], 'base_cursor', ARGV[5], 'base_rows', ARGV[6])
 redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
 return {1, previous}
 """
@@ -447,6 +452,7 @@ class RedisStore(Store):
             updated_at=float(fields["updated_at"]),
             staged_rows=int(fields["staged_rows"]),
             feature_space=fields.get("feature_space", UNKNOWN_FEATURE_SPACE),
+            rows=int(fields.get("rows", 0)),
         )
 
     async def put_target(
@@ -580,6 +586,7 @@ class RedisStore(Store):
                 cursor=int(fields["base_cursor"]),
                 log_id=fields["base_log_id"],
                 statistics=self._statistics(stats),
+                rows=int(fields.get("base_rows", 0)),
             )
         raise StoreConflict(f"reference {name!r} kept changing while it was loaded; retry")
 
@@ -624,6 +631,7 @@ class RedisStore(Store):
                             version=int(_text(fields["version"])),
                             kind=_log_kind(fields["kind"]),
                             features=None if features is None else array_from_bytes(features),
+                            rows=int(_text(fields.get("rows", b"0"))),
                         )
                     )
                 if len(batch) < _LOG_BATCH:
@@ -651,7 +659,7 @@ class RedisStore(Store):
                 )
             written, previous = await self._snapshot(
                 keys=[keys.meta(name), keys.log(name)],
-                args=[incarnation, generation, base.version, base.log_id, base.cursor],
+                args=[incarnation, generation, base.version, base.log_id, base.cursor, base.rows],
             )
             await self._drop_generation(name, _text(previous) if written else generation)
         return bool(written)
@@ -661,6 +669,20 @@ class RedisStore(Store):
             await self._client.delete(
                 self._keys.pool(name, generation), self._keys.statistics(name, generation)
             )
+
+    async def round_version(
+        self, name: str, incarnation: str, round_id: str, proposal: int, ttl_seconds: int
+    ) -> int:
+        # SET NX GET: one command that keeps the first proposal and answers it (nil: ours).
+        async with self._op("round"):
+            held = await self._client.set(
+                self._keys.round(name, incarnation, round_id),
+                proposal,
+                nx=True,
+                get=True,
+                ex=ttl_seconds,
+            )
+        return proposal if held is None else int(held)
 
     async def delete(self, name: str) -> bool:
         keys = self._keys

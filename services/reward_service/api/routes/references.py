@@ -14,13 +14,14 @@ from ...errors import BadInput
 from ...feature_spaces import target_feature_space
 from ...schemas import (
     FreshnessInfo,
+    LagInfo,
     PoolRequest,
     ReferenceInfo,
     ReferenceList,
     StagedPool,
     TargetRequest,
 )
-from ...service import ReferenceService, View
+from ...service import Lag, ReferenceService, View
 from .. import wire
 from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
@@ -38,6 +39,10 @@ def _time(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
+def _lag_info(lag: Lag) -> LagInfo:
+    return LagInfo(versions=lag.versions, rows=lag.rows)
+
+
 def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
     state = view.state
     return ReferenceInfo(
@@ -52,6 +57,7 @@ def _info_of(view: View, service: ReferenceService) -> ReferenceInfo:
         freshness=None
         if state.engine is None
         else FreshnessInfo.of(service.freshness(state.meta.name)),
+        lag=None if state.engine is None else _lag_info(service.lag_of(view, state.version)),
         feature_space=state.meta.feature_space,
     )
 

@@ -25,6 +25,7 @@ from ...schemas import (
     FDRequest,
     FDResponse,
     FreshnessInfo,
+    LagInfo,
     Method,
     Mode,
     RewardsRequest,
@@ -62,6 +63,19 @@ CommitFraction = Annotated[
     Query(gt=0, le=1, description="commit this share of the rewarded rows; needs a key"),
 ]
 Pin = Annotated[int | None, Query(ge=0, description="pin: 409 when it moved on")]
+After = Annotated[
+    int | None,
+    Query(ge=0, description="your last commit's version: the answer's version holds it"),
+]
+Round = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="form add: one round (the ranks of a step) is answered at one version",
+    ),
+]
 _COMMIT = ArrayBody(attrgetter("commit_rows"), CommitRequest, "features")
 CommitBody = Annotated[Decoded[CommitRequest], Depends(_COMMIT)]
 _FD = ArrayBody(attrgetter("fd_features"), FDRequest, "features")
@@ -141,6 +155,7 @@ def _answered(name: str, outcome: Outcome, start: float) -> dict[str, Any]:
             None if math.isnan(value) else value for value in result.error_estimates.tolist()
         ],
         "freshness": FreshnessInfo.of(outcome.freshness),
+        "lag": LagInfo(versions=outcome.lag.versions, rows=outcome.lag.rows),
         "committed": None
         if committed is None
         else CommittedShare(
@@ -168,6 +183,7 @@ async def rewards(
     seed: Seed = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
+    after: After = None,
     commit_fraction: CommitFraction = None,
     idempotency_key: OptionalIdempotencyKey = None,
 ) -> RewardsResponse:
@@ -176,13 +192,13 @@ async def rewards(
     start = time.perf_counter()
     if body.json is None:
         share = _share(commit_fraction, idempotency_key, caller)
-        params = RewardParams(mode, seed, indices, method, version, share)
+        params = RewardParams(mode, seed, indices, method, version, share, after)
     else:
         j = body.json
         rows = None if j.indices is None else _index_array(j.indices)
         key = _json_key(j.idempotency_key, idempotency_key)
         share = _share(j.commit_fraction, key, caller)
-        params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share)
+        params = RewardParams(j.mode, j.seed, rows, j.method, j.version, share, j.after)
     outcome = await service.rewards(name, body.array, params, space)
     result = outcome.result
     assert not isinstance(result, CreditResult)
@@ -211,6 +227,8 @@ async def credits(
     ] = None,
     method: Annotated[Method, Query()] = "lowrank",
     version: Pin = None,
+    after: After = None,
+    round: Round = None,
     commit_fraction: CommitFraction = None,
     idempotency_key: OptionalIdempotencyKey = None,
 ) -> CreditsResponse:
@@ -222,12 +240,12 @@ async def credits(
     start = time.perf_counter()
     if body.json is None:
         share = _share(commit_fraction, idempotency_key, caller)
-        params = CreditParams(form, seed, row, method, version, share)
+        params = CreditParams(form, seed, row, method, version, share, after, round)
     else:
         j = body.json
         key = _json_key(j.idempotency_key, idempotency_key)
         share = _share(j.commit_fraction, key, caller)
-        params = CreditParams(j.form, j.seed, j.row, j.method, j.version, share)
+        params = CreditParams(j.form, j.seed, j.row, j.method, j.version, share, j.after, j.round)
     outcome = await service.credits(name, body.array, params, space)
     result = outcome.result
     assert isinstance(result, CreditResult)
