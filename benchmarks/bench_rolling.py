@@ -2,10 +2,11 @@
 
 The workload of a trainer fleet calling ``credit_reward_fn``: one redis-server and ``--processes``
 service processes on it, a reference of width ``--d`` with a pool of ``--pool`` rows (target
-fitted to generated features), and ``--trainers`` trainers with a token each, each posting
-``--samples`` fresh samples to ``POST /v1/references/{name}/credits`` in a loop, its calls
-going round-robin over the processes as behind a load balancer. Phases, each ``--warmup``
-seconds then ``--duration`` seconds measured:
+fitted to generated features), and ``--trainers`` trainers, each with its own token and HTTP
+client (httpx's defaults, as ``RewardClient``'s), posting ``--samples`` fresh samples to
+``POST /v1/references/{name}/credits`` in a loop, its calls going round-robin over the
+processes as behind a load balancer. Phases, each ``--warmup`` seconds then ``--duration``
+seconds measured:
 
 - frozen: no ``commit_fraction``, the pool does not move;
 - rolling: ``commit_fraction`` ``--commit-fraction`` (``credit_reward_fn``'s default) with an
@@ -41,6 +42,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,7 +126,7 @@ async def _trainer(
     call = 0
     while time.monotonic() < phase.deadline:
         samples = rng.normal(0.05, 1.0, size=(args.samples, args.d)).astype(np.float32)
-        headers = {**NPY_HEADERS, **bearer(rank)}
+        headers = dict(NPY_HEADERS)
         params: dict[str, float] = {}
         keyed = None
         if phase.mode == ROLLING:
@@ -265,7 +267,7 @@ async def _phase(
     index: int,
     mode: str,
     cluster: LocalCluster,
-    trainers: httpx.AsyncClient,
+    trainers: list[httpx.AsyncClient],
     reads: httpx.AsyncClient,
     args: argparse.Namespace,
 ) -> tuple[Phase, dict[str, Any]]:
@@ -279,7 +281,7 @@ async def _phase(
         start_version=await _stored_version(cluster.redis_url),
     )
     await asyncio.gather(
-        *(_trainer(trainers, cluster.urls, rank, phase, args) for rank in range(args.trainers))
+        *(_trainer(client, cluster.urls, rank, phase, args) for rank, client in enumerate(trainers))
     )
     result = _phase_result(phase)
     after = [await rebuild_count(reads, url, NAME) for url in cluster.urls]
@@ -292,13 +294,18 @@ async def _phase(
 
 
 async def _run(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=max(64, 2 * args.trainers))
     async with (
         admin_client(SETUP_TIMEOUT) as admin,
-        # Each trainer's calls carry its own token; reads between phases the first trainer's.
-        httpx.AsyncClient(timeout=args.timeout, limits=limits) as trainers,
         httpx.AsyncClient(headers=bearer(0), timeout=SETUP_TIMEOUT) as reads,
+        AsyncExitStack() as stack,
     ):
+        # A client per trainer, with its token, kept over the phases: a trainer process's.
+        trainers = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(headers=bearer(rank), timeout=args.timeout)
+            )
+            for rank in range(args.trainers)
+        ]
         began = time.perf_counter()
         await upload_reference(
             admin, cluster.urls[0], NAME, d=args.d, pool=args.pool, chunk_rows=args.chunk_rows
