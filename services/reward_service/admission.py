@@ -7,10 +7,12 @@ Three shares, each enforced where it is cheapest:
   being read, decoded, queued or computed at once; one more is answered 429 with
   ``Retry-After`` at once, before its body is read.
 * **Decoding memory** (:class:`MemoryBudget`): bodies in flight and the arrays decoded from them
-  hold reservations from one budget (``decode_memory_bytes``), taken before the body is read
-  (its declared length) and before an array is allocated; a token may hold at most half of it,
-  so another token always finds room. Beyond it a request waits up to ``decode_wait_seconds``,
-  then gets 429; one that could never fit gets 413.
+  hold reservations from one budget (``decode_memory_bytes``), taken as the body's bytes arrive
+  (never for bytes only announced) and before an array and the decoder's bounded temporaries
+  are allocated; a token may hold at most half of it, so another token always finds room.
+  Beyond it a request waits up to ``decode_wait_seconds``, then gets 429; one that could never
+  fit gets 413. A body that stops arriving is answered 408 after
+  ``body_idle_timeout_seconds``, and what it had reserved is given back.
 * **Compute slots** (:class:`ComputeSlots`): ``max_concurrent_compute`` engine calls at once, of
   which one token may hold at most ``token_max_compute``; a freed slot goes to the waiting
   token that holds the fewest, and among those to the one whose share is least used, so a
@@ -70,15 +72,15 @@ class MemoryBudget:
     def _fits(self, caller: str, size: int) -> bool:
         return self._used + size <= self.capacity and self._held.get(caller, 0) + size <= self.share
 
-    async def reserve(self, caller: str, size: int) -> None:
-        """Take ``size`` bytes for ``caller``: at once when they fit, else after waiting up to
-        the configured time for other requests to give theirs back (429 after that); 413 when
-        they can never fit."""
-        if size > self.share:
+    async def reserve(self, caller: str, size: int, holding: int = 0) -> None:
+        """Take ``size`` bytes more for a request of ``caller`` that holds ``holding`` already:
+        at once when they fit, else after waiting up to the configured time for other requests
+        to give theirs back (429 after that); 413 when the request's total can never fit."""
+        if holding + size > self.share:
             raise PayloadTooLarge(
-                f"decoding this body needs about {_mib(size)}; the service decodes at most "
-                f"{_mib(self.share)} per token at once (DISTREWARD_DECODE_MEMORY_BYTES); send "
-                "fewer rows per request, or .npy instead of JSON",
+                f"decoding this body needs {_mib(holding + size)} or more; the service decodes "
+                f"at most {_mib(self.share)} per token at once (DISTREWARD_DECODE_MEMORY_BYTES); "
+                "send fewer rows per request, or .npy instead of JSON",
                 reason="decode_memory",
             )
         async with self._changed:
@@ -236,7 +238,7 @@ class Ticket:
 
     async def reserve(self, size: int) -> None:
         """Reserve ``size`` more bytes (see :meth:`MemoryBudget.reserve`)."""
-        await self._budget.reserve(self._caller, size)
+        await self._budget.reserve(self._caller, size, self.held)
         self.held += size
 
     async def settle(self, size: int) -> None:

@@ -6,6 +6,7 @@ from typing import Literal
 
 __all__ = [
     "BadInput",
+    "BodyTimeout",
     "Conflict",
     "NotFound",
     "PayloadTooLarge",
@@ -39,6 +40,11 @@ class ServiceError(Exception):
 
 class BadInput(ServiceError):
     """Values that cannot be used: wrong d, non-finite numbers, ragged groups..."""
+
+
+class BodyTimeout(ServiceError):
+    """A request body that stopped arriving (408): nothing came for the idle timeout, and what
+    it had reserved is given back."""
 
 
 class NotFound(ServiceError):

@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         description="a request body that sends nothing for this long is answered 408 and gives "
         "back the memory it had reserved",
     )
+    body_idle_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request body that sends nothing for this long is answered 408 and gives "
+        "back the memory it had reserved",
+    )
     max_request_gflop: float = Field(
         default=500.0,
         gt=0,

@@ -16,6 +16,7 @@ from starlette.routing import Match
 
 from ..errors import (
     BadInput,
+    BodyTimeout,
     Conflict,
     NotFound,
     PayloadTooLarge,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 _STATUS: dict[type[ServiceError], int] = {
     BadInput: 400,
     NotFound: 404,
+    BodyTimeout: 408,
     Conflict: 409,
     PayloadTooLarge: 413,
     UnsupportedMediaType: 415,
@@ -58,7 +60,9 @@ def _service_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             {"detail": exc.detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
-    return JSONResponse({"detail": exc.detail}, status_code=_STATUS[type(exc)])
+    # A body that stopped arriving is left unread: the connection cannot serve another request.
+    closing = {"Connection": "close"} if isinstance(exc, BodyTimeout) else None
+    return JSONResponse({"detail": exc.detail}, status_code=_STATUS[type(exc)], headers=closing)
 
 
 def _validation_error(_: Request, exc: Exception) -> JSONResponse:

@@ -54,6 +54,7 @@ _ERRORS: dict[int, tuple[str, dict[str, Any] | None]] = {
     ),
     403: ("this route needs an admin token", None),
     404: ("unknown reference", None),
+    408: ("the body stopped arriving (DISTREWARD_BODY_IDLE_TIMEOUT_SECONDS); send it again", None),
     409: ("the reference's state does not allow it (no pool yet, pinned version moved, ...)", None),
     413: ("body or batch over the configured limits", None),
     415: ("a Content-Type this route does not read", None),

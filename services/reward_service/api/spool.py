@@ -36,7 +36,8 @@ async def spooled_body(request: Request, settings: Settings) -> AsyncIterator[IO
     before the limit is crossed; the file is deleted on exit."""
     limit = settings.max_target_npz_bytes
     with tempfile.TemporaryFile(dir=settings.spool_dir or None) as file:
-        async for chunk in wire.bounded_chunks(request, limit, _too_large):
+        idle = settings.body_idle_timeout_seconds
+        async for chunk in wire.bounded_chunks(request, limit, _too_large, idle):
             file.write(chunk)
         file.seek(0)
         yield file

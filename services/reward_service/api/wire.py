@@ -15,7 +15,7 @@ import io
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Generic, Literal, NoReturn, TypeVar, cast
+from typing import Annotated, Final, Generic, Literal, NoReturn, TypeVar, cast
 
 import numpy as np
 from fastapi import Depends, Request
@@ -23,7 +23,14 @@ from pydantic import BaseModel, ValidationError
 
 from ..admission import Ticket
 from ..cost import check_cost
-from ..errors import BadInput, PayloadTooLarge, Unavailable, Unprocessable, UnsupportedMediaType
+from ..errors import (
+    BadInput,
+    BodyTimeout,
+    PayloadTooLarge,
+    Unavailable,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from ..limits import ArraySpec, Limits
 from ..service import ReferenceService
 from ..settings import Settings
@@ -38,7 +45,6 @@ __all__ = [
     "Decoded",
     "Payload",
     "ShapeCheck",
-    "array_from_json",
     "decode_json",
     "decode_npy",
     "media_type",
@@ -66,21 +72,26 @@ def media_type(request: Request) -> str:
 @dataclass(frozen=True)
 class Payload:
     media_type: MediaType
-    data: bytes
+    data: bytearray
 
 
 async def read_payload(
     request: Request,
     accepted: tuple[MediaType, ...],
-    limit: int,
+    settings: Settings,
+    ticket: Ticket,
     check_shape: ShapeCheck | None = None,
 ) -> Payload:
-    """The body, refused by ``Content-Type`` first and by size before it is all in memory.
+    """The body, refused by ``Content-Type`` first and by size before it is all in memory, its
+    memory reserved on ``ticket`` as it arrives.
 
-    A declared ``Content-Length`` over ``limit`` is refused before a byte is read; a body that
-    streams past ``limit`` is refused at the chunk that crosses it. For ``.npy`` bodies the
-    header is decoded as soon as it has arrived, and ``check_shape`` (the route's G/K/d limits)
-    runs on the announced shape, so an oversize batch costs one header, not the whole body.
+    A declared ``Content-Length`` over the body limit is refused before a byte is read; a body
+    that streams past the limit is refused at the chunk that crosses it, and one that stops
+    arriving after the idle timeout (:func:`bounded_chunks`). Each chunk is reserved before it
+    is kept (a ``.npy`` body's twice, for its decoded copy): a body that is slow, or announces
+    more than it sends, holds what it has sent. For ``.npy`` bodies the header is decoded as
+    soon as it has arrived, and ``check_shape`` (the route's G/K/d limits) runs on the
+    announced shape, so an oversize batch costs one header, not the whole body.
     """
     sent = media_type(request)
     kind = next((kind for kind in accepted if kind == sent), None)
@@ -90,17 +101,20 @@ async def read_payload(
             + ", ".join(accepted)
         )
     declared = declared_length(request)
+    per_byte = 2 if kind == NPY else 1
     head = bytearray() if kind == NPY else None  # the .npy header while it arrives
-    chunks: list[bytes] = []
-    async for chunk in bounded_chunks(request, limit, _too_large):
-        chunks.append(chunk)
+    data = bytearray()  # grown in place: joining chunks would hold the body twice
+    idle = settings.body_idle_timeout_seconds
+    async for chunk in bounded_chunks(request, settings.max_body_bytes, _too_large, idle):
+        await ticket.reserve(per_byte * len(chunk))
+        data += chunk
         if head is not None:
             head += chunk[: _MAX_HEAD_BYTES - len(head)]
             header = _npy_header(head)
             if header is not None:
                 head = None
                 _check_header(header, declared, check_shape)
-    return Payload(kind, b"".join(chunks))
+    return Payload(kind, data)
 
 
 def declared_length(request: Request) -> int | None:
@@ -110,16 +124,29 @@ def declared_length(request: Request) -> int | None:
 
 
 async def bounded_chunks(
-    request: Request, limit: int, too_large: Callable[[int, int], str]
+    request: Request, limit: int, too_large: Callable[[int, int], str], idle_seconds: float
 ) -> AsyncIterator[bytes]:
     """The body's chunks, within ``limit`` bytes: a declared ``Content-Length`` over it is
     refused before a byte is read, a body that streams past it at the chunk that crosses it
-    (``too_large(size, limit)`` says what to do instead); an empty body is refused."""
+    (``too_large(size, limit)`` says what to do instead); an empty body is refused, and one
+    that sends nothing for ``idle_seconds`` is answered 408 (its request gives back what it
+    holds)."""
     declared = declared_length(request)
     if declared is not None and declared > limit:
         raise PayloadTooLarge(too_large(declared, limit))
     size = 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            async with asyncio.timeout(idle_seconds):  # the wait for bytes, nothing else
+                chunk = await anext(stream, None)
+        except TimeoutError:
+            raise BodyTimeout(
+                f"the body stopped arriving: nothing for {idle_seconds:g} s after {size} bytes "
+                "(DISTREWARD_BODY_IDLE_TIMEOUT_SECONDS); send it without pauses"
+            ) from None
+        if chunk is None:
+            break
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(too_large(size, limit))
@@ -262,7 +289,7 @@ def _check_header(header: NpyHeader, declared: int | None, check: ShapeCheck | N
         )
 
 
-def decode_npy(data: bytes, spec: ArraySpec, limits: Limits) -> np.ndarray:
+def decode_npy(data: bytes | bytearray, spec: ArraySpec, limits: Limits) -> np.ndarray:
     """An array of ``spec``'s shape from ``.npy`` bytes, header checked first."""
     header = _npy_header(data, spec.what)
     if header is None:
@@ -277,16 +304,6 @@ def decode_npy(data: bytes, spec: ArraySpec, limits: Limits) -> np.ndarray:
         header.shape, order="F" if header.fortran else "C"
     )
     return np.array(view)  # own, writable copy: the body buffer is not
-
-
-def array_from_json(values: list[Any], spec: ArraySpec, limits: Limits) -> np.ndarray:
-    """A float64 array from nested lists; ragged nesting is refused with a message."""
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except ValueError as exc:
-        raise BadInput(f"{spec.what}: ragged nesting; every row must have the same length") from exc
-    limits.check_shape(spec, array.shape)
-    return array
 
 
 class _HeldWidthDiffers(Exception):
@@ -352,9 +369,9 @@ class ArrayBody(Generic[M]):
     """Dependency: a route's array body of ``spec``, as ``.npy`` or as the field ``field`` of the
     JSON ``model``, admitted by :class:`~reward_service.admission.Admission` for the duration of
     the request: the caller's share of requests in flight, and memory reserved from the decode
-    budget before the body is read (its declared length; a ``.npy`` body twice, for its decoded
-    copy) and before a JSON array is allocated (8 bytes a value), kept for the decoded array
-    until the answer.
+    budget as the body arrives (a ``.npy`` body twice, for its decoded copy) and before a JSON
+    array is decoded (8 bytes a value, and the decoder's temporaries), kept for the decoded
+    array until the answer.
 
     Refused before the work they announce: a request by its parameters and headers
     (:func:`_parameters_first`) before it is admitted; a ``.npy`` body by its header (shape, d
@@ -409,16 +426,9 @@ class ArrayBody(Generic[M]):
         ticket: Ticket,
         check: Callable[[tuple[int, ...], str], None],
     ) -> Decoded[M]:
-        declared = declared_length(request)
-        body_bytes = min(
-            settings.max_body_bytes if declared is None else declared,
-            settings.max_body_bytes,  # more is refused by its length, unread
-        )
-        binary = media_type(request) == NPY
-        await ticket.reserve(2 * body_bytes if binary else body_bytes)
         method = request.query_params.get("method", "lowrank")
         payload = await read_payload(
-            request, (NPY, JSON), settings.max_body_bytes, lambda shape: check(shape, method)
+            request, (NPY, JSON), settings, ticket, lambda shape: check(shape, method)
         )
         if payload.media_type == NPY:
             decoded: Decoded[M] = Decoded(decode_npy(payload.data, spec, limits), None)

@@ -23,7 +23,7 @@ from ...schemas import (
 )
 from ...service import Lag, ReferenceService, View
 from .. import wire
-from ..deps import AdminAuth, RefName, ServiceDep, SettingsDep, TrainerAuth
+from ..deps import AdminAuth, CallerKey, RefName, ServiceDep, SettingsDep, TrainerAuth
 from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
 from ..npz import read_target_npz
 from ..openapi import array_doc, documented_body, errors, target_doc
@@ -87,7 +87,7 @@ async def delete_reference(name: RefName, service: ServiceDep, _: AdminAuth) -> 
 @router.put(
     "/{name}/target",
     response_model=ReferenceInfo,
-    responses=errors(400, 401, 403, 409, 413, 415, 422, 503),
+    responses=errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503),
     openapi_extra=documented_body("target", target_doc),
 )
 async def put_target(
@@ -96,6 +96,7 @@ async def put_target(
     request: Request,
     service: ServiceDep,
     settings: SettingsDep,
+    caller: CallerKey,
     feature_space: DeclaredFeatureSpace = None,
     accept_unknown_feature_space: Annotated[
         bool,
@@ -106,7 +107,10 @@ async def put_target(
     ] = False,
 ) -> ReferenceInfo:
     """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from, in the
-    feature space the ``.npz`` records or the ``Feature-Space`` header names."""
+    feature space the ``.npz`` records or the ``Feature-Space`` header names. ``.npy`` and JSON
+    bodies are admitted and decoded as array bodies are (``wire.ArrayBody``): the token's share
+    of requests in flight, memory reserved as the body arrives, JSON decoded without Python
+    lists."""
     limits = service.limits
     features = limits.target_features
 
@@ -120,30 +124,36 @@ async def put_target(
             name, stats.mu, stats.sigma, feature_space=space(stats.feature_space)
         )
         return _info_of(view, service)
-    payload = await wire.read_payload(
-        request,
-        (wire.NPZ, wire.NPY, wire.JSON),  # .npz never reaches here; named in a 415's message
-        settings.max_body_bytes,
-        lambda shape: limits.check_shape(features, shape),  # a new target may set d
-    )
-    if payload.media_type == wire.NPY:
-        view = await service.fit_target(
-            name, wire.decode_npy(payload.data, features, limits), feature_space=space()
-        )
-    else:
-        body = wire.parse_json(TargetRequest, payload.data)
-        if body.features is not None and body.mu is None and body.sigma is None:
-            view = await service.fit_target(
-                name,
-                wire.array_from_json(body.features, features, limits),
-                feature_space=space(),
-            )
-        elif body.mu is not None and body.sigma is not None and body.features is None:
-            mu = wire.array_from_json(body.mu, limits.mu, limits)
-            sigma = wire.array_from_json(body.sigma, limits.sigma, limits)
-            view = await service.put_target(name, mu, sigma, feature_space=space())
-        else:
+    specs = {"features": features, "mu": limits.mu, "sigma": limits.sigma}
+
+    def check_json(shapes: dict[str, tuple[int, ...]], _: TargetRequest) -> None:
+        if set(shapes) not in ({"features"}, {"mu", "sigma"}):
             raise BadInput('send either "mu" and "sigma", or "features" (not both)')
+        for field, shape in shapes.items():
+            limits.check_shape(specs[field], shape)
+
+    async with service.admission.admit(caller) as ticket:
+        payload = await wire.read_payload(
+            request,
+            (wire.NPZ, wire.NPY, wire.JSON),  # .npz never reaches here; named in a 415's message
+            settings,
+            ticket,
+            lambda shape: limits.check_shape(features, shape),  # a new target may set d
+        )
+        if payload.media_type == wire.NPY:
+            arrays = {"features": wire.decode_npy(payload.data, features, limits)}
+        else:
+            arrays, _members = await wire.decode_json(
+                payload.data, TargetRequest, specs, settings, ticket, check_json
+            )
+        del payload  # the body goes; the arrays stay reserved until the answer
+        await ticket.settle(sum(array.nbytes for array in arrays.values()))
+        if "features" in arrays:
+            view = await service.fit_target(name, arrays["features"], feature_space=space())
+        else:
+            view = await service.put_target(
+                name, arrays["mu"], arrays["sigma"], feature_space=space()
+            )
     return _info_of(view, service)
 
 
@@ -187,6 +197,6 @@ for _method, _first, _doc in (
         methods=[_method],
         name=f"{_method.lower()}_pool",
         response_model=ReferenceInfo | StagedPool,
-        responses=errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),  # admitted
+        responses=errors(400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503),  # admitted
         openapi_extra=_POOL_DOC,
     )

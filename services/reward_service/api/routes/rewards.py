@@ -80,10 +80,10 @@ _COMMIT = ArrayBody(attrgetter("commit_rows"), CommitRequest, "features")
 CommitBody = Annotated[Decoded[CommitRequest], Depends(_COMMIT)]
 _FD = ArrayBody(attrgetter("fd_features"), FDRequest, "features")
 FDBody = Annotated[Decoded[FDRequest], Depends(_FD)]
-# Every route here: a body (400, 413, 415, 422), a reference (404, 409), a trainer token (401),
+# Every route here: a body (400, 408, 413, 415, 422), a reference (404, 409), a trainer token (401),
 # the token's share of the service (429, reward_service.admission), the store for writes or a
 # reference not yet held (503).
-_ERRORS = errors(400, 401, 404, 409, 413, 415, 422, 429, 503)
+_ERRORS = errors(400, 401, 404, 408, 409, 413, 415, 422, 429, 503)
 
 
 def _post(path: str, response: type[BaseModel], body: BodyDoc) -> Callable[[F], F]:
