@@ -102,7 +102,22 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         self._stalled: dict[str, int] = {}
         self._stall_reported: set[str] = set()
         self._stall_lock = threading.Lock()
+        # Per reference: the newest version this client's own commits made, which its next
+        # rewards and credits must see (read your writes).
+        self._written: dict[str, int] = {}
+        self._written_lock = threading.Lock()
         self._open(transport)
+
+    def _wrote(self, name: str, version: int) -> None:
+        with self._written_lock:
+            self._written[name] = max(version, self._written.get(name, version))
+
+    def _after(self, name: str) -> int | None:
+        """The version this client's next rewards or credits of ``name`` must hold."""
+        if not self.config.read_your_writes:
+            return None
+        with self._written_lock:
+            return self._written.get(name)
 
     @abc.abstractmethod
     def _open(self, transport: TransportT | None) -> None:
@@ -499,6 +514,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             "seed": seed,
             "method": method,
             "version": version,
+            "after": None if version is not None else self._after(name),
             "indices": rows,
             "commit_fraction": commit_fraction,
         }
@@ -509,6 +525,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         )
         body = yield from self._json(self._exchange(call))
         batch = decode.reward_batch(body, key)
+        if batch.committed is not None:
+            self._wrote(name, batch.committed.version)
         if batch.freshness is not None:
             self._watch_freshness(name, batch.freshness)
         return batch
@@ -521,6 +539,7 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         form: CreditForm | None = None,
         seed: int | None = None,
         row: int | None = None,
+        round: str | None = None,
         method: Method | None = None,
         version: int | None = None,
         commit_fraction: float | None = None,
@@ -538,6 +557,9 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             seed: ``replace``: draws the replaced row (the service draws and echoes one if
                 None). Either form: seeds the draw of the committed share.
             row: ``replace``: the pool row every sample replaces (instead of ``seed``).
+            round: ``add``: names a round of requests (the ranks of one training step: a run
+                id every rank shares and the step), all answered at the version its first
+                request found, so that every rank scores against the same pool.
             method: ``lowrank`` (service default) or ``exact``.
             version: Pool version to pin (overrides ``config.version``).
             commit_fraction: Commit this share of the samples in the same request (an
@@ -558,6 +580,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
             "form": form,
             "seed": seed,
             "row": row,
+            "round": round,
+            "after": None if version is not None else self._after(name),
             "method": method,
             "version": version,
             "commit_fraction": commit_fraction,
@@ -567,6 +591,8 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         call = self._keyed_call(path, array, "samples", key, space, params, version is not None)
         body = yield from self._json(self._exchange(call))
         batch = decode.credit_batch(body, key)
+        if batch.committed is not None:
+            self._wrote(name, batch.committed.version)
         self._watch_freshness(name, batch.freshness)
         return batch
 
@@ -585,7 +611,9 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         key = uuid.uuid4().hex if idempotency_key is None else idempotency_key
         call = self._commit_call(name, features, key, self._space_header(feature_space))
         body = yield from self._json(self._exchange(call))
-        return decode.commit_result(body, key)
+        result = decode.commit_result(body, key)
+        self._wrote(name, result.version)
+        return result
 
     def _op_fd(
         self, name: str, features: ArrayLike, *, feature_space: FeatureSpaceLike | None = None

@@ -77,6 +77,9 @@ class ClientConfig:
             A per-call ``version=`` overrides it.
         chunk_bytes: Target size of one pool-upload chunk; keeps each request well under the
             service's body limit.
+        read_your_writes: Rewards and credits name the version of this client's last commit
+            to each reference (``after``), so that they are answered at a version that holds
+            it however far the service may let other trainers' rows lag.
         turnover_steps: A reward answer whose pool takes more trainer steps than this to renew
             at the recent commit volume (its ``turnover_calls`` / ``ranks``) counts as
             rewarding against a pool that lags the policy. Per-sample credits lost most of
@@ -102,6 +105,7 @@ class ClientConfig:
     wire_dtype: WireDType = "float32"
     version: int | None = None
     chunk_bytes: int = 16 * 2**20
+    read_your_writes: bool = True
     turnover_steps: float = 60.0
     ranks: int | None = None
     stalled_calls: int = 8

@@ -23,6 +23,7 @@ from ._types import (
     CreditBatch,
     FDResult,
     PoolFreshness,
+    PoolLag,
     Readiness,
     ReferenceInfo,
     RewardBatch,
@@ -110,7 +111,13 @@ def _info(body: JSON) -> ReferenceInfo:
         stale=bool(body.get("stale", False)),
         freshness=None if freshness is None else _freshness(freshness),
         feature_space=str(body["feature_space"]),
+        lag=_lag(body.get("lag")),
     )
+
+
+def _lag(body: JSON | None) -> PoolLag | None:
+    """A lag the service reports (None from services before it did)."""
+    return None if body is None else PoolLag(int(body["versions"]), int(body["rows"]))
 
 
 @_checked("ReferenceInfo")
@@ -169,6 +176,7 @@ def reward_batch(body: JSON, idempotency_key: str | None = None) -> RewardBatch:
         indices=_frozen(body["indices"], np.int64),
         freshness=None if freshness is None else _freshness(freshness),
         committed=_committed(body, idempotency_key),
+        lag=_lag(body.get("lag")),
     )
     rewards = batch.rewards
     groups = len(rewards)
@@ -189,6 +197,7 @@ def credit_batch(body: JSON, idempotency_key: str | None) -> CreditBatch:
         error_estimates=_frozen(errors, np.float64),
         freshness=_freshness(body["freshness"]),
         committed=_committed(body, idempotency_key),
+        lag=_lag(body.get("lag")),
     )
     rewards = batch.rewards
     samples = len(rewards)

@@ -23,6 +23,7 @@ __all__ = [
     "Method",
     "Mode",
     "PoolFreshness",
+    "PoolLag",
     "Readiness",
     "ReferenceInfo",
     "RewardBatch",
@@ -62,6 +63,17 @@ class PoolFreshness:
 
 
 @dataclass(frozen=True)
+class PoolLag:
+    """How far the version an answer used was behind the newest the service's store held:
+    ``versions`` committed beyond it, holding ``rows`` rows. A reward against a pool that lags
+    the policy is delayed feedback; the service bounds what it lets lag
+    (``DISTREWARD_MAX_LAG_SHARE``), and a request always sees its client's own commits."""
+
+    versions: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class CommittedShare:
     """The commit a credits request made of a share of its samples (applied once per key)."""
 
@@ -86,6 +98,8 @@ class ReferenceInfo:
     stale: bool
     freshness: PoolFreshness | None = None
     feature_space: str = "unknown"
+    lag: PoolLag | None = None
+    """How far the version the service holds is behind its store's newest."""
     """Identifier of the feature space of the reference's features (``"unknown"``: statistics
     without provenance, accepted as such by the admin)."""
 
@@ -124,6 +138,7 @@ class RewardBatch:
     timing: Timing
     freshness: PoolFreshness | None = None
     committed: CommittedShare | None = None
+    lag: PoolLag | None = None
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])
@@ -138,7 +153,8 @@ class CreditBatch:
     for every sample of the request, drawn from ``seed``). ``advantages`` are
     the rewards normalised over the request; trainers that normalise per prompt use
     ``rewards``. ``freshness`` is the pool's before any commit of this request;
-    ``committed`` the commit of a share of the samples (None when none was asked or drawn).
+    ``committed`` the commit of a share of the samples (None when none was asked or drawn);
+    ``lag`` how far ``version`` was behind the service's newest.
     """
 
     reference: str
@@ -157,6 +173,7 @@ class CreditBatch:
     freshness: PoolFreshness
     committed: CommittedShare | None
     timing: Timing
+    lag: PoolLag | None = None
 
     def __len__(self) -> int:
         return int(self.rewards.shape[0])

@@ -15,7 +15,11 @@ pool keeps following the policy. Flow-GRPO (``scripts/train_sd3.py``)::
 
 DDPO (``scripts/train.py``): ``credit_reward_fn(..., output="ddpo")`` returns
 ``(rewards, info)``. Under DDP every rank commits its own share with keys made of a run id,
-the rank (``RANK``, as torchrun sets it) and a call counter: each commit applies once.
+the rank (``RANK``, as torchrun sets it) and a call counter: each commit applies once. The
+ranks' calls of one step form a *round* (the run id, which torchrun gives every rank as
+``TORCHELASTIC_RUN_ID``, and the call counter, which moves in step on every rank): the service
+answers every call of a round at the pool version its first call found, so a prompt's samples
+are scored against one pool whichever rank holds them, while each rank's commit goes in.
 
 `distribution_reward_fn` is the older group form. A distribution-wise reward is
 a property of a *group* of samples, so the function cuts the batch of B = G * K samples into
@@ -36,6 +40,7 @@ scores with an ``"avg"`` entry; `as_multi_score` adapts a reward function to tha
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -143,6 +148,14 @@ def distribution_reward_fn(
     return reward_fn
 
 
+def _round_safe(run: str) -> str:
+    """``run`` in the characters a round may hold (letters, digits, ``._:-``), short enough to
+    leave room for the call number; a digest where it is not already so."""
+    if len(run) <= 96 and all(c.isascii() and (c.isalnum() or c in "._:-") for c in run):
+        return run
+    return hashlib.sha256(run.encode()).hexdigest()[:32]
+
+
 def _feature_space(
     feature_fn: Callable[[ArrayLike], ArrayLike] | None, declared: FeatureSpaceLike | None
 ) -> str | None:
@@ -203,8 +216,11 @@ def credit_reward_fn(
         seed: ``replace``: draws the pool row every sample replaces, one per run (drawn here
             when None), so samples of one prompt rewarded in different calls meet the same
             row. ``add``: seeds the draw of the committed share (from the key when None).
-        run_id, rank: Make the idempotency keys ``{run_id}-r{rank}-{call}``; ``run_id`` is a
-            fresh uuid by default, ``rank`` the ``RANK`` environment variable (0 without).
+        run_id, rank: Make the idempotency keys ``{run_id}-r{rank}-{call}`` and the rounds
+            ``{run_id}/{call}``; ``run_id`` is ``TORCHELASTIC_RUN_ID`` (the same on every rank
+            under torchrun) or else a fresh uuid (pass one that every rank shares when the
+            ranks are not started by torchrun), ``rank`` the ``RANK`` environment variable (0
+            without).
         feature_space: The features' space, sent with every call; by default ``feature_fn``'s
             when it is an extractor of `reward_client.features`, else the client's config's.
 
@@ -218,7 +234,8 @@ def credit_reward_fn(
     if commit_fraction is not None and not 0.0 < commit_fraction <= 1.0:
         raise ValueError("commit_fraction must lie in (0, 1], or be None")
     space = _feature_space(feature_fn, feature_space)
-    run = uuid.uuid4().hex[:16] if run_id is None else run_id
+    run = run_id or os.environ.get("TORCHELASTIC_RUN_ID") or uuid.uuid4().hex[:16]
+    round_prefix = _round_safe(run)
     worker = int(os.environ.get("RANK", "0")) if rank is None else rank
     if seed is None and form == "replace":
         seed = int.from_bytes(os.urandom(7), "little")
@@ -239,6 +256,7 @@ def credit_reward_fn(
             reference,
             features,
             form=form,
+            round=f"{round_prefix}/{call}" if form == "add" else None,
             seed=seed,
             method=method,
             commit_fraction=commit_fraction,

@@ -11,7 +11,7 @@ import reward_client
 EXPORTED = {
     "AsyncRewardClient", "RewardClient", "ClientConfig", "WireDType",
     "CommitResult", "FDResult", "Readiness", "ReferenceInfo", "RewardBatch", "Timing",
-    "CreditBatch", "CreditForm", "CommittedShare", "PoolFreshness",
+    "CreditBatch", "CreditForm", "CommittedShare", "PoolFreshness", "PoolLag",
     "Method", "Mode", "RewardFn", "MultiScoreFn", "distribution_reward_fn", "as_multi_score",
     "credit_reward_fn", "COMMIT_FRACTION",
     "RewardClientError", "TransportError", "ProtocolError", "APIError", "ClientRequestError",
