@@ -4,9 +4,9 @@ the OpenAPI document states in words because JSON Schema cannot express them.
 JSON Schema describes one value at a time. The document says, and the service enforces, that
 every row of an array has the width ``d`` of the reference named in the path, that a commit fits
 in the reference's pool of ``N`` rows, that row numbers lie in ``[0, N)``, that ``indices`` go
-with ``mode=indices`` and ``row`` goes with ``form=replace`` and excludes ``seed``, that
-``commit_fraction`` needs an idempotency key (the same one where both the JSON member and the
-header carry it), that ``sigma`` is a covariance matrix, that features come from the
+with ``mode=indices`` and ``row`` goes with ``form=replace`` and excludes ``seed`` and
+``round``, that ``commit_fraction`` needs an idempotency key (one: the JSON member and a
+different header are a 400), that ``sigma`` is a covariance matrix, that features come from the
 reference's feature space (``Feature-Space``), and that beside a JSON array body the query
 string stays empty. :func:`conform` gives a generated *positive* case exactly these facts, from
 its own generated values, and changes nothing else: what remains a refusal is a contract
@@ -99,7 +99,8 @@ def conform(
         if params.get("row") is not None:
             params["row"] = int(params["row"]) % N
             params.pop("seed", None)
-            params["form"] = "replace"  # a row is the replaced one
+            params["form"] = "replace"  # a row is the replaced one, at the head: no round
+            params.pop("round", None)
         body = {**json_body, "samples": samples} if json_body is not None else samples
     elif kind in ("commit", "fd"):
         features = body["features"] if json_body is not None else body
@@ -121,9 +122,9 @@ def conform(
         else:
             body = rows(body, least=2)
     member_key = (json_body or {}).get("idempotency_key")
-    if member_key and _has_key(headers):  # one key, wherever it is sent
+    if member_key:  # one key: the member's (any string; a header holds latin-1 only)
         for name in [name for name in headers if name.lower() == "idempotency-key"]:
-            headers[name] = member_key
+            del headers[name]
     sends_key = member_key or _has_key(headers)
     if (
         kind in ("rewards", "credits")
