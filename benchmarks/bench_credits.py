@@ -1,10 +1,13 @@
-"""Per-sample credits: B samples in one request against one group of K, and against B requests.
+"""Per-sample credits: B samples in one request, in both forms, against one group of K and
+against B requests.
 
 Trainers need one distribution-wise reward per sample; the engine gives B samples one batched
-problem (one shared replaced row, a 2-column update per sample, the shared block factored once
-per quadrature node). The figure: seconds for ``--samples`` credits in one call, over seconds
-for one group of ``--group`` (the group reward it replaces), and the same samples sent one per
-call. Runs on the engine ``bench_engine`` builds, or alone: ``python -m benchmarks.bench_credits``.
+problem. The ``add`` form (the default: each sample added to the pool, no pool row) takes one
+column per sample; the ``replace`` form (one shared replaced row) two. The figures: seconds for
+``--samples`` credits in one call in each form and their ratio (the add form must cost no more),
+over seconds for one group of ``--group`` (the group reward it replaces), and the same samples
+sent one per call. Runs on the engine ``bench_engine`` builds, or alone:
+``python -m benchmarks.bench_credits``.
 """
 
 from __future__ import annotations
@@ -43,32 +46,35 @@ def credits_figure(
     singles: int = 64,
     repeats: int = 3,
 ) -> dict[str, Any]:
-    """Seconds of ``samples`` credits in one call, of one group of ``group`` and of one-sample
-    calls (``singles`` of them timed, scaled to ``samples``); their ratios, and the methods
-    the credits used."""
+    """Seconds of ``samples`` credits in one call (add form, and replace form), of one group of
+    ``group`` and of one-sample calls (``singles`` of them timed, scaled to ``samples``); their
+    ratios, and the methods the add-form credits used."""
     generator = torch.Generator().manual_seed(11)
     draw = torch.randn(samples + group, engine.d, generator=generator, dtype=torch.float64)
     features = (draw @ root.T * 1.05 + 0.47).numpy()
     batch, rest = features[:samples], features[samples:]
-    sample_credits(engine, batch[:8], seed=0)  # warm-up: allocations, thread pools
-    batched = _best(lambda: sample_credits(engine, batch, seed=0), repeats)
+    sample_credits(engine, batch[:8])  # warm-up: allocations, thread pools
+    added = _best(lambda: sample_credits(engine, batch), repeats)
+    replaced = _best(lambda: sample_credits(engine, batch, seed=0, form="replace"), repeats)
     one_group = _best(lambda: engine.rewards(rest[None], seed=0), repeats)
-    result = sample_credits(engine, batch, seed=0)
+    result = sample_credits(engine, batch)
 
     def one_by_one() -> None:
         for sample in batch[:singles]:
-            sample_credits(engine, sample[None], seed=0)
+            sample_credits(engine, sample[None])
 
     single_calls = _best(one_by_one, 1) * samples / singles
     return {
         "samples": samples,
         "group": group,
-        "credits_seconds": batched,
+        "credits_seconds": added,
+        "replace_credits_seconds": replaced,
+        "credits_over_replace_credits": added / replaced,
         "one_group_seconds": one_group,
         "one_sample_calls_seconds": single_calls,
         "one_sample_calls_timed": singles,
-        "credits_over_one_group": batched / one_group,
-        "one_sample_calls_over_credits": single_calls / batched,
+        "credits_over_one_group": added / one_group,
+        "one_sample_calls_over_credits": single_calls / added,
         "methods_used": {
             name: sum(m == name for m in result.methods_used) for name in ("lowrank", "exact")
         },

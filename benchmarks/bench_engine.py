@@ -352,9 +352,11 @@ def main() -> None:
         )
     print(
         f"per-sample credits: {credits['samples']} samples in one call "
-        f"{credits['credits_seconds']:.2f} s = {credits['credits_over_one_group']:.2f}x one "
-        f"group of {credits['group']}; {credits['one_sample_calls_over_credits']:.1f}x faster "
-        f"than {credits['samples']} one-sample calls"
+        f"{credits['credits_seconds']:.2f} s (add form) = "
+        f"{credits['credits_over_replace_credits']:.2f}x the replace form, "
+        f"{credits['credits_over_one_group']:.2f}x one group of {credits['group']}; "
+        f"{credits['one_sample_calls_over_credits']:.1f}x faster than "
+        f"{credits['samples']} one-sample calls"
     )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
