@@ -22,7 +22,8 @@ than the trainer's own last acknowledged commit, and rebuilds per process. Then 
 ratios of throughput and p95, beside the targets (at least 0.7x, at most 3x, no errors or
 timeouts): a missed target is a figure, not a failure.
 
-Checked after each rolling phase (the exit status): every acknowledged commit applied once
+Checked after each rolling phase (the exit status), once the processes have served every call
+of the phase, those their clients gave up on included: every acknowledged commit applied once
 (``benchmarks/commit_accounting.py``), every process at the stored version and base FD, and
 the stored statistics equal to a recompute from the stored pool (1e-9 relative,
 ``benchmarks/stored_check.py``).
@@ -59,6 +60,7 @@ from benchmarks.cluster import (
     default_threads,
     local_cluster,
     machine,
+    metric,
     npy,
     percentile,
     rebuild_count,
@@ -78,6 +80,7 @@ TARGETS = {"throughput_ratio_at_least": 0.7, "p95_ratio_at_most": 3.0}
 LAG_FIELDS = ("lag_rows", "lag_versions")
 TURNOVER_FIELDS = ("rows_per_call", "turnover_calls")
 SETUP_TIMEOUT = 600.0  # seconds, for the uploads and the reads between phases
+IN_FLIGHT = "distreward_in_flight_requests"  # the /metrics gauge of requests being served
 
 
 @dataclass
@@ -192,17 +195,37 @@ async def _settled_info(
         await asyncio.sleep(0.2)
 
 
+async def _quiesce(client: httpx.AsyncClient, cluster: LocalCluster, timeout: float) -> bool:
+    """Whether the processes went quiet within ``timeout`` seconds: a call its client gave up
+    on may still be served, and commit, after the phase. Quiet: three reads half a second apart
+    find the same stored version and no request in flight but the one reading the metrics."""
+    deadline = time.monotonic() + timeout
+    seen: list[int] = []
+    while time.monotonic() < deadline:
+        busy = [await metric(client, url, IN_FLIGHT) for url in cluster.urls]
+        if all(count is not None and count <= 1 for count in busy):
+            seen.append(await _stored_version(cluster.redis_url))
+            if len(seen) >= 3 and len(set(seen[-3:])) == 1:
+                return True
+        else:
+            seen.clear()
+        await asyncio.sleep(0.5)
+    return False
+
+
 async def _verify(
     client: httpx.AsyncClient, cluster: LocalCluster, phase: Phase, args: argparse.Namespace
 ) -> dict[str, Any]:
     """The checks after a rolling phase, and what they looked at."""
+    quiet = await _quiesce(client, cluster, args.settle_timeout)
     stored = await read_stored_state(cluster.redis_url, NAME)
     store = RedisStore.from_url(cluster.redis_url)
     try:
         log = await store.read_log(NAME, "0-0")
     finally:
         await store.close()
-    checks, figures = verify_commits(
+    checks = {"processes_quiet_before_checks": quiet}
+    accounted, figures = verify_commits(
         phase.calls,
         await recorded_versions(cluster.redis_url, f"{phase.run_id}-r"),
         start_version=phase.start_version,
@@ -211,6 +234,7 @@ async def _verify(
         pool=stored.pool,
         most_rows_per_commit=math.ceil(args.samples * args.commit_fraction),
     )
+    checks.update(accounted)
     infos = [
         await _settled_info(client, url, stored.version, args.settle_timeout)
         for url in cluster.urls
@@ -489,7 +513,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--settle-timeout",
         type=float,
         default=60.0,
-        help="seconds a process may take to reach the stored version after a rolling phase",
+        help="seconds the processes may take, after a rolling phase, to finish the calls "
+        "their clients gave up on, then to reach the stored version",
     )
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument(

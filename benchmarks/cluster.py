@@ -30,6 +30,7 @@ __all__ = [
     "default_threads",
     "local_cluster",
     "machine",
+    "metric",
     "npy",
     "percentile",
     "rebuild_count",
@@ -156,11 +157,18 @@ async def warm(client: httpx.AsyncClient, urls: list[str], name: str) -> None:
         (await client.get(f"{url}/v1/references/{name}")).raise_for_status()
 
 
-async def rebuild_count(client: httpx.AsyncClient, url: str, name: str) -> int | None:
-    """The process's count of version precomputes built for ``name`` (from /metrics)."""
+async def metric(client: httpx.AsyncClient, url: str, sample: str) -> float | None:
+    """The value of the process's /metrics sample ``sample`` (name and labels as the text
+    format writes them); None when it has none."""
     answer = await client.get(f"{url}/metrics")
-    prefix = f'distreward_rebuilds_total{{reference="{name}"}} '
+    prefix = sample + " "
     for line in answer.text.splitlines():
         if line.startswith(prefix):
-            return int(float(line[len(prefix) :]))
+            return float(line[len(prefix) :])
     return None
+
+
+async def rebuild_count(client: httpx.AsyncClient, url: str, name: str) -> int | None:
+    """The process's count of version precomputes built for ``name``."""
+    value = await metric(client, url, f'distreward_rebuilds_total{{reference="{name}"}}')
+    return None if value is None else int(value)
