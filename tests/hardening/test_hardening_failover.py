@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import time
@@ -262,6 +263,11 @@ class SentinelProcess:
     (quorum 2, down after 1 s); its config file, which it rewrites, in ``directory``."""
 
     def __init__(self, directory: Path, primary: RedisServer) -> None:
+        binary = shutil.which("redis-sentinel")
+        if binary is None:
+            raise RuntimeError(
+                "redis-sentinel not found: run `bash scripts/install_redis.sh` (as root)"
+            )
         self.port = free_port()
         directory.mkdir()
         config = directory / "sentinel.conf"
@@ -274,9 +280,7 @@ class SentinelProcess:
             f"sentinel failover-timeout {MASTER} 5000\n"
         )
         with (directory / "sentinel.log").open("wb") as output:
-            self.process = subprocess.Popen(
-                ["redis-sentinel", str(config)], stdout=output, stderr=output
-            )
+            self.process = subprocess.Popen([binary, str(config)], stdout=output, stderr=output)
 
     @property
     def address(self) -> str:
