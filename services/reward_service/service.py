@@ -21,6 +21,7 @@ import torch
 from .admission import Admission
 from .cost import check_cost, turns_taken
 from .engine import (
+    Committed,
     CreditForm,
     CreditResult,
     DegeneratePool,
@@ -230,7 +231,7 @@ class ReferenceService:
         self._check_pin(params.version, result.version)
         g, _, _ = groups.shape
         self._metrics.groups_rewarded.labels(name).inc(g)
-        return await self._rewarded(name, view, result, rows, params.commit, seed, feature_space)
+        return await self._rewarded(name, view, result, rows, params.commit, seed)
 
     async def credits(
         self, name: str, samples: np.ndarray, params: CreditParams, feature_space: str | None
@@ -281,7 +282,7 @@ class ReferenceService:
         if not replaced:  # the seed drew no row: echo the one the commit's draw used
             result = dataclasses.replace(result, seed=seed)
         self._metrics.groups_rewarded.labels(name).inc(len(samples))
-        return await self._rewarded(name, view, result, samples, params.commit, seed, feature_space)
+        return await self._rewarded(name, view, result, samples, params.commit, seed)
 
     async def _served_view(self, name: str, pinned: int | None, after: int | None) -> View:
         """The reference for a rewards or credits request: as held while a catch-up runs, if
@@ -368,7 +369,6 @@ class ReferenceService:
         rows: np.ndarray,
         commit: CommitShare | None,
         seed: int | None,
-        feature_space: str | None,
     ) -> Outcome:
         """Count the request, commit its share, and say how fresh the pool was."""
         self._metrics.samples_rewarded.labels(name).inc(len(rows))
@@ -387,8 +387,10 @@ class ReferenceService:
             request = repr((commit.fraction, drawn_with))
             digest = await asyncio.to_thread(rows_digest, rows, request)
             if len(chosen):
-                committed = await self.commit(
-                    name, chosen, commit.key, feature_space, caller=commit.caller, digest=digest
+                # Through the view this request holds: its rows were checked as the samples,
+                # and their count against the pool with the share.
+                committed = await self._append(
+                    name, view, chosen, commit.key, commit.caller, digest
                 )
             else:
                 await self._remember_key(name, commit.key, commit.caller, digest)
@@ -478,11 +480,28 @@ class ReferenceService:
         # do, rather than queueing behind the catch-up in progress (the store refuses the
         # entry if the reference was replaced meanwhile).
         view = await self.references.view(name, allow_stale=False, wait=False)
-        state, replica = view.state, view.replica
+        state = view.state
         check_feature_space(name, state.meta.feature_space, feature_space)
         engine = self._engine_of(state)
         self.limits.check_array(self.limits.commit_rows, features, engine.d)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
+        return await self._append(name, view, features, key, caller, digest)
+
+    async def _append(
+        self,
+        name: str,
+        view: View,
+        features: np.ndarray,
+        key: str,
+        caller: str,
+        digest: str | None,
+    ) -> CommitOutcome:
+        """The commit of checked ``features`` through ``view``: refused where it would make
+        the pool singular, then stored, and answered once the store holds it. Its base FD is
+        the one the check worked out when the store appended it right after the head checked
+        (no other process's commit between them); only otherwise does the answer wait for this
+        process to apply the log up to it."""
+        state, replica = view.state, view.replica
         ttl, now = self._settings.idempotency_ttl_seconds, time.time()
         record = await asyncio.to_thread(  # the digest hashes megabytes
             CommitRecord.of, features, key, ttl, now, caller=caller, digest=digest
@@ -491,14 +510,18 @@ class ReferenceService:
         # process's commits to the reference go one at a time, each checked against the head
         # caught up with the store and applied before the next is checked.
         async with replica.committing:
-            await self._check_regular(name, features)
+            prospect = await self._check_regular(name, features)
             ack = await self.references.call(
                 self._store.append_commit(name, state.meta.incarnation, record)
             )
-            state = (await self.references.view(name, allow_stale=False)).state
-        base_fd = replica.base_fd_at(ack.version)
-        if base_fd is None:  # older than the history this replica keeps
-            base_fd = self._engine_of(state).base_fd
+            if prospect is not None and prospect.version == ack.version and not ack.replayed:
+                base_fd: float | None = prospect.base_fd
+                self._spawn(self._catch_up(name))  # applied before the next request needs it
+            else:
+                state = (await self.references.view(name, allow_stale=False)).state
+                base_fd = replica.base_fd_at(ack.version)
+                if base_fd is None:  # older than the history this replica keeps
+                    base_fd = self._engine_of(state).base_fd
         if not ack.replayed:
             replica.record_committed(len(features))
             self._metrics.commits.labels(name).inc()
@@ -506,15 +529,26 @@ class ReferenceService:
                 self._spawn(self._snapshot(replica, state.meta.incarnation))
         return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed, len(features))
 
-    async def _check_regular(self, name: str, features: np.ndarray) -> None:
+    async def _check_regular(self, name: str, features: np.ndarray) -> Committed | None:
         """409 where committing ``features`` would make the pool numerically singular for the
         low-rank path while it is not (:meth:`RewardEngine.check_commit`), before anything is
-        stored: every replica applies what the log holds, so a refusal comes before it."""
+        stored: every replica applies what the log holds, so a refusal comes before it.
+        Returns what appending them to the head caught up here makes (None: not worked out)."""
         engine = self._engine_of((await self.references.view(name, allow_stale=False)).state)
         try:
-            await self.workers.catch_up(engine.check_commit, features)
+            return await self.workers.catch_up(engine.check_commit, features)
         except DegeneratePool as exc:
             raise Conflict(str(exc)) from exc
+
+    async def _catch_up(self, name: str) -> None:
+        """Apply the log to what this process holds of ``name`` (a background task after a
+        commit was answered before it was applied)."""
+        try:
+            await self.references.view(name, allow_stale=False)
+        except (Unavailable, Conflict, NotFound) as exc:
+            log.info("catch-up of %s after a commit deferred: %s", name, exc)
+        except Exception:  # a background task: log, never lose the error silently
+            log.exception("catch-up of %s after a commit failed", name)
 
     async def _remember_key(self, name: str, key: str, caller: str, digest: str) -> None:
         """Remember ``caller``'s ``key`` for a share that drew no row, with the digest of its
@@ -554,7 +588,10 @@ class ReferenceService:
             return result
 
     async def _snapshot(self, replica: Replica, incarnation: str) -> None:
+        """Store what ``replica`` holds as the base, once it has applied the commit that made
+        the snapshot due (commits are answered before they are applied)."""
         try:
+            await self.references.view(replica.name, allow_stale=False)
             base = await replica.snapshot()
             if base is not None:
                 await self.references.call(

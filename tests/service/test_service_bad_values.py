@@ -265,6 +265,9 @@ async def test_base_fd_is_exact_after_rows_at_the_bound_left_the_ring(
 ) -> None:
     real = rng.normal(0.3, 1.0, size=(4 * N, D))
     pool = rng.normal(size=(N, D))
+    # Rows at the bound in the uploaded pool (an admin's): a trainer's commit of them would be
+    # refused, as it would take the pool's A S A off the low-rank path (test_hardening_degenerate).
+    pool[:4] = BOUND * np.where(rng.random((4, D)) < 0.5, -1.0, 1.0)
     api = stack.api
     assert (await api.send("PUT", "/v1/references/exact/target", real)).status_code == 200
     assert (await api.send("PUT", "/v1/references/exact/pool", pool)).status_code == 200
@@ -279,8 +282,6 @@ async def test_base_fd_is_exact_after_rows_at_the_bound_left_the_ring(
             held[cursor] = row
             cursor = (cursor + 1) % N
 
-    signs = np.where(rng.random((4, D)) < 0.5, -1.0, 1.0)
-    await commit(BOUND * signs, "at-the-bound")
     for step in range(N // 16):
         await commit(rng.normal(size=(16, D)), f"normal-{step}")
     expected = _fd(held, mu, sigma)

@@ -107,9 +107,10 @@ async def test_a_share_of_what_is_rewarded_is_committed_once_and_freshness_follo
     assert answer.status_code == 200, answer.text
     assert answer.json()["committed"]["rows"] == 12 and answer.json()["committed"]["version"] == 3
     assert answer.json()["freshness"]["share"] == 10 / N  # before its own commit
-    metrics = (await api.client.get("/metrics")).text
+    # A commit is answered once stored, and applied here before the next read needs it.
     info = (await api.info("ref")).json()
     assert info["freshness"]["share"] == 22 / N
+    metrics = (await api.client.get("/metrics")).text
     assert f'distreward_pool_freshness{{reference="ref"}} {22 / N}' in metrics
 
 

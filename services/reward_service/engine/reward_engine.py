@@ -628,11 +628,13 @@ class RewardEngine:
             pending_rows=successor.changes.rows,
         )
 
-    def check_commit(self, features: Any) -> None:
+    def check_commit(self, features: Any) -> Committed | None:
         """Raise :class:`DegeneratePool` where :meth:`append` of ``features`` would make ``M``
         of the pool numerically singular while the version served is not (every reward would
         then fall back to the exact path); change nothing. A pool singular already (N <= d)
-        takes any commit.
+        takes any commit (None: nothing worked out). Returns what :meth:`append` of the same
+        rows onto the same head will answer, so that a commit can be acknowledged with its base
+        FD before it is applied.
 
         The new head is worked out as :meth:`append` works it out, and kept: an append of the
         same rows onto the same head then costs nothing more. A head certified from the built
@@ -644,7 +646,7 @@ class RewardEngine:
         check_features(ys, self.d, min_rows=1)
         with self._commit_lock:
             if self._settings.singular(self._head.built.eigenvalues):
-                return
+                return None
             step = self._step(ys, regular=True)
             eigenvalues = step.successor.built.eigenvalues
             if step.built and self._settings.singular(eigenvalues):
@@ -652,6 +654,14 @@ class RewardEngine:
                 ratio = float(eigenvalues[0]) / top if top > 0.0 else math.nan
                 raise DegeneratePool(len(ys), ratio, self._settings.min_relative_eigenvalue)
             self._checked = step
+        successor = step.successor
+        return Committed(
+            version=successor.version,
+            base_fd=successor.base_fd,
+            method="exact" if step.built else "lowrank",
+            error_estimate=successor.base_error,
+            pending_rows=successor.changes.rows,
+        )
 
     def _step(self, ys: torch.Tensor, *, regular: bool = False) -> _Step:
         """Under the commit lock: ``ys`` committed onto the head, worked out but not swapped
