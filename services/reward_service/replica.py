@@ -340,9 +340,9 @@ class Replica:
                 continue
             # "target": same pool, new target statistics.
             target = await self._store.read_target(self.name)
-            rows = self.rows_at(version)
+            held_rows = self.rows_at(version)
             engine = await self._workers.background(self._retarget, engine, target, entry.version)
-            self._base_rows = rows
+            self._base_rows = held_rows
             self._hold(HeldState(self.state.meta, target, engine))
             self._log_id = entry.log_id
             self._remember(engine.version, engine.base_fd)

@@ -515,13 +515,13 @@ class ReferenceService:
                 self._store.append_commit(name, state.meta.incarnation, record)
             )
             if prospect is not None and prospect.version == ack.version and not ack.replayed:
-                base_fd: float | None = prospect.base_fd
+                base_fd = prospect.base_fd
                 self._spawn(self._catch_up(name))  # applied before the next request needs it
             else:
                 state = (await self.references.view(name, allow_stale=False)).state
-                base_fd = replica.base_fd_at(ack.version)
-                if base_fd is None:  # older than the history this replica keeps
-                    base_fd = self._engine_of(state).base_fd
+                # None: older than the history this replica keeps
+                remembered = replica.base_fd_at(ack.version)
+                base_fd = self._engine_of(state).base_fd if remembered is None else remembered
         if not ack.replayed:
             replica.record_committed(len(features))
             self._metrics.commits.labels(name).inc()

@@ -17,7 +17,8 @@ advantages instead of 0/0."""
 
 def advantages_of(rewards: np.ndarray) -> np.ndarray:
     """Rewards normalised over a request: ``(r - mean) / (std + ADVANTAGE_EPSILON)``, ddof 0."""
-    return (rewards - rewards.mean()) / (rewards.std() + ADVANTAGE_EPSILON)
+    normalised: np.ndarray = (rewards - rewards.mean()) / (rewards.std() + ADVANTAGE_EPSILON)
+    return normalised
 
 
 @dataclass(frozen=True)

@@ -247,10 +247,10 @@ class _FollowedPrimaryPool(SentinelConnectionPool):
 
     def __init__(self, service_name: str, sentinel_manager: Sentinel, **kwargs: Any) -> None:
         self._sentinels: _Sentinels = kwargs.pop("sentinels")
-        super().__init__(service_name, sentinel_manager, **kwargs)
+        super().__init__(service_name, sentinel_manager, **kwargs)  # type: ignore[no-untyped-call]
 
     async def get_master_address(self) -> Any:
-        address = await super().get_master_address()
+        address = await super().get_master_address()  # type: ignore[no-untyped-call]
         self._sentinels.named((str(address[0]), int(address[1])))
         return address
 
