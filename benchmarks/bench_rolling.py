@@ -296,7 +296,7 @@ async def _phase(
     args: argparse.Namespace,
 ) -> tuple[Phase, dict[str, Any]]:
     built = [await rebuild_count(reads, url, NAME) for url in cluster.urls]
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     phase = Phase(
         mode,
         index,
@@ -308,6 +308,9 @@ async def _phase(
         *(_trainer(client, cluster.urls, rank, phase, args) for rank, client in enumerate(trainers))
     )
     result = _phase_result(phase)
+    # The trainers share one process on the service's machine: a share near 1 would mean that
+    # they, not the service, set the pace (small d, fast answers).
+    result["client_cpu_share"] = (time.process_time() - cpu) / (time.monotonic() - start)
     after = [await rebuild_count(reads, url, NAME) for url in cluster.urls]
     result["rebuilds_per_process"] = [
         None if b is None or a is None else a - b for b, a in zip(built, after, strict=True)
@@ -437,7 +440,7 @@ def _table(result: dict[str, Any]) -> str:
         f"{c['duration_seconds']:g} s a phase (setup {result['setup_seconds']:.1f} s)",
         f"  {'phase':<10} {'samples/s':>9} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7} {'errors':>6} "
         f"{'timeouts':>8} {'commits':>7} {'behind':>6} {'lag rows':>8} {'lag vers':>8} "
-        f"{'turnover':>8}  rebuilds",
+        f"{'turnover':>8} {'client':>6}  rebuilds",
     ]
     for phase in result["phases"]:
         latency, lag = phase["latency_seconds"], phase["served_lag"]
@@ -450,14 +453,16 @@ def _table(result: dict[str, Any]) -> str:
             f"{phase['commits_acknowledged']:>7} {phase['answers_behind_own_commit']:>6} "
             f"{_figure(lag_rows and lag_rows['p95'], '8.0f')} "
             f"{_figure(lag_versions and lag_versions['p95'], '8.0f')} "
-            f"{_figure(phase['turnover']['turnover_calls'], '8.0f')}  "
+            f"{_figure(phase['turnover']['turnover_calls'], '8.0f')} "
+            f"{phase['client_cpu_share']:>6.0%}  "
             f"{phase['rebuilds_per_process']}"
         )
     ratios, targets = result["ratios"], result["targets"]
     met = {True: "met", False: "missed"}
     lines += [
         "  (p95 columns: lag rows / versions the answers report, '-' where they carry none; "
-        "behind: answers older than the trainer's own last commit; turnover: median calls)",
+        "behind: answers older than the trainer's own last commit; turnover: median calls; "
+        "client: the trainers' process's CPU over the phase's time)",
         f"  rolling/frozen: throughput {_figure(ratios['throughput'], '.3f')}x (target >= "
         f"{targets['throughput_ratio_at_least']}x: {met[targets['throughput_met']]}), p95 "
         f"{_figure(ratios['p95'], '.2f')}x (target <= {targets['p95_ratio_at_most']}x: "

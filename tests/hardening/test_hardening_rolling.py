@@ -56,6 +56,7 @@ def test_a_short_rolling_run_passes_its_checks(tmp_path: Path) -> None:
         assert set(phase["served_lag"]) == {"lag_rows", "lag_versions"}
         assert set(phase["turnover"]) == {"rows_per_call", "turnover_calls"}
         assert len(phase["rebuilds_per_process"]) == 2
+        assert phase["client_cpu_share"] > 0 and phase["load_average_1m_after"] >= 0
     for phase in phases:
         if phase["mode"] == "frozen":
             assert phase["commits_acknowledged"] == 0 and "checks" not in phase
