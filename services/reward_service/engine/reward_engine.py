@@ -56,7 +56,14 @@ from .statistics import ShiftedSums
 from .validation import check_features, check_groups
 from .versions import Built, Changes, Head, TargetTerms
 
-__all__ = ["HISTORY_VERSIONS", "PoolStatistics", "RewardEngine", "VersionNotHeld"]
+__all__ = [
+    "ADOPTION_RTOL",
+    "HISTORY_VERSIONS",
+    "BuiltArrays",
+    "PoolStatistics",
+    "RewardEngine",
+    "VersionNotHeld",
+]
 
 HISTORY_VERSIONS = 64
 """Recent versions whose per-sample credits can still be asked for after the pool moved on: the
@@ -71,6 +78,30 @@ may be built, all of :data:`HISTORY_VERSIONS`)."""
 
 class VersionNotHeld(LookupError):
     """The version asked for is neither the head nor a recent version the engine keeps."""
+
+
+ADOPTION_RTOL = 1e-9
+"""How closely a precompute built elsewhere must agree with this engine's own version before it
+is adopted: the sum of its eigenvalues with ``tr(A S A)`` of this engine's rows, and the base FD
+they give with the one this engine certified (beyond that one's own error estimate), both
+relative to max(1, value). Another pool (another incarnation, a diverged log) misses by far."""
+
+
+@dataclass(frozen=True)
+class BuiltArrays:
+    """A version's precompute as it travels between processes: ``M = A S A``
+    (``spectrum_matrix``), its ascending ``eigenvalues``, ``projector = Q^T A``, and the base
+    FD its builder computed, float64."""
+
+    version: int
+    base_fd: float
+    eigenvalues: np.ndarray
+    projector: np.ndarray
+    spectrum_matrix: np.ndarray
+
+
+class _NotAdoptable(Exception):
+    """A precompute from elsewhere that does not match this engine's pool at its version."""
 
 
 REGULARITY_MARGIN = 2.0
@@ -193,6 +224,7 @@ class RewardEngine:
         self._history: OrderedDict[int, tuple[Head, int]] = OrderedDict()
         self._keep(self._head)
         self._rebuilds = 0
+        self._adoptions = 0
         # The commit :meth:`check_commit` worked out last, for :meth:`append` of the same rows
         # onto the same head (guarded by the commit lock).
         self._checked: _Step | None = None
@@ -244,6 +276,11 @@ class RewardEngine:
     def rebuilds(self) -> int:
         """Precomputes built since construction (by :meth:`rebuild` or by a commit)."""
         return self._rebuilds
+
+    @property
+    def adoptions(self) -> int:
+        """Precomputes taken from elsewhere (:meth:`adopt`) since construction."""
+        return self._adoptions
 
     @property
     def base_fd(self) -> float:
@@ -945,35 +982,122 @@ class RewardEngine:
                     return head.version
                 current = self._pool[head.changes.positions]
                 self._later = Changes.none(self.d, self._device)
-            try:
-                built = self._build(
+            swapped = self._swapped_in(
+                lambda: self._build(
                     head.version, head.built.sums, head.changes, current, self._rows_of_head
                 )
-                # The commits that arrived meanwhile are factored here, outside the locks; the
-                # few that arrive during that are appended at the swap.
-                early = self._later_factor(built)
-            except BaseException:
-                with self._commit_lock:
-                    self._later = None
-                raise
+            )
+            return self._head.built.version if swapped is None else swapped
+
+    def export_built(self) -> BuiltArrays:
+        """The built version's precompute, for other processes to :meth:`adopt`."""
+        built = self._head.built
+        return BuiltArrays(
+            version=built.version,
+            base_fd=built.base_fd,
+            eigenvalues=built.eigenvalues.cpu().numpy().copy(),
+            projector=built.projector.cpu().numpy().copy(),
+            spectrum_matrix=built.spectrum_matrix.cpu().numpy().copy(),
+        )
+
+    def adopt(self, arrays: BuiltArrays) -> bool:
+        """Take ``arrays``, a version built elsewhere, as this engine's built version, as
+        :meth:`rebuild` would have built it: O(P d^2) for the statistics of the P rows changed
+        since the built version instead of the O(d^3) eigendecomposition. Adopted only where
+        it is a version this engine holds, newer than its built one and on it (the commits
+        since kept pending on the adopted one), and where it agrees with this engine's rows
+        (:data:`ADOPTION_RTOL`); returns whether it was."""
+        d = self.d
+        if arrays.eigenvalues.shape != (d,) or arrays.projector.shape != (d, d):
+            return False
+        if arrays.spectrum_matrix.shape != (d, d):
+            return False
+        with self._rebuild_lock:
             with self._commit_lock:
-                later, self._later = self._later, None
-                self._rebuilds += 1
-                newest = self._head
-                if newest.built.version >= built.version:
-                    return newest.built.version  # a commit built a newer version meanwhile
-                assert later is not None
-                if later.rows:
-                    factor = self._caught_up(early, later)
-                    successor = Head(
-                        newest.version, built, later, newest.base_fd, newest.base_error, factor
+                head = self._head
+                kept = self._history.get(arrays.version)
+                if kept is None or not head.built.version < arrays.version <= head.version:
+                    return False
+                target, appended = kept
+                count = target.changes.rows
+                if (
+                    target.built is not head.built
+                    or not torch.equal(head.changes.positions[:count], target.changes.positions)
+                    or self._appended - appended + count > head.built.n
+                ):
+                    return False
+                current = self._pool[target.changes.positions]
+                self._later = Changes(
+                    head.changes.positions[count:], head.changes.originals[count:]
+                )
+
+            def adopted() -> Built:
+                updated = target.built.sums.replaced(target.changes.originals, current)
+                if updated.stale(STATISTICS_RTOL):
+                    updated = ShiftedSums.of_rows(self._rows_of_head())
+                tensors = (
+                    as_float64(value, self._device, name)
+                    for value, name in (
+                        (arrays.eigenvalues, "eigenvalues"),
+                        (arrays.projector, "projector"),
+                        (arrays.spectrum_matrix, "spectrum_matrix"),
                     )
-                else:
-                    successor = Head.at(built)
-                with self._swap_lock:
-                    self._head = successor
-                    self._keep(successor)
-            return built.version
+                )
+                built = Built.adopted(arrays.version, updated, self._target, *tensors)
+                self._check_adopted(built, updated, target)
+                return built
+
+            try:
+                swapped = self._swapped_in(adopted, built_here=False)
+            except _NotAdoptable:
+                return False
+            self._adoptions += swapped is not None
+            return swapped is not None
+
+    def _check_adopted(self, built: Built, sums: ShiftedSums, target: Head) -> None:
+        """Raise :class:`_NotAdoptable` where ``built`` (from elsewhere, on ``sums`` of this
+        engine's rows) is not the precompute of ``target``'s pool."""
+        # tr(A S A) = tr(S S_r), elementwise for symmetric S and S_r: O(d^2).
+        traced = float((sums.covariance() * self._target.sigma).sum())
+        held = float(built.eigenvalues.sum())
+        if not abs(held - traced) <= ADOPTION_RTOL * max(1.0, abs(traced)):
+            raise _NotAdoptable(f"eigenvalues sum to {held}, A S A has trace {traced}")
+        tolerance = ADOPTION_RTOL * max(1.0, abs(target.base_fd)) + target.base_error
+        if not abs(built.base_fd - target.base_fd) <= tolerance:
+            raise _NotAdoptable(f"base FD {built.base_fd} against {target.base_fd}")
+
+    def _swapped_in(self, make: Callable[[], Built], *, built_here: bool = True) -> int | None:
+        """Under the rebuild lock, ``self._later`` started: ``make()`` the built version
+        outside the other locks, then swap it in with the commits since it kept pending on it
+        (the shared end of :meth:`rebuild` and :meth:`adopt`). Returns its version, or None
+        where a commit built a newer one meanwhile."""
+        try:
+            built = make()
+            # The commits that arrived meanwhile are factored here, outside the locks; the
+            # few that arrive during that are appended at the swap.
+            early = self._later_factor(built)
+        except BaseException:
+            with self._commit_lock:
+                self._later = None
+            raise
+        with self._commit_lock:
+            later, self._later = self._later, None
+            self._rebuilds += built_here
+            newest = self._head
+            if newest.built.version >= built.version:
+                return None  # a commit built a newer version meanwhile
+            assert later is not None
+            if later.rows:
+                factor = self._caught_up(early, later)
+                successor = Head(
+                    newest.version, built, later, newest.base_fd, newest.base_error, factor
+                )
+            else:
+                successor = Head.at(built)
+            with self._swap_lock:
+                self._head = successor
+                self._keep(successor)
+        return built.version
 
     def _later_factor(self, built: Built) -> tuple[Head, torch.Tensor]:
         """During a rebuild: the commits since the head it builds, as a head on ``built`` with

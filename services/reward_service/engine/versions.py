@@ -79,6 +79,34 @@ class Built:
             base_fd=float(base_fd),
         )
 
+    @classmethod
+    def adopted(
+        cls,
+        version: int,
+        sums: ShiftedSums,
+        target: TargetTerms,
+        eigenvalues: torch.Tensor,
+        projector: torch.Tensor,
+        spectrum_matrix: torch.Tensor,
+    ) -> Built:
+        """A version built elsewhere (its ``eigh`` taken by another process), on ``sums`` of
+        this process's own rows; its base FD follows from them and the eigenvalues."""
+        covariance = sums.covariance()
+        mean = sums.mean
+        trace_cov = float(covariance.trace())
+        cross = eigenvalues.clamp_min(0.0).sqrt().sum()
+        base_fd = frechet_from_terms(target.mean_term(mean), trace_cov, target.trace, cross)
+        return cls(
+            version=version,
+            sums=sums,
+            mean=mean,
+            trace_cov=trace_cov,
+            spectrum_matrix=spectrum_matrix,
+            eigenvalues=eigenvalues,
+            projector=projector,
+            base_fd=float(base_fd),
+        )
+
 
 @dataclass(frozen=True)
 class Changes:
