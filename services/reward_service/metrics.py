@@ -69,6 +69,10 @@ class ServiceMetrics:
             "distreward_rebuilds",
             "version precomputes built (one build covers every commit pending at its start)",
         )
+        self.adoptions = counter(
+            "distreward_adoptions",
+            "version precomputes adopted from another process instead of built here",
+        )
         self.pool_version = gauge("distreward_pool_version", "version this process holds")
         self.base_fd = gauge("distreward_base_fd", "FD of the held pool to the target")
         self.pool_size = gauge("distreward_pool_size", "pool rows")

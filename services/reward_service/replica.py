@@ -14,22 +14,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import RewardEngine
+from .engine import BuiltArrays, RewardEngine
 from .errors import NotFound
 from .freshness import Freshness, FreshnessTracker
-from .store.base import Base, LogEntry, ReferenceMeta, Statistics, Store, Target
+from .store.base import (
+    Base,
+    LogEntry,
+    ReferenceMeta,
+    SharedBuild,
+    Statistics,
+    Store,
+    StoreUnavailable,
+    Target,
+)
 from .workers import WorkerThreads
 
 __all__ = ["HeldState", "Replica"]
 
 log = logging.getLogger(__name__)
 
+_SHARED_BUILD_POLL_SECONDS = 0.2  # how often a process waiting for another's build looks
 _BASE_FD_HISTORY = 65536  # versions whose base FD a replayed commit answer can still name
 
 
@@ -86,6 +97,7 @@ class Replica:
         freshness: FreshnessTracker | None = None,
         workers: WorkerThreads | None = None,
         rebuild_share: float = 1.0,
+        build_lease_seconds: float | None = None,
     ) -> None:
         """``workers``: the process's threads for engine calls (:mod:`.workers`); without
         them the replica runs its own at normal priority (tools that load one reference).
@@ -108,6 +120,10 @@ class Replica:
         self._base_rows = 0  # rows committed in the reference's life up to the engine's start
         self._rebuilding: asyncio.Task[None] | None = None
         self._rebuild_share = rebuild_share
+        # Sharing builds with the other processes of the store (None: every build here).
+        self._build_lease = build_lease_seconds if store.kind != "memory" else None
+        self._holder = secrets.token_hex(8)
+        self._adoptions = 0
         self._rebuild_due = asyncio.Event()
         self._retired_rebuilds = 0  # precomputes built by engines this replica no longer holds
         self._reported_rebuilds = 0
@@ -134,6 +150,11 @@ class Replica:
         total = self.rebuilds
         fresh, self._reported_rebuilds = total - self._reported_rebuilds, total
         return max(fresh, 0)
+
+    def take_adoptions(self) -> int:
+        """Precomputes adopted from other processes since the last call, for a counter."""
+        fresh, self._adoptions = self._adoptions, 0
+        return fresh
 
     async def close(self) -> None:
         """Stop the background rebuild (a build already running in its thread finishes)."""
@@ -255,14 +276,85 @@ class Replica:
                 return
             began = time.monotonic()
             try:
-                await self._workers.background(engine.rebuild)
+                built_here = await self._next_build(engine)
             except Exception:  # a background task: log, keep serving the head as it is
                 log.exception("rebuild of %s failed", self.name)
                 return
             self._rebuild_due.clear()
+            if not built_here:
+                continue
             pause = (time.monotonic() - began) * (1.0 / self._rebuild_share - 1.0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._rebuild_due.wait(), pause)
+
+    async def _next_build(self, engine: RewardEngine) -> bool:
+        """One version precompute for ``engine``: adopted from the store where another process
+        shared one this engine can take, else built here by the one process that claims the
+        build (and shared), else, while another builds, a short wait for its build. Returns
+        whether it built here. Without sharing (the memory store, or a store that fails) it
+        builds here. A builder that dies holds the claim only ``build_lease_seconds``; requests
+        never wait for it (the engine builds in place what a request cannot fold)."""
+        lease = self._build_lease
+        if lease is None:
+            await self._workers.background(engine.rebuild)
+            return True
+        incarnation = self.state.meta.incarnation
+        try:
+            if await self._adopt_shared(engine, incarnation):
+                return False
+            claimed = await self._store.claim_build(self.name, incarnation, self._holder, lease)
+        except StoreUnavailable:
+            claimed = True  # nothing to share through: build here
+        if not claimed:
+            await asyncio.sleep(_SHARED_BUILD_POLL_SECONDS)
+            return False
+        try:
+            await self._workers.background(engine.rebuild)
+            arrays = await self._workers.background(engine.export_built)
+            await self._store.share_build(
+                self.name,
+                incarnation,
+                SharedBuild(
+                    arrays.version,
+                    arrays.base_fd,
+                    {
+                        "eigenvalues": arrays.eigenvalues,
+                        "projector": arrays.projector,
+                        "spectrum_matrix": arrays.spectrum_matrix,
+                    },
+                ),
+            )
+        except StoreUnavailable as exc:
+            log.info("build of %s not shared: %s", self.name, exc)
+        finally:
+            with contextlib.suppress(StoreUnavailable):
+                await self._store.release_build(self.name, incarnation, self._holder)
+        return True
+
+    async def _adopt_shared(self, engine: RewardEngine, incarnation: str) -> bool:
+        """Adopt the store's shared precompute where it is newer than the engine's built
+        version and a version the engine holds (checked again by the engine itself)."""
+        version = await self._store.shared_build_version(self.name, incarnation)
+        if version is None or not engine.built_version < version <= engine.version:
+            return False
+        shared = await self._store.read_shared_build(self.name, incarnation)
+        if shared is None:
+            return False
+        try:
+            arrays = BuiltArrays(
+                version=shared.version,
+                base_fd=shared.base_fd,
+                eigenvalues=shared.arrays["eigenvalues"],
+                projector=shared.arrays["projector"],
+                spectrum_matrix=shared.arrays["spectrum_matrix"],
+            )
+        except KeyError:
+            return False
+        adopted: bool = await self._workers.background(engine.adopt, arrays)
+        self._adoptions += adopted
+        if not adopted:
+            log.info("shared build %d of %s not adopted: another pool", version, self.name)
+        return adopted
 
     def _hold(self, state: HeldState) -> None:
         """Hold ``state``, keeping the count of rebuilds of the engine it replaces."""

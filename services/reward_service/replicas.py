@@ -150,6 +150,7 @@ class ReplicaSet:
                 freshness,
                 self._workers,
                 self._settings.rebuild_share,
+                self._settings.build_lease_seconds if self._settings.share_builds else None,
             )
             self._replicas[name] = replica
         if allow_stale and replica.loaded and time.monotonic() < self._store_quiet_until:
@@ -272,6 +273,7 @@ class ReplicaSet:
         replica = self._replicas.get(name)
         if replica is not None:
             self._metrics.rebuilds.labels(name).inc(replica.take_rebuilds())
+            self._metrics.adoptions.labels(name).inc(replica.take_adoptions())
             freshness = replica.freshness()
             self._metrics.pool_freshness.labels(name).set(freshness.share)
             turnover = freshness.turnover_calls

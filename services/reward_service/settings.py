@@ -108,6 +108,16 @@ class Settings(BaseSettings):
         "store holds newer commits of at most this share of the pool's rows (one turnover): "
         "beyond it, or below the caller's own last commit (after), they wait for the catch-up",
     )
+    share_builds: bool = Field(
+        default=True,
+        description="processes on one Redis build each version precompute once: one claims the "
+        "build and shares it through Redis, the others adopt it (checked against their rows)",
+    )
+    build_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a claim to build lasts: a builder that dies frees it after this",
+    )
     round_ttl_seconds: int = Field(
         default=3600, ge=1, description="how long a round of credits keeps its version"
     )
@@ -157,12 +167,6 @@ class Settings(BaseSettings):
     )
     decode_wait_seconds: float = Field(
         default=5.0, ge=0, description="a request waits this long for decode memory, then 429"
-    )
-    body_idle_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        description="a request body that sends nothing for this long is answered 408 and gives "
-        "back the memory it had reserved",
     )
     body_idle_timeout_seconds: float = Field(
         default=10.0,

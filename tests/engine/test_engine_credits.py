@@ -1,5 +1,6 @@
-"""Per-sample credits in the ``replace`` form against a from-scratch float64 recompute of each modified pool (two-pass
-covariance, scipy ``sqrtm``), on generated problems, with and without pending commits."""
+"""Per-sample credits in the ``replace`` form against a from-scratch float64 recompute of each
+modified pool (two-pass covariance, scipy ``sqrtm``), on generated problems, with and without
+pending commits."""
 
 from __future__ import annotations
 

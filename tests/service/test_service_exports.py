@@ -44,5 +44,10 @@ def test_the_store_interface() -> None:
         "read_log",
         "write_snapshot",
         "round_version",
+        "claim_build",
+        "release_build",
+        "share_build",
+        "shared_build_version",
+        "read_shared_build",
         "delete",
     }

@@ -229,3 +229,79 @@ async def test_a_round_spans_processes_at_the_version_its_first_request_found(
                 np.testing.assert_allclose(body["rewards"], answers[0]["rewards"], rtol=1e-12)
             assert [body["lag"]["versions"] for body in answers] == [0, 1, 2, 3]
             began += 4  # every rank's commit is in the next round's version
+
+
+def _counter(metrics: str, name: str, reference: str) -> float:
+    prefix = f'{name}_total{{reference="{reference}"}} '
+    return sum(
+        float(line[len(prefix) :]) for line in metrics.splitlines() if line.startswith(prefix)
+    )
+
+
+async def test_a_version_is_built_once_for_the_processes_and_adopted_by_the_others(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    """Commits through one process leave rows pending on both; the one that claims a build
+    builds it and shares it through Redis, the other adopts it (after checking it against its
+    own rows) instead of building the same version."""
+    d, n = 64, 600
+    procs = service_pair_factory(redis_url)
+    async with clients(*procs) as (a, b):
+        real = rng.normal(0.3, 1.0, size=(4 * n, d))
+        for part, rows in (("target", real), ("pool", rng.normal(size=(n, d)))):
+            answer = await a.send("PUT", f"/v1/references/shared-build/{part}", rows)
+            assert answer.status_code == 200, answer.text
+        assert (await b.info("shared-build")).status_code == 200  # b holds it too
+        for step in range(4):  # 12 rows pending: a background rebuild is due on both
+            answer = await a.commit("shared-build", rng.normal(size=(3, d)), f"k{step}")
+            assert answer.status_code == 200, answer.text
+        infos = [(await api.info("shared-build")).json() for api in (a, b)]  # b catches up
+        assert infos[0]["version"] == infos[1]["version"]
+        assert infos[0]["base_fd"] == pytest.approx(infos[1]["base_fd"], rel=1e-9)
+        for _ in range(300):
+            await asyncio.gather(a.info("shared-build"), b.info("shared-build"))
+            texts = [(await api.client.get(api.base_url + "/metrics")).text for api in (a, b)]
+            built = [_counter(text, "distreward_rebuilds", "shared-build") for text in texts]
+            adopted = [_counter(text, "distreward_adoptions", "shared-build") for text in texts]
+            if sum(adopted) >= 1:
+                break
+            await asyncio.sleep(0.1)
+        # A version one process built, the other adopted (which builds which is a race: the
+        # claim goes to whichever asks while no build is claimed).
+        assert sum(adopted) >= 1 and sum(built) >= 1, (built, adopted)
+
+
+async def test_a_builder_that_died_holding_the_claim_does_not_stall_the_others(
+    redis_url: str, service_pair_factory: StartServices, rng: np.random.Generator
+) -> None:
+    """The claim to build expires (DISTREWARD_BUILD_LEASE_SECONDS): a process whose builder
+    died with it builds the version itself once it does, and serves meanwhile."""
+    d, n = 64, 600
+    (proc,) = service_pair_factory(redis_url, count=1, DISTREWARD_BUILD_LEASE_SECONDS="2")
+    async with clients(proc) as (api,):
+        real = rng.normal(0.3, 1.0, size=(4 * n, d))
+        for part, rows in (("target", real), ("pool", rng.normal(size=(n, d)))):
+            answer = await api.send("PUT", f"/v1/references/orphan/{part}", rows)
+            assert answer.status_code == 200, answer.text
+        store = RedisStore.from_url(redis_url)
+        try:
+            meta = await store.read_meta("orphan")
+            assert meta is not None
+            assert await store.claim_build("orphan", meta.incarnation, "a-dead-builder", 2.0)
+        finally:
+            await store.close()
+        for step in range(4):
+            answer = await api.commit("orphan", rng.normal(size=(3, d)), f"k{step}")
+            assert answer.status_code == 200, answer.text
+        samples = rng.normal(size=(8, d)).astype(np.float32)
+        served = await api.send("POST", "/v1/references/orphan/credits", samples)
+        assert served.status_code == 200, served.text
+        built = 0.0
+        for _ in range(100):
+            await api.info("orphan")
+            metrics = (await api.client.get(api.base_url + "/metrics")).text
+            built = _counter(metrics, "distreward_rebuilds", "orphan")
+            if built:
+                break
+            await asyncio.sleep(0.1)
+        assert built >= 1

@@ -9,12 +9,13 @@ from .degenerate import DegeneratePool
 from .linalg import frechet_distance, gaussian_of, symmetric_sqrt, trace_sqrt_psd
 from .lowrank import QuadratureSettings
 from .results import ADVANTAGE_EPSILON, Committed, RewardResult
-from .reward_engine import PoolStatistics, RewardEngine, VersionNotHeld
+from .reward_engine import BuiltArrays, PoolStatistics, RewardEngine, VersionNotHeld
 from .validation import MAX_FEATURE_MAGNITUDE
 
 __all__ = [
     "ADVANTAGE_EPSILON",
     "MAX_FEATURE_MAGNITUDE",
+    "BuiltArrays",
     "Committed",
     "CreditForm",
     "CreditResult",

@@ -131,6 +131,16 @@ class Base:
 
 
 @dataclass(frozen=True)
+class SharedBuild:
+    """A version's precompute one process built and shared, for the others to adopt: the
+    version, the base FD its builder computed, and named float64 arrays."""
+
+    version: int
+    base_fd: float
+    arrays: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class LogEntry:
     log_id: str
     version: int
@@ -260,6 +270,29 @@ class Store(ABC):
     async def write_snapshot(self, name: str, incarnation: str, base: Base) -> bool:
         """Move the base forward to ``base`` unless the stored base is already as new; drop the
         log entries it covers. Returns whether it was written."""
+
+    @abstractmethod
+    async def claim_build(
+        self, name: str, incarnation: str, holder: str, ttl_seconds: float
+    ) -> bool:
+        """Whether ``holder`` may build the reference's next precompute: no other holder has
+        claimed one in the last ``ttl_seconds`` (or released it)."""
+
+    @abstractmethod
+    async def release_build(self, name: str, incarnation: str, holder: str) -> None:
+        """Give up ``holder``'s claim (another holder's is left alone)."""
+
+    @abstractmethod
+    async def share_build(self, name: str, incarnation: str, build: SharedBuild) -> bool:
+        """Keep ``build`` as the reference's shared precompute unless one of its version or
+        newer is kept; returns whether it was kept."""
+
+    @abstractmethod
+    async def shared_build_version(self, name: str, incarnation: str) -> int | None:
+        """The version of the shared precompute (None: none), without its arrays."""
+
+    @abstractmethod
+    async def read_shared_build(self, name: str, incarnation: str) -> SharedBuild | None: ...
 
     @abstractmethod
     async def round_version(

@@ -49,6 +49,15 @@ class Keys:
         """HASH: total, gram (.npy), n: sufficient statistics of a snapshot generation."""
         return f"{self._ref(name)}:stats:{generation}"
 
+    def build(self, name: str, incarnation: str) -> str:
+        """HASH: the newest version precompute a process shared (version, base_fd, arrays)."""
+        return f"{self._ref(name)}:build:{incarnation}"
+
+    def build_lease(self, name: str, incarnation: str) -> str:
+        """STRING: the process building a precompute now (expires: a builder that dies frees
+        it)."""
+        return f"{self._ref(name)}:build-lease:{incarnation}"
+
     def round(self, name: str, incarnation: str, round_id: str) -> str:
         """STRING: the version a round of requests is answered at (expires)."""
         return f"{self._ref(name)}:round:{incarnation}:{round_id}"

@@ -21,6 +21,7 @@ from .base import (
     LogEntry,
     LogKind,
     ReferenceMeta,
+    SharedBuild,
     Store,
     StoreConflict,
     Target,
@@ -62,6 +63,8 @@ class _Reference:
     idempotency: OrderedDict[tuple[str, str], _Seen] = field(default_factory=OrderedDict)
     # Rounds' versions with their expiry, in the order they expire (one TTL for all).
     rounds: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
+    build: SharedBuild | None = None
+    lease: tuple[str, float] | None = None  # (holder, expires)
 
     def append(self, kind: LogKind, features: np.ndarray | None, now: float) -> LogEntry:
         version = self.meta.version + 1
@@ -188,6 +191,37 @@ class MemoryStore(Store):
         seq = _log_seq(base.log_id)
         ref.log = [entry for entry in ref.log if _log_seq(entry.log_id) >= seq]
         return True
+
+    async def claim_build(
+        self, name: str, incarnation: str, holder: str, ttl_seconds: float
+    ) -> bool:
+        ref = self._get(name, incarnation)
+        now = time.monotonic()
+        if ref.lease is not None and ref.lease[0] != holder and ref.lease[1] > now:
+            return False
+        ref.lease = (holder, now + ttl_seconds)
+        return True
+
+    async def release_build(self, name: str, incarnation: str, holder: str) -> None:
+        ref = self._get(name, incarnation)
+        if ref.lease is not None and ref.lease[0] == holder:
+            ref.lease = None
+
+    async def share_build(self, name: str, incarnation: str, build: SharedBuild) -> bool:
+        ref = self._get(name, incarnation)
+        if ref.build is not None and ref.build.version >= build.version:
+            return False
+        ref.build = SharedBuild(
+            build.version, build.base_fd, {k: _frozen(v) for k, v in build.arrays.items()}
+        )
+        return True
+
+    async def shared_build_version(self, name: str, incarnation: str) -> int | None:
+        build = self._get(name, incarnation).build
+        return None if build is None else build.version
+
+    async def read_shared_build(self, name: str, incarnation: str) -> SharedBuild | None:
+        return self._get(name, incarnation).build
 
     async def round_version(
         self, name: str, incarnation: str, round_id: str, proposal: int, ttl_seconds: int

@@ -51,6 +51,7 @@ from .base import (
     LogEntry,
     LogKind,
     ReferenceMeta,
+    SharedBuild,
     Statistics,
     Store,
     StoreConflict,
@@ -187,6 +188,23 @@ redis.call('XTRIM', KEYS[2], 'MINID', ARGV[4])
 return {1, previous}
 """
 
+# KEYS[1] the shared build
+# ARGV[1] its version, ARGV[2] base FD, then name, .npy bytes pairs
+# Keeps the build unless one of its version or newer is kept. Returns 1 when kept.
+SHARE_BUILD = """
+local held = tonumber(redis.call('HGET', KEYS[1], 'version') or '-1')
+if tonumber(ARGV[1]) <= held then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'base_fd', ARGV[2], unpack(ARGV, 3))
+return 1
+"""
+
+# KEYS[1] a build lease; ARGV[1] its holder. Deletes the lease if the holder holds it.
+RELEASE_BUILD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # KEYS[1] the set of reference names, KEYS[2..] every key of the reference
 # ARGV[1] its name
 # Removes the keys and the name at once. Returns 1.
@@ -298,6 +316,8 @@ class RedisStore(Store):
         self._commit = client.register_script(COMMIT)
         self._snapshot = client.register_script(SNAPSHOT)
         self._delete = client.register_script(DELETE)
+        self._share_build = client.register_script(SHARE_BUILD)
+        self._release_build = client.register_script(RELEASE_BUILD)
 
     @classmethod
     def from_url(
@@ -670,6 +690,52 @@ class RedisStore(Store):
                 self._keys.pool(name, generation), self._keys.statistics(name, generation)
             )
 
+    async def claim_build(
+        self, name: str, incarnation: str, holder: str, ttl_seconds: float
+    ) -> bool:
+        key = self._keys.build_lease(name, incarnation)
+        lifetime = max(1, int(ttl_seconds * 1000))
+        async with self._op("claim_build"):
+            if await self._client.set(key, holder, nx=True, px=lifetime):
+                return True
+            # Held already: by this holder (renewed) or another.
+            if await self._client.get(key) != holder.encode():
+                return False
+            await self._client.pexpire(key, lifetime)
+        return True
+
+    async def release_build(self, name: str, incarnation: str, holder: str) -> None:
+        async with self._op("release_build"):
+            await self._release_build(
+                keys=[self._keys.build_lease(name, incarnation)], args=[holder]
+            )
+
+    async def share_build(self, name: str, incarnation: str, build: SharedBuild) -> bool:
+        pairs: list[str | bytes] = []
+        for field, array in build.arrays.items():
+            pairs += [field, array_to_bytes(np.ascontiguousarray(array, dtype=np.float64))]
+        async with self._op("share_build"):
+            kept = await self._share_build(
+                keys=[self._keys.build(name, incarnation)],
+                args=[build.version, repr(float(build.base_fd)), *pairs],
+            )
+        return bool(kept)
+
+    async def shared_build_version(self, name: str, incarnation: str) -> int | None:
+        async with self._op("shared_build_version"):
+            held = await self._client.hget(self._keys.build(name, incarnation), "version")
+        return None if held is None else int(_text(held))
+
+    async def read_shared_build(self, name: str, incarnation: str) -> SharedBuild | None:
+        async with self._op("read_shared_build"):
+            raw = await self._client.hgetall(self._keys.build(name, incarnation))
+        if not raw:
+            return None
+        fields = {_text(key): value for key, value in raw.items() if isinstance(value, bytes)}
+        version, base_fd = int(fields.pop("version")), float(fields.pop("base_fd"))
+        arrays = {field: array_from_bytes(value) for field, value in fields.items()}
+        return SharedBuild(version, base_fd, arrays)
+
     async def round_version(
         self, name: str, incarnation: str, round_id: str, proposal: int, ttl_seconds: int
     ) -> int:
@@ -692,7 +758,7 @@ class RedisStore(Store):
         if incarnation is None:
             return False
         doomed = [keys.meta(name), keys.target(name), keys.log(name)]
-        doomed.append(keys.staging(name, incarnation))
+        doomed += [keys.staging(name, incarnation), keys.build(name, incarnation)]
         if generation:
             doomed += [keys.pool(name, generation), keys.statistics(name, generation)]
         async with self._write("delete") as connection:
