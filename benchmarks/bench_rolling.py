@@ -110,9 +110,14 @@ class Phase:
         self.samples += samples
         self.last_answer = time.monotonic()
         freshness = body.get("freshness") or {}
-        # The lag served may come at the answer's top level or with its freshness.
+        lag = body.get("lag") or {}
+        reported = {
+            "lag_rows": lag.get("rows"),
+            "lag_versions": lag.get("versions"),
+            **{name: freshness.get(name) for name in TURNOVER_FIELDS},
+        }
         for name, values in self.served.items():
-            value = body.get(name, freshness.get(name))
+            value = reported.get(name)
             if isinstance(value, int | float):
                 values.append(float(value))
 
@@ -130,7 +135,8 @@ async def _trainer(
     while time.monotonic() < phase.deadline:
         samples = rng.normal(0.05, 1.0, size=(args.samples, args.d)).astype(np.float32)
         headers = dict(NPY_HEADERS)
-        params: dict[str, float] = {}
+        # Read your writes, as RewardClient sends it: the answer holds this trainer's commit.
+        params: dict[str, float] = {} if own_version < 0 else {"after": own_version}
         keyed = None
         if phase.mode == ROLLING:
             keyed = KeyedCall(f"{phase.run_id}-r{rank}-{call}", row_digests(samples))
