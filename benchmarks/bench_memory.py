@@ -91,11 +91,11 @@ def memory_service(log: Path, **env: str) -> Iterator[ServiceProcess]:
                 ),
             ):
                 # Features of no named extractor: the reference takes requests without a
-                # Feature-Space header.
+                # Feature-Space header (the target says so; the pool route takes no such query).
                 answer = client.put(
                     f"/v1/references/{NAME}/{part}",
                     content=body,
-                    params={"accept_unknown_feature_space": "true"},
+                    params={"accept_unknown_feature_space": "true"} if part == "target" else None,
                     headers={"Content-Type": kind},
                 )
                 if answer.status_code != 200:
@@ -122,12 +122,15 @@ def burst(
     statuses: list[int] = [0] * count
     start = threading.Barrier(count)
 
+    # The seed: a JSON body's member (a query beside it is refused), a .npy body's query.
+    query = "" if kind == "application/json" else "?seed=7"
+
     def send(slot: int) -> None:
         headers = {"Authorization": f"Bearer {TRAINER}", "Content-Type": kind}
         with httpx.Client(timeout=timeout) as client:
             start.wait()
             answer = client.post(
-                f"{service.url}/v1/references/{NAME}/rewards?seed=7", content=body, headers=headers
+                f"{service.url}/v1/references/{NAME}/rewards{query}", content=body, headers=headers
             )
             statuses[slot] = answer.status_code
 
