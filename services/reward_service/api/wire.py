@@ -431,7 +431,9 @@ class ArrayBody(Generic[M]):
             request, (NPY, JSON), settings, ticket, lambda shape: check(shape, method)
         )
         if payload.media_type == NPY:
-            decoded: Decoded[M] = Decoded(decode_npy(payload.data, spec, limits), None)
+            # A copy of up to the body limit: in a worker thread, as JSON is decoded.
+            array = await asyncio.to_thread(decode_npy, payload.data, spec, limits)
+            decoded: Decoded[M] = Decoded(array, None)
         else:
             decoded = await self._json(payload.data, spec, settings, ticket, check)
         del payload  # the body goes; the decoded array stays reserved until the answer

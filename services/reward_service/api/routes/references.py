@@ -141,7 +141,8 @@ async def put_target(
             lambda shape: limits.check_shape(features, shape),  # a new target may set d
         )
         if payload.media_type == wire.NPY:
-            arrays = {"features": wire.decode_npy(payload.data, features, limits)}
+            fitted = await asyncio.to_thread(wire.decode_npy, payload.data, features, limits)
+            arrays = {"features": fitted}
         else:
             arrays, _members = await wire.decode_json(
                 payload.data, TargetRequest, specs, settings, ticket, check_json
