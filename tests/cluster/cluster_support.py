@@ -266,14 +266,30 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def dashboard_variables() -> dict[str, str]:
+    """The dashboard's template variables at the values it opens with."""
+    return {v["name"]: str(v["current"]["value"]) for v in dashboard()["templating"]["list"]}
+
+
+def variables_used(text: str) -> set[str]:
+    """The names of the ``$name`` / ``${name}`` variables in a query or title."""
+    return {braced or plain for braced, plain in _VARIABLE.findall(text)}
+
+
 def dashboard_queries(rate_interval: str) -> list[PanelQuery]:
-    """Every panel target's PromQL with Grafana's ``$__rate_interval`` set to ``rate_interval``."""
+    """Every panel target's PromQL with Grafana's ``$__rate_interval`` set to ``rate_interval``
+    and the dashboard's variables at their defaults, as Grafana sends it to Prometheus (an
+    undefined variable stays as written: promtool refuses it)."""
+    values = dashboard_variables() | {"__rate_interval": rate_interval}
+
+    def filled(expr: str) -> str:
+        return _VARIABLE.sub(lambda m: values.get(m.group(1) or m.group(2), m.group(0)), expr)
+
     return [
-        PanelQuery(
-            panel["title"],
-            target["refId"],
-            target["expr"].replace("$__rate_interval", rate_interval),
-        )
+        PanelQuery(panel["title"], target["refId"], filled(target["expr"]))
         for panel in dashboard()["panels"]
         for target in panel["targets"]
     ]

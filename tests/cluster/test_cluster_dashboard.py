@@ -18,6 +18,7 @@ from cluster_support import (
     Tokens,
     dashboard,
     dashboard_queries,
+    dashboard_variables,
     drive_load,
     finite_values,
     load_yaml,
@@ -25,6 +26,7 @@ from cluster_support import (
     query,
     run_tool,
     tool,
+    variables_used,
     wait_for,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -32,6 +34,13 @@ from prometheus_client.parser import text_string_to_metric_families
 PROVISIONING = DOCKER / "grafana" / "provisioning"
 DATA_TIMEOUT = 30.0  # seconds for every panel query to return a finite value
 WINDOW = "30s"  # $__rate_interval in the live queries: spans the load and the scrapes after it
+# What a pool's health is read from: the share of it recently committed, the rows an answer
+# lagged behind the newest commit, and the reward calls that renew it.
+POOL_HEALTH = {
+    "distreward_pool_freshness",
+    "distreward_served_lag_rows",
+    "distreward_pool_turnover_calls",
+}
 
 
 def test_dashboard_is_provisioned_from_the_folder_compose_mounts() -> None:
@@ -56,6 +65,29 @@ def test_metric_names_are_read_from_promql() -> None:
         ' group_left histogram_quantile(0.5, sum by (le) (rate(b_bucket{x="c"}[5m] offset 1m)))'
     )
     assert metric_names(expr) == {"a_total", "b_bucket"}
+
+
+def test_every_variable_a_panel_names_is_the_dashboards_own() -> None:
+    defined = dashboard_variables()
+    for panel in dashboard()["panels"]:
+        texts = [panel["title"], *(t["expr"] for t in panel["targets"])]
+        used = set().union(*map(variables_used, texts)) - {"__rate_interval"}
+        assert used <= set(defined), (panel["title"], sorted(used - set(defined)))
+    assert defined and all(float(value) > 0 for value in defined.values()), defined
+
+
+def test_the_pools_freshness_lag_and_turnover_are_on_the_dashboard() -> None:
+    used = set().union(*(metric_names(q.expr) for q in dashboard_queries("1m")))
+    assert used >= POOL_HEALTH, sorted(POOL_HEALTH - used)
+    # the turnover also in trainer steps: the calls over the ranks the viewer sets
+    (steps,) = [
+        target["expr"]
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+        if "ranks" in variables_used(target["expr"])
+    ]
+    ranks = dashboard_variables()["ranks"]
+    assert metric_names(steps.replace("$ranks", ranks)) == {"distreward_pool_turnover_calls"}
 
 
 def test_every_panel_query_parses(tmp_path: Path) -> None:
