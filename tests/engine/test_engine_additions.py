@@ -156,3 +156,32 @@ def test_every_version_of_a_run_applied_in_one_pass_can_be_asked_for() -> None:
     assert middle.version == 2 and middle.base_fd == pytest.approx(committed[1].base_fd)
     base, expected = _added_credits(rows, samples, mu, sigma)
     np.testing.assert_allclose(middle.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))
+
+
+def test_commits_that_land_while_a_rebuild_runs_are_factored_for_the_new_head(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows committed while a rebuild's own factoring has run stay pending on the new built
+    version with a factorisation of their own, so added samples fold them linearly instead of
+    forcing another build."""
+    rng, basis, mu, sigma, pool = _problem(27, d=64, n=600)
+    engine = RewardEngine(mu, sigma, pool, device="cpu")
+    engine.append(features(rng, 3, basis, 0.3))
+    early = engine._later_factor
+
+    def commits_meanwhile(built):  # type: ignore[no-untyped-def]
+        factored = early(built)
+        for _ in range(3):
+            engine.append(features(rng, 3, basis, 0.3))
+        return factored
+
+    monkeypatch.setattr(engine, "_later_factor", commits_meanwhile)
+    engine.rebuild()
+    monkeypatch.undo()
+    assert engine.built_version == 1 and engine.pending_rows == 9  # past what a request factors
+    built = engine.rebuilds
+    samples = features(rng, 10, basis, 0.25)
+    result = engine.credits(samples)
+    assert engine.rebuilds == built and result.methods_used == ("lowrank",) * 10
+    base, expected = _added_credits(engine.pool(), samples, mu, sigma)
+    np.testing.assert_allclose(result.rewards, expected, rtol=0, atol=1e-9 * max(1.0, base))

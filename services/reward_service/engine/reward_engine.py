@@ -1114,11 +1114,14 @@ class RewardEngine:
         return replace(head, factor=None if factored is None else factored[0]), current
 
     def _caught_up(self, early: tuple[Head, torch.Tensor], later: Changes) -> PendingFactor | None:
-        """Under the commit lock: ``early``'s factorisation extended by the commits since it
-        (None when it cannot be, and the next commit factors the pending rows anew)."""
+        """Under the commit lock: ``early``'s factorisation extended by the commits since it,
+        or started for them (None when it cannot be, and the next commit factors the pending
+        rows anew)."""
         head, held = early
-        if head.factor is None or not self._holds(later.rows):
+        if not self._holds(later.rows):
             return None
+        # Without a factorisation (nothing was pending when it was made) one starts here:
+        # rewards fold a head's rows through it, linearly instead of quadratically.
         factored = self._factor_of(head, held, later, self._pool[later.positions], None)
         return None if factored is None else factored[0]
 
