@@ -68,8 +68,8 @@ def test_the_pool_is_sized_so_that_its_trainers_keep_it_fresh(
 
 
 def test_the_cluster_trainer_commits_what_the_pool_is_sized_for() -> None:
-    """pool_rows reads the commit volume from WorkerConfig's defaults: compose's trainer must not
-    change it on its command line."""
+    """pool_rows reads the commit volume from WorkerConfig's defaults (group rewards, one group
+    committed a step): compose's trainer must not change it on its command line."""
     command = load_yaml(ROOT / "compose.yaml")["services"]["trainer"]["command"]
-    volume = {"--groups", "--group-size", "--commit-groups", "--commit-every"}
+    volume = {"--groups", "--group-size", "--commit-groups", "--commit-every", "--reward"}
     assert not volume & set(command), command
