@@ -13,17 +13,36 @@ from reward_client.grpo.worker import WorkerConfig
 
 from .pretrain import ClassifierConfig, FlowConfig
 
-__all__ = ["DEMO_KINDS", "KINDS", "DemoConfig", "JobConfig", "job_parser", "job_settings"]
+__all__ = [
+    "DEMO_KINDS",
+    "KINDS",
+    "RANKS",
+    "DemoConfig",
+    "JobConfig",
+    "job_parser",
+    "job_settings",
+]
 
-KINDS = ("distribution", "per_sample", "credits", "credits_stalled", "loo_credits")
+KINDS = (
+    "distribution",
+    "per_sample",
+    "credits",
+    "credits_stalled",
+    "credits_4ranks",
+    "loo_credits",
+)
 """The rewards a run can train with: distribution-wise group rewards (the service), per-sample
 CNN confidence, per-sample distribution-wise credits committing a quarter of every request
-(``COMMIT_FRACTION``), the same credits never committed (a stalled pool), and leave-one-out
-credits inside groups (each sample's marginal effect on its group's reward, from the service's
-group rewards) with the same commits."""
+(``COMMIT_FRACTION``), the same credits never committed (a stalled pool), the same credits
+from 4 ``torchrun`` ranks (separate processes, 5 of the 20 groups each; a class-conditional
+demo only), and leave-one-out credits inside groups (each sample's marginal effect on its
+group's reward, from the service's group rewards) with the same commits."""
 
-DEMO_KINDS = KINDS[:4]
+DEMO_KINDS = KINDS[:5]
 """What ``make demo`` compares; ``--kinds`` picks others (e.g. ``credits loo_credits``)."""
+
+RANKS = 4
+"""The ``torchrun`` ranks of a ``credits_4ranks`` run."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +97,9 @@ class DemoConfig(JobConfig):
         jobs: runs in parallel (processes); the cores are split between them.
         grid: samples shown per panel of the image grid (a square number).
         resume: continue interrupted runs from their checkpoints instead of starting over.
+        lag_rows: the credits runs' pool lags the policy by this many rows, the newest of
+            their commits (:class:`~reward_client.training.sources.CreditRewards`): to measure
+            what lag costs; 0 keeps it up to date.
         classifier, flow: the base networks' training settings.
         worker: fine-tuning settings (its ``seed`` and ``out_dir`` are set per run).
     """
@@ -88,6 +110,7 @@ class DemoConfig(JobConfig):
     jobs: int = 2
     grid: int = 100
     resume: bool = False
+    lag_rows: int = 0
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     # Adam 1e-5 rather than 3e-5: on a validation setting (training seed 100, eval noise seed 999,
@@ -101,8 +124,9 @@ class DemoConfig(JobConfig):
     def unconditional(self) -> DemoConfig:
         """These settings for the unconditional flow: no classes, 200 steps of 16 groups of 32,
         a pool of 2,000, advantages as each reward source gives them, the group-reward run
-        committing its first group every step."""
+        committing its first group every step; the kinds compared but the 4-rank run."""
         worker = dataclasses.replace(
             self.worker, steps=200, groups=16, group_size=32, commit_every=1
         )
-        return dataclasses.replace(self, pool_size=2000, classes=0, worker=worker)
+        kinds = tuple(k for k in self.kinds if k != "credits_4ranks")
+        return dataclasses.replace(self, pool_size=2000, classes=0, kinds=kinds, worker=worker)

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .base import base_flow, feature_cnn, load_base
 from .config import KINDS, DemoConfig, job_parser, job_settings
+from .ranks import run_ranks
 from .report import plot_curves, plot_grid, write_results
 from .runs import (
     SAMPLES,
@@ -43,7 +44,7 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         "--unconditional", action="store_true", help="an unconditional flow, not one per class"
     )
     parser.add_argument(
-        "--kinds", nargs="+", choices=KINDS, default=list(default.kinds), help="rewards compared"
+        "--kinds", nargs="+", choices=KINDS, help=f"rewards compared ({' '.join(default.kinds)})"
     )
     # None: the setting of the demo chosen (conditional or --unconditional).
     parser.add_argument("--steps", type=int, help=f"policy updates ({default.worker.steps})")
@@ -51,9 +52,20 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     parser.add_argument("--lr", type=float, help=f"Adam step size ({default.worker.lr})")
     parser.add_argument("--eval-every", type=int, help=f"({default.worker.eval_every})")
     parser.add_argument("--resume", action="store_true", help="continue interrupted runs")
+    parser.add_argument(
+        "--lag-rows",
+        type=int,
+        default=default.lag_rows,
+        help="credits runs: keep the pool this many rows (the newest commits) behind the policy",
+    )
     args = parser.parse_args(argv)
     if args.unconditional:
         default = default.unconditional()
+    kinds = tuple(dict.fromkeys(args.kinds)) if args.kinds else default.kinds
+    if args.lag_rows < 0:
+        parser.error("--lag-rows must be >= 0")
+    if args.lag_rows and "credits_4ranks" in kinds:
+        parser.error("--lag-rows applies to the single-process credits runs, not credits_4ranks")
     given = {"steps": args.steps, "lr": args.lr, "eval_every": args.eval_every}
     worker = dataclasses.replace(
         default.worker, **{k: v for k, v in given.items() if v is not None}
@@ -61,9 +73,10 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     return dataclasses.replace(
         default,
         **job_settings(args),
-        kinds=tuple(dict.fromkeys(args.kinds)),
+        kinds=kinds,
         jobs=args.jobs,
         resume=args.resume,
+        lag_rows=args.lag_rows,
         worker=worker,
     )
 
@@ -110,7 +123,9 @@ def run_demo(config: DemoConfig) -> dict[str, Any]:
         base_metrics = evaluator(base.flow)
         log.info("base: %s", base_metrics)
         futures = [
-            pool.submit(run_one, config, endpoint, kind, seed)
+            pool.submit(
+                run_ranks if kind == "credits_4ranks" else run_one, config, endpoint, kind, seed
+            )
             for seed in config.seeds
             for kind in config.kinds
         ]
@@ -135,6 +150,7 @@ TITLES = {
     "per_sample": "per-sample confidence",
     "credits": "per-sample credits",
     "credits_stalled": "credits, stalled pool",
+    "credits_4ranks": "credits, 4 ranks",
     "loo_credits": "leave-one-out credits",
 }
 """Sample-grid panel titles of the reward kinds."""

@@ -50,6 +50,7 @@ __all__ = [
     "class_reference",
     "confidence_reward",
     "evaluator_for",
+    "reference_of",
     "run_dir",
     "run_one",
     "source_for",
@@ -100,9 +101,15 @@ def confidence_reward(cnn: FeatureCNN) -> PerSampleRewards:
 
 
 def source_for(
-    kind: str, client: RewardClient, reference: str, base: Base, conditional: bool = False
+    kind: str,
+    client: RewardClient,
+    reference: str,
+    base: Base,
+    conditional: bool = False,
+    lag_rows: int = 0,
 ) -> RewardSource:
-    """The reward source of a run of ``kind`` (one of :data:`~.config.KINDS`)."""
+    """The reward source of a run of ``kind`` (one of :data:`~.config.KINDS` but the 4-rank
+    run, whose ranks make their own); a credits run's pool lags by ``lag_rows`` rows."""
     if kind == "distribution":
         share = COMMIT_FRACTION if conditional else None
         return ServiceRewards(client, reference, commit_fraction=share, run=reference)
@@ -110,7 +117,9 @@ def source_for(
         return confidence_reward(base.cnn)
     if kind in ("credits", "credits_stalled"):
         share = COMMIT_FRACTION if kind == "credits" else None
-        return CreditRewards(client, reference, commit_fraction=share, run=reference)
+        return CreditRewards(
+            client, reference, commit_fraction=share, run=reference, lag_rows=lag_rows
+        )
     if kind == "loo_credits":
         return LeaveOneOutCredits(client, reference, commit_fraction=COMMIT_FRACTION, run=reference)
     raise ValueError(f"unknown reward kind {kind!r}")
@@ -129,18 +138,25 @@ def evaluator_for(
     return Evaluator(base.cnn, base.real_features, noise, steps, client, reference, labels, classes)
 
 
+def reference_of(kind: str, seed: int) -> str:
+    """The reference a run of ``kind`` and ``seed`` rolls (and names its rounds after)."""
+    return f"digits-{kind.replace('_', '-')}-seed{seed}"
+
+
 def run_one(config: DemoConfig, endpoint: Endpoint, kind: str, seed: int) -> dict[str, Any]:
-    """Fine-tune a copy of the base flow with reward ``kind``; returns the run's history."""
+    """Fine-tune a copy of the base flow with reward ``kind`` in this process; returns the
+    run's history (the 4-rank run is :func:`~.ranks.run_ranks`)."""
     start = time.perf_counter()
     base = load_base(config)
     out = run_dir(config, kind, seed)
     if not config.resume:
         shutil.rmtree(out, ignore_errors=True)
-    reference = f"digits-{kind.replace('_', '-')}-seed{seed}"
+    reference = reference_of(kind, seed)
     policy = copy.deepcopy(base.flow).requires_grad_(True)
     with endpoint.client(cnn_feature_space(base.cnn)) as client:
         upload_reference(client, reference, base, base.pool(config))
-        source = source_for(kind, client, reference, base, conditional=config.classes > 0)
+        conditional = config.classes > 0
+        source = source_for(kind, client, reference, base, conditional, config.lag_rows)
         evaluator = evaluator_for(config, base, client, reference)
         worker_config = dataclasses.replace(
             config.worker, seed=seed, out_dir=out, classes=config.classes

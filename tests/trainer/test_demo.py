@@ -47,8 +47,9 @@ def _written(config: DemoConfig) -> dict:
 
 
 def test_class_conditional_demo_reports_every_kind_with_per_class_fid(tmp_path: Path) -> None:
-    # Ten groups of two: one group a class, the smallest batch leave-one-out credit works on.
-    written = _written(_tiny(DemoConfig(), tmp_path, KINDS, groups=10, group_size=2))
+    # Twenty groups of two: two groups a class, the smallest batch leave-one-out credit works
+    # on, split into 5 groups a rank for the 4-rank run.
+    written = _written(_tiny(DemoConfig(), tmp_path, KINDS, groups=20, group_size=2))
     assert written["conditional"] is True
     for metric in (*BASE, *PER_CLASS):
         assert f"{metric}_base" in written
@@ -58,7 +59,7 @@ def test_class_conditional_demo_reports_every_kind_with_per_class_fid(tmp_path: 
     per_class = [written["credits"][f"fid_class{c}_final"] for c in range(10)]
     assert written["credits"]["fid_class_mean_final"] == pytest.approx(sum(per_class) / 10)
     # Every distribution-wise run but the stalled one commits a share of each request.
-    for kind in ("distribution", "credits", "loo_credits"):
+    for kind in ("distribution", "credits", "credits_4ranks", "loo_credits"):
         assert written[kind]["freshness"]["mean"] > 0.0
     assert written["credits_stalled"]["freshness"]["per_seed"] == [0.0]
     assert written["per_sample"]["freshness"] is None

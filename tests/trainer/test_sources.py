@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from reward_client.training.sources import (
+    CreditRewards,
     PerSampleRewards,
     ServiceRewards,
     normalise,
@@ -75,32 +76,92 @@ def test_per_sample_rewards_are_normalised_over_the_batch() -> None:
 
 
 class FakeCreditClient:
-    def __init__(self) -> None:
-        self.calls: list[tuple[tuple[int, ...], int, float | None, str | None]] = []
+    """Credits ``samples[:, 0]`` (so a test knows each sample's credit); every request and
+    commit in order in ``events``."""
 
-    def credits(self, name, samples, *, seed, commit_fraction, idempotency_key):
-        self.calls.append((samples.shape, seed, commit_fraction, idempotency_key))
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], int, str | None, float | None, str | None]] = []
+        self.events: list[tuple[str, object]] = []
+
+    def credits(self, name, samples, *, seed, round, commit_fraction, idempotency_key):
+        self.calls.append((samples.shape, seed, round, commit_fraction, idempotency_key))
+        self.events.append(("credits", round))
         rewards = samples[:, 0].astype(np.float64)
         return SimpleNamespace(
-            rewards=rewards, base_fd=5.0, version=4, freshness=SimpleNamespace(share=0.25)
+            rewards=rewards,
+            base_fd=5.0,
+            version=4,
+            freshness=SimpleNamespace(share=0.25),
+            lag=SimpleNamespace(versions=1, rows=3),
         )
+
+    def commit(self, name, features, idempotency_key=None):
+        self.events.append(("commit", (features.copy(), idempotency_key)))
 
 
 def test_credit_rewards_normalise_within_each_group_and_commit_in_the_request() -> None:
-    from reward_client.training.sources import CreditRewards
-
     client = FakeCreditClient()
     source = CreditRewards(client, "ref", commit_fraction=0.5, run="r")  # type: ignore[arg-type]
     features = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
     features[1] *= 10.0  # a group on another scale: its advantages are its own
-    scores = source.score(features, seed=7)
-    assert client.calls == [((6, 2), 7, 0.5, "r-7")]
+    scores = source.score(features, seed=7, step=3)
+    # The step names the round every rank of it shares; the seed keys the commit.
+    assert client.calls == [((6, 2), 7, "r/3", 0.5, "r-7")]
     np.testing.assert_array_equal(scores.rewards, features[:, :, 0])
     for group in scores.advantages:
         np.testing.assert_allclose(group, normalise(group))
         assert abs(group.mean()) < 1e-12
     np.testing.assert_allclose(scores.advantages[0], scores.advantages[1])
-    assert scores.info == {"base_fd": 5.0, "version": 4.0, "freshness": 0.25}
+    assert scores.info == {"base_fd": 5.0, "version": 4.0, "freshness": 0.25, "lag_rows": 3.0}
     stalled = CreditRewards(client, "ref", commit_fraction=None)  # type: ignore[arg-type]
     stalled.score(features, seed=8)
-    assert client.calls[-1][2:] == (None, None)
+    assert client.calls[-1][2:] == (None, None, None)  # no step: no round; no commit
+    assert [kind for kind, _ in client.events] == ["credits", "credits"]  # nothing else sent
+
+
+def _commits(client: FakeCreditClient) -> list[tuple[np.ndarray, str]]:
+    return [payload for kind, payload in client.events if kind == "commit"]  # type: ignore[misc]
+
+
+def _members(rows: np.ndarray, samples: np.ndarray) -> bool:
+    """Whether every row of ``rows`` is one of ``samples``'s rows."""
+    return all((samples == row).all(axis=1).any() for row in rows)
+
+
+def test_lagging_credits_commit_every_share_but_the_newest_rows_after_the_next_credits() -> None:
+    client = FakeCreditClient()
+    lag, d = 5, 3
+    source = CreditRewards(client, "ref", commit_fraction=0.25, run="r", lag_rows=lag)  # type: ignore[arg-type]
+    steps = [np.random.default_rng(n).normal(size=(20, 12, d)) for n in range(3)]
+    for step, features in enumerate(steps):
+        source.score(features, seed=100 + step, step=step)
+    # No commit rides on a credits request; each step's commit request follows its credits.
+    assert all(call[2:] == (f"r/{n}", None, None) for n, call in enumerate(client.calls))
+    assert [kind for kind, _ in client.events] == ["credits", "commit"] * 3
+    commits = _commits(client)
+    assert [key for _, key in commits] == ["r-100", "r-101", "r-102"]
+    # Step n commits the 5 rows step n - 1 held, then its own share of 60 (a quarter of 240)
+    # but its last 5: every credit met a pool missing exactly the 5 newest rows.
+    rows = [committed for committed, _ in commits]
+    assert [len(r) for r in rows] == [60 - lag, 60, 60]
+    samples = [features.reshape(-1, d) for features in steps]
+    for n in range(3):
+        own = rows[n][-(60 - lag) :]
+        assert _members(own, samples[n])
+        assert len({row.tobytes() for row in own}) == len(own)  # drawn without replacement
+        if n:
+            assert _members(rows[n][:lag], samples[n - 1])
+
+
+def test_lagging_credits_draw_an_unbiased_share() -> None:
+    client = FakeCreditClient()
+    source = CreditRewards(client, "ref", commit_fraction=0.25, run="r", lag_rows=1)  # type: ignore[arg-type]
+    features = np.arange(10 * 2, dtype=np.float64).reshape(2, 5, 2)
+    calls = 400
+    for step in range(calls):
+        source.score(features, seed=step, step=step)
+    # A quarter of 10 samples: 2 or 3 rows a step, 2.5 on average; one row held at the end.
+    committed = sum(len(rows) for rows, _ in _commits(client)) + 1
+    assert abs(committed / calls - 2.5) < 4 * (0.25 / calls) ** 0.5
+    with pytest.raises(ValueError, match="lag_rows"):
+        CreditRewards(client, "ref", lag_rows=-1)  # type: ignore[arg-type]

@@ -18,12 +18,13 @@ SURFACE = {
     "reward_client.training.sde": "SDEConfig Trajectory VelocityModel gaussian_log_prob "
     "sample_ode sample_sde step_log_prob time_grid transition velocity",
     "reward_client.training.ppo": "StepStats UpdateStats ppo_clip_loss ppo_step",
-    "reward_client.training.distributed": "init is_main rank shutdown world_size wrap",
-    "reward_client.training.cli": "load_setup parser run_settings service_rewards set_threads",
+    "reward_client.training.distributed": "all_gather init is_main rank shutdown world_size wrap",
+    "reward_client.training.cli": "load_setup parser run_settings service_client "
+    "service_rewards set_threads",
     "reward_client.grpo": "",
     "reward_client.grpo.update": "GRPOConfig policy_update",
     "reward_client.grpo.worker": "TrainSetup TrainerWorker WorkerConfig",
-    "reward_client.grpo.train": "main parse_args worker_config",
+    "reward_client.grpo.train": "main parse_args reward_source worker_config",
     "reward_client.merging": "",
     "reward_client.merging.merge": "Checkpoint Snapshots StateDict Weights merge_into merged",
     "reward_client.merging.policy": "CoefficientPolicy Kind PolicyConfig helmert policy_step",

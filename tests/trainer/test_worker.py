@@ -112,7 +112,7 @@ def test_setup_specs_are_checked() -> None:
 class ClassRewards:
     """Rewards ``10 g + k`` for sample k of group g, whatever the features."""
 
-    def score(self, features, seed: int) -> Scores:
+    def score(self, features, seed: int, *, step: int | None = None) -> Scores:
         groups, size, _ = features.shape
         rewards = 10.0 * np.arange(groups)[:, None] + np.arange(size)[None, :]
         return Scores(rewards=rewards, advantages=np.zeros_like(rewards))

@@ -67,7 +67,7 @@ class MeanReward:
         self.target = target
         self.commits: list[np.ndarray] = []
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
         rewards = -((features.mean(axis=1) - self.target) ** 2).sum(axis=1)
         adv = (rewards - rewards.mean()) / (rewards.std() + 1e-8)
         size = features.shape[1]

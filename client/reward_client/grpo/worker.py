@@ -8,18 +8,21 @@ which also evaluates, logs, checkpoints and resumes):
    (``classes > 0``) samples group g's K samples of class ``g % classes`` (the group's
    "prompt");
 2. map the samples to features (a frozen network, no gradients);
-3. ask the reward source for rewards and advantages of the (G, K, d) groups; a conditional
-   run normalises the rewards per class instead, each sample against the other samples of its
-   class in the batch (:func:`~reward_client.training.sources.per_prompt`, as flow_grpo does
-   per prompt);
+3. ask the reward source for rewards and advantages of the (G, K, d) groups (passing the
+   step, which names the step's round of requests on every rank); a conditional run
+   normalises the rewards per class instead, each sample against the other samples of its
+   class in the step's batch over all ranks (:func:`~reward_client.training.sources.per_prompt`
+   on the gathered rewards and classes, as flow_grpo does per prompt after its gather);
 4. run the PPO-clip update (:mod:`.update`) on the stored trajectory;
 5. every ``commit_every`` steps, commit the first ``commit_groups`` groups (an unbiased draw
    from the policy) so the source's pool tracks the policy.
 
 All randomness of step ``n`` on rank ``r`` comes from a generator seeded by ``(seed, r, n)``, so a
 run resumed from a checkpoint repeats the steps an uninterrupted run would take (given a
-deterministic reward source). Under ``torchrun`` the policy is wrapped in DDP and every rank
-scores its own groups; rank 0 evaluates, logs and writes checkpoints.
+deterministic reward source). Under ``torchrun`` the policy is wrapped in DDP, every rank
+samples and scores its own G groups (its share of the step's W·G, numbered over all ranks:
+:meth:`TrainerWorker.labels`), the rewards are gathered for the per-class normalisation and the
+logged reward statistics, and rank 0 evaluates, logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -40,11 +43,14 @@ __all__ = ["TrainSetup", "TrainerWorker", "WorkerConfig"]
 
 @dataclass(frozen=True)
 class TrainSetup:
-    """What a training job brings to a worker: the policy, the feature map, one sample's shape."""
+    """What a training job brings to a worker: the policy, the feature map, one sample's shape,
+    and for a class-conditional policy ``policy(x, t, labels)`` its number of classes (0: an
+    unconditional ``policy(x, t)``; see :attr:`WorkerConfig.classes`)."""
 
     policy: nn.Module
     featurize: Featurizer
     sample_shape: tuple[int, ...]
+    classes: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,8 @@ class WorkerConfig(RunConfig):
     """Settings of a GRPO run (per rank); the loop's settings are :class:`RunConfig`'s.
 
     Attributes:
-        groups, group_size: G groups of K samples per step.
+        groups, group_size: G groups of K samples per step, on each rank (the step's batch
+            is the ranks' W·G groups).
         lr: Adam learning rate.
         commit_groups: groups committed each time.
         classes: 0 for an unconditional policy ``policy(x, t)``; otherwise the number of class
@@ -108,13 +115,18 @@ class TrainerWorker(Trainer[WorkerConfig]):
         self._train_module = distributed.wrap(policy)
 
     def labels(self) -> torch.Tensor | None:
-        """The class of every sample of a step (G·K,): group g is class ``g % classes``, so
-        every class has the same number of groups when G is a multiple of ``classes``; None
-        for an unconditional policy."""
+        """The class of every sample of this rank's step (G·K,); None for an unconditional
+        policy. Groups are numbered over all ranks: rank r holds the step's groups
+        ``r G .. r G + G - 1``, and group g is class ``g % classes``. Every class has the same
+        number of groups when the ranks' W·G groups are a multiple of ``classes``, and a class's
+        groups spread over the ranks (20 groups of 10 classes on 4 ranks: class c is group c
+        and group c + 10, on ranks c // 5 and c // 5 + 2)."""
         cfg = self.config
         if cfg.classes == 0:
             return None
-        return (torch.arange(cfg.groups) % cfg.classes).repeat_interleave(cfg.group_size)
+        first = self.rank * cfg.groups
+        groups = torch.arange(first, first + cfg.groups)
+        return (groups % cfg.classes).repeat_interleave(cfg.group_size)
 
     def update(self) -> Record:
         """One sample → score → update (→ commit) step; returns its metrics."""
@@ -127,11 +139,16 @@ class TrainerWorker(Trainer[WorkerConfig]):
         with torch.no_grad():
             features = self.featurize(trajectory.samples).float().cpu().numpy()
         features = features.reshape(cfg.groups, cfg.group_size, -1)
-        scores = self.source.score(features, seed)
+        scores = self.source.score(features, seed, step=self.step)
+        # Every rank's rewards, in rank order: the step's whole batch, as flow_grpo gathers it.
+        rewards = distributed.all_gather(scores.rewards.reshape(-1))
         if labels is None:
             flat = scores.advantages.reshape(-1)
         else:
-            flat = per_prompt(scores.rewards.reshape(-1), labels.numpy())
+            # Per class over the gathered batch (a class's samples sit on several ranks); each
+            # rank keeps its own slice.
+            mine = slice(self.rank * labels.numel(), (self.rank + 1) * labels.numel())
+            flat = per_prompt(rewards, distributed.all_gather(labels.numpy()))[mine]
         advantages = torch.as_tensor(flat, dtype=torch.float32)
         stats = policy_update(
             self._train_module, self.optimizer, trajectory, advantages, cfg.sde, cfg.grpo, generator
@@ -139,8 +156,8 @@ class TrainerWorker(Trainer[WorkerConfig]):
         if self.commit_due:
             self.source.commit(features[: cfg.commit_groups].reshape(-1, features.shape[-1]))
         return {
-            "reward_mean": float(scores.rewards.mean()),
-            "reward_std": float(scores.rewards.std()),
+            "reward_mean": float(rewards.mean()),
+            "reward_std": float(rewards.std()),
             "loss": stats.loss,
             "clip_fraction": stats.clip_fraction,
             "approx_kl": stats.approx_kl,

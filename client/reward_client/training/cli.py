@@ -26,7 +26,14 @@ from .._types import Mode
 from .loop import RunConfig
 from .sources import ServiceRewards
 
-__all__ = ["load_setup", "parser", "run_settings", "service_rewards", "set_threads"]
+__all__ = [
+    "load_setup",
+    "parser",
+    "run_settings",
+    "service_client",
+    "service_rewards",
+    "set_threads",
+]
 
 S = TypeVar("S")
 
@@ -88,13 +95,22 @@ def set_threads(threads: int) -> None:
 
 
 @contextmanager
-def service_rewards(
-    args: argparse.Namespace, mode: Mode, featurize: Callable[..., Any]
-) -> Iterator[ServiceRewards]:
-    """Rewards from the service at ``--url`` for ``--reference`` of features ``featurize``
-    makes, in ``--feature-space`` or (an extractor's) ``featurize.feature_space``; the
-    connection is closed on exit."""
+def service_client(
+    args: argparse.Namespace, featurize: Callable[..., Any]
+) -> Iterator[RewardClient]:
+    """A client of the service at ``--url`` that posts features ``featurize`` makes, in
+    ``--feature-space`` or (an extractor's) ``featurize.feature_space``; closed on exit."""
     space = args.feature_space or getattr(featurize, "feature_space", None)
     token = os.environ.get("DISTREWARD_TOKEN")
     with RewardClient(args.url, token=token, feature_space=space) as client:
+        yield client
+
+
+@contextmanager
+def service_rewards(
+    args: argparse.Namespace, mode: Mode, featurize: Callable[..., Any]
+) -> Iterator[ServiceRewards]:
+    """Group rewards from :func:`service_client` for ``--reference``; the connection is closed
+    on exit."""
+    with service_client(args, featurize) as client:
         yield ServiceRewards(client, args.reference, mode=mode)

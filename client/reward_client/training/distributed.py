@@ -1,19 +1,22 @@
 """Process-group helpers for trainer workers; everything falls back to a single process.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) :func:`init` starts the default
-process group: nccl when CUDA is available, gloo on CPU.
+process group: nccl when CUDA is available, gloo on CPU. :func:`all_gather` is how a step's
+per-prompt statistics see every rank's samples, as flow_grpo gathers rewards and prompts before
+it normalises them.
 """
 
 from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["init", "is_main", "rank", "shutdown", "world_size", "wrap"]
+__all__ = ["all_gather", "init", "is_main", "rank", "shutdown", "world_size", "wrap"]
 
 
 def init() -> None:
@@ -42,6 +45,20 @@ def is_main() -> bool:
 def wrap(module: nn.Module) -> nn.Module:
     """DDP-wrap ``module`` when several processes train together (gradients all-reduced)."""
     return DistributedDataParallel(module) if world_size() > 1 else module
+
+
+def all_gather(values: np.ndarray) -> np.ndarray:
+    """Every rank's ``values`` (one shape and dtype on every rank) concatenated in rank order
+    along the first axis, on every rank; ``values`` itself in a single process."""
+    if world_size() == 1:
+        return values
+    local = torch.tensor(values)  # a copy: the array may be read-only
+    if dist.get_backend() == "nccl":  # nccl gathers device tensors only
+        local = local.to(torch.device("cuda", torch.cuda.current_device()))
+    parts = [torch.empty_like(local) for _ in range(world_size())]
+    dist.all_gather(parts, local)
+    gathered: np.ndarray = torch.cat(parts).cpu().numpy()
+    return gathered
 
 
 def shutdown() -> None:

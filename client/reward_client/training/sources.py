@@ -6,9 +6,10 @@ optionally rolls a pool with accepted samples. Three kinds:
 * :class:`ServiceRewards` — distribution-wise rewards from the reward service: each group's
   reward is ``FD_0 - FD_I(group)`` and its advantage (normalised over the request's groups by
   the service) is shared by the group's K samples. ``commit`` rolls the service's pool.
-* :class:`CreditRewards` — per-sample distribution-wise credits from the reward service (each
-  sample replaces one pool row shared by the request), advantages normalised within each
-  group (each "prompt"); a share of every request is committed in the same request.
+* :class:`CreditRewards` — per-sample distribution-wise credits from the reward service (the FD
+  change when each sample is added to the pool; the ranks of one step form a round answered
+  at one pool version), advantages normalised within each group (each "prompt"); a share of
+  every request is committed in the same request.
 * :class:`LeaveOneOutCredits` — per-sample credits inside groups from the service's group
   rewards: sample j's credit is its group's reward minus the reward of the group without it
   (its marginal effect on the group), both in float64 from one pool version.
@@ -62,8 +63,10 @@ class Scores:
 class RewardSource(Protocol):
     """What a trainer worker asks of a reward provider."""
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
-        """Score features (G, K, d); ``seed`` makes any randomness reproducible."""
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
+        """Score features (G, K, d); ``seed`` makes any randomness reproducible. ``step`` is the
+        trainer's step (steps done so far, restored on resume): the same on every rank of one
+        step, so a source can name the step's round of requests (None: no step to name)."""
         ...
 
     def commit(self, features: np.ndarray) -> None:
@@ -112,8 +115,9 @@ class ServiceRewards:
     commit_fraction: float | None = None
     run: str = "run"
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
-        """Post the groups (G, K, d); broadcast each group's reward and advantage over K."""
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
+        """Post the groups (G, K, d); broadcast each group's reward and advantage over K.
+        ``step`` is unused: group rewards have no rounds."""
         size = features.shape[1]
         batch = self.client.rewards(
             self.reference,
@@ -139,28 +143,52 @@ class ServiceRewards:
 class CreditRewards:
     """Per-sample credits from the reward service for reference ``reference``.
 
+    Each sample's credit is the service's default form, the FD change when the sample is added
+    to the pool (no pool row involved: one credit per sample and pool version on every rank).
     Each group is one prompt's samples: advantages are normalised within it, as trainers that
-    normalise per prompt do. ``commit_fraction`` of every request's samples is committed in the
-    same request under the key ``{run}-{seed}`` (a step's seed: a resumed step replays its
-    commit instead of applying it twice); None never commits, and the pool stalls.
+    normalise per prompt do. A step's requests form the round ``{run}/{step}`` (``run`` the same
+    on every rank): the service answers every rank of a step at one pool version.
+    ``commit_fraction`` of every request's samples is committed in the same request under the
+    key ``{run}-{seed}`` (a step's seed: a resumed step replays its commit instead of applying
+    it twice); None never commits, and the pool stalls.
+
+    ``lag_rows`` measures what a pool that lags the policy costs: the source then draws the
+    step's share itself (as the service draws it: ``floor(f B)`` samples plus one more with
+    probability ``frac(f B)``, uniformly, in the order drawn), commits it in a request of its
+    own after the credits, and holds back the last ``lag_rows`` rows of each step's share until
+    the next step's credits are computed. Every credit is then computed against a pool missing
+    exactly the ``lag_rows`` newest rows. The held rows live in this object only: a run resumed
+    from a checkpoint, or one that ends, never commits them.
     """
 
     client: RewardClient
     reference: str
     commit_fraction: float | None = 0.25
     run: str = "run"
+    lag_rows: int = 0
+    _held: np.ndarray | None = field(default=None, init=False, repr=False)
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
-        """Credits of the (G, K, d) samples, against the row ``seed`` draws."""
+    def __post_init__(self) -> None:
+        if self.lag_rows < 0:
+            raise ValueError(f"lag_rows must be >= 0, got {self.lag_rows}")
+
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
+        """Credits of the (G, K, d) samples, in round ``{run}/{step}`` (no round when
+        ``step`` is None)."""
         groups, size, d = features.shape
-        key = None if self.commit_fraction is None else f"{self.run}-{seed}"
+        samples = features.reshape(groups * size, d)
+        held_back = self.commit_fraction if self.lag_rows > 0 else None
+        in_request = self.commit_fraction if held_back is None else None
         batch = self.client.credits(
             self.reference,
-            features.reshape(groups * size, d),
+            samples,
             seed=seed,
-            commit_fraction=self.commit_fraction,
-            idempotency_key=key,
+            round=None if step is None else f"{self.run}/{step}",
+            commit_fraction=in_request,
+            idempotency_key=None if in_request is None else f"{self.run}-{seed}",
         )
+        if held_back is not None:
+            self._commit_lagging(samples, seed, held_back)
         rewards = np.asarray(batch.rewards, np.float64).reshape(groups, size)
         advantages = np.stack([normalise(group) for group in rewards])
         info = {
@@ -168,10 +196,25 @@ class CreditRewards:
             "version": float(batch.version),
             "freshness": float(batch.freshness.share),
         }
+        if batch.lag is not None:
+            info["lag_rows"] = float(batch.lag.rows)
         return Scores(rewards=rewards, advantages=advantages, info=info)
 
+    def _commit_lagging(self, samples: np.ndarray, seed: int, fraction: float) -> None:
+        """Commit the previous step's held rows and this step's share but its last
+        ``lag_rows``, which are held until the next step's credits."""
+        rng = np.random.default_rng(seed)
+        expected = fraction * len(samples)
+        count = int(expected) + int(rng.random() < expected - int(expected))
+        share = samples[rng.choice(len(samples), size=count, replace=False)]
+        split = max(0, count - self.lag_rows)
+        due = share[:split] if self._held is None else np.concatenate([self._held, share[:split]])
+        self._held = share[split:]
+        if len(due):
+            self.client.commit(self.reference, due, idempotency_key=f"{self.run}-{seed}")
+
     def commit(self, features: np.ndarray) -> None:
-        """Nothing more to roll: every request committed its share already."""
+        """Nothing more to roll: every step committed its share already."""
 
 
 @dataclass
@@ -206,8 +249,9 @@ class LeaveOneOutCredits:
         rows: np.ndarray = np.random.default_rng(seed).permutation(self._pool_rows)[:size]
         return rows
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
-        """Leave-one-out credits of the (G, K, d) groups, K >= 2, against rows ``seed`` draws."""
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
+        """Leave-one-out credits of the (G, K, d) groups, K >= 2, against rows ``seed`` draws
+        (``step`` is unused: the second request pins the first one's version)."""
         groups, size, d = features.shape
         if size < 2:
             raise ValueError("leave-one-out credit needs groups of at least 2 samples")
@@ -248,8 +292,9 @@ class PerSampleRewards:
 
     fn: Callable[[np.ndarray], np.ndarray]
 
-    def score(self, features: np.ndarray, seed: int) -> Scores:
-        """Score every sample alone; ``seed`` is unused (the reward is deterministic)."""
+    def score(self, features: np.ndarray, seed: int, *, step: int | None = None) -> Scores:
+        """Score every sample alone; ``seed`` and ``step`` are unused (the reward is
+        deterministic and needs no round)."""
         groups, size, d = features.shape
         rewards = np.asarray(self.fn(features.reshape(groups * size, d)), np.float64)
         rewards = rewards.reshape(groups, size)
