@@ -1,15 +1,17 @@
-"""Trainer worker: resume reproduces the uninterrupted run; commit and evaluation cadence."""
+"""Trainer worker: resume reproduces the uninterrupted run; commit and evaluation cadence; the
+classes and per-class advantages of ranks that train together."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import AffineVelocity, ConditionalAffine, MeanReward
+from toy import AffineVelocity, ConditionalAffine, MeanReward, conditional_rank
 
 from reward_client.grpo import worker as worker_module
 from reward_client.grpo.worker import TrainerWorker, TrainSetup, WorkerConfig
@@ -142,3 +144,41 @@ def test_conditional_worker_samples_each_group_of_its_class_and_normalises_per_c
     expected = torch.tensor([-10.5, -9.5, -10.5, -9.5, 9.5, 10.5, 9.5, 10.5]) / std
     assert len(seen) == 1
     torch.testing.assert_close(seen[0], expected.float())
+
+
+def test_ranks_number_groups_globally_and_normalise_per_class_over_the_gathered_batch(
+    tmp_path: Path,
+) -> None:
+    # Two ranks as separate processes over gloo, 3 groups of 2 each, 2 classes: rank 0 holds
+    # the step's groups 0, 1, 2 (classes 0, 1, 0), rank 1 groups 3, 4, 5 (classes 1, 0, 1), so
+    # each class's groups sit on both ranks. Sample k of global group g is rewarded 10 g + k.
+    world = 2
+    context = torch.multiprocessing.spawn(
+        conditional_rank,
+        args=(world, str(tmp_path / "rendezvous"), str(tmp_path)),
+        nprocs=world,
+        join=False,
+    )
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not finish in 300 s")
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(world)]
+    assert torch.equal(ranks[0]["labels"], torch.tensor([0, 0, 1, 1, 0, 0]))
+    assert torch.equal(ranks[1]["labels"], torch.tensor([1, 1, 0, 0, 1, 1]))
+    # By hand, over both ranks: class 0 is groups 0, 2, 4 (rewards 0, 1, 20, 21, 40, 41: mean
+    # 20.5), class 1 groups 1, 3, 5 (10, 11, 30, 31, 50, 51: mean 30.5), both with variance
+    # 1601.5 / 6. Each rank gets its own slice of the advantages of the gathered batch.
+    std = (1601.5 / 6) ** 0.5 + 1e-8
+    expected = [
+        torch.tensor([-20.5, -19.5, -20.5, -19.5, -0.5, 0.5]) / std,
+        torch.tensor([-0.5, 0.5, 19.5, 20.5, 19.5, 20.5]) / std,
+    ]
+    for rank, want in zip(ranks, expected, strict=True):
+        assert len(rank["advantages"]) == 2  # one update a step
+        for advantages in rank["advantages"]:
+            torch.testing.assert_close(advantages, want.float())
+        assert rank["steps"] == [0, 1]  # the loop's step, the same on every rank
+        assert rank["reward_mean"] == [25.5, 25.5]  # the gathered batch's mean
