@@ -18,7 +18,6 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
@@ -41,7 +40,6 @@ __all__ = ["HeldState", "Replica"]
 
 log = logging.getLogger(__name__)
 
-BuildOutcome = Literal["built", "adopted", "waited"]
 _SHARED_BUILD_POLL_SECONDS = 0.2  # how often a process waiting for another's build looks
 _BASE_FD_HISTORY = 65536  # versions whose base FD a replayed commit answer can still name
 
@@ -125,7 +123,6 @@ class Replica:
         # Sharing builds with the other processes of the store (None: every build here).
         self._build_lease = build_lease_seconds if store.kind != "memory" else None
         self._holder = secrets.token_hex(8)
-        self._build_seconds = 1.0  # the last build's time here, which paces adopted ones too
         self._adoptions = 0
         self._rebuild_due = asyncio.Event()
         self._retired_rebuilds = 0  # precomputes built by engines this replica no longer holds
@@ -279,41 +276,38 @@ class Replica:
                 return
             began = time.monotonic()
             try:
-                outcome = await self._next_build(engine)
+                built_here = await self._next_build(engine)
             except Exception:  # a background task: log, keep serving the head as it is
                 log.exception("rebuild of %s failed", self.name)
                 return
             self._rebuild_due.clear()
-            if outcome == "waited":
+            if not built_here:
                 continue
-            if outcome == "built":
-                self._build_seconds = time.monotonic() - began
-            # An adopted build is paced as one built here: the cores it saved go to rewards.
-            pause = self._build_seconds * (1.0 / self._rebuild_share - 1.0)
+            pause = (time.monotonic() - began) * (1.0 / self._rebuild_share - 1.0)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._rebuild_due.wait(), pause)
 
-    async def _next_build(self, engine: RewardEngine) -> BuildOutcome:
+    async def _next_build(self, engine: RewardEngine) -> bool:
         """One version precompute for ``engine``: adopted from the store where another process
         shared one this engine can take, else built here by the one process that claims the
-        build (and shared), else, while another builds, a short wait for its build. Without
-        sharing (the memory store, or a store that fails) it builds here. A builder that dies
-        holds the claim only ``build_lease_seconds``; requests never wait for it (the engine
-        builds in place what a request cannot fold)."""
+        build (and shared), else, while another builds, a short wait for its build. Returns
+        whether it built here. Without sharing (the memory store, or a store that fails) it
+        builds here. A builder that dies holds the claim only ``build_lease_seconds``; requests
+        never wait for it (the engine builds in place what a request cannot fold)."""
         lease = self._build_lease
         if lease is None:
             await self._workers.background(engine.rebuild)
-            return "built"
+            return True
         incarnation = self.state.meta.incarnation
         try:
             if await self._adopt_shared(engine, incarnation):
-                return "adopted"
+                return False
             claimed = await self._store.claim_build(self.name, incarnation, self._holder, lease)
         except StoreUnavailable:
             claimed = True  # nothing to share through: build here
         if not claimed:
             await asyncio.sleep(_SHARED_BUILD_POLL_SECONDS)
-            return "waited"
+            return False
         try:
             await self._workers.background(engine.rebuild)
             arrays = await self._workers.background(engine.export_built)
@@ -335,17 +329,12 @@ class Replica:
         finally:
             with contextlib.suppress(StoreUnavailable):
                 await self._store.release_build(self.name, incarnation, self._holder)
-        return "built"
+        return True
 
     async def _adopt_shared(self, engine: RewardEngine, incarnation: str) -> bool:
         """Adopt the store's shared precompute where it is newer than the engine's built
         version and a version the engine holds (checked again by the engine itself)."""
         version = await self._store.shared_build_version(self.name, incarnation)
-        if version is not None and version > engine.version:
-            # Built by a process further on: catch up to it rather than build another.
-            await self.sync()
-            if self.state.engine is not engine:
-                return False
         if version is None or not engine.built_version < version <= engine.version:
             return False
         shared = await self._store.read_shared_build(self.name, incarnation)
