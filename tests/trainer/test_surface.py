@@ -18,7 +18,8 @@ SURFACE = {
     "reward_client.training.sde": "SDEConfig Trajectory VelocityModel gaussian_log_prob "
     "sample_ode sample_sde step_log_prob time_grid transition velocity",
     "reward_client.training.ppo": "StepStats UpdateStats ppo_clip_loss ppo_step",
-    "reward_client.training.distributed": "all_gather init is_main rank shutdown world_size wrap",
+    "reward_client.training.distributed": "all_gather barrier init is_main rank shutdown "
+    "world_size wrap",
     "reward_client.training.cli": "load_setup parser run_settings service_client "
     "service_rewards set_threads",
     "reward_client.grpo": "",

@@ -95,18 +95,22 @@ def main(argv: list[str] | None = None) -> None:
     distributed.init()
     cli.set_threads(args.threads)
     try:
-        setup = cli.load_setup(args.setup, TrainSetup)
-        with cli.service_client(args, setup.featurize) as client:
-            worker = TrainerWorker(
-                setup.policy,
-                setup.featurize,
-                setup.sample_shape,
-                reward_source(args, client),
-                worker_config(args, setup.classes),
-            )
-            worker.run()
+        _train(args)  # returns with the worker (its DDP module) unreferenced
     finally:
         distributed.shutdown()
+
+
+def _train(args: argparse.Namespace) -> None:
+    setup = cli.load_setup(args.setup, TrainSetup)
+    with cli.service_client(args, setup.featurize) as client:
+        worker = TrainerWorker(
+            setup.policy,
+            setup.featurize,
+            setup.sample_shape,
+            reward_source(args, client),
+            worker_config(args, setup.classes),
+        )
+        worker.run()
 
 
 if __name__ == "__main__":

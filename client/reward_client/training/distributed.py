@@ -8,6 +8,7 @@ it normalises them.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["all_gather", "init", "is_main", "rank", "shutdown", "world_size", "wrap"]
+__all__ = ["all_gather", "barrier", "init", "is_main", "rank", "shutdown", "world_size", "wrap"]
 
 
 def init() -> None:
@@ -61,7 +62,16 @@ def all_gather(values: np.ndarray) -> np.ndarray:
     return gathered
 
 
+def barrier() -> None:
+    """Wait until every rank got here; no-op for a single process."""
+    if world_size() > 1:
+        dist.barrier()
+
+
 def shutdown() -> None:
-    """Leave the process group if one was started."""
+    """Leave the process group if one was started, and free what is left of it while the
+    interpreter is still whole: a gloo group that a DDP module kept alive until interpreter
+    finalization can abort the process there. Release the DDP modules first."""
     if dist.is_initialized():
         dist.destroy_process_group()
+        gc.collect()

@@ -13,7 +13,8 @@ sample → score → policy update (→ commit). :meth:`Trainer.run` does everyt
   holds exactly the restored history;
 - shows a progress bar.
 
-Under ``torchrun`` every rank steps; only rank 0 evaluates, writes files and shows progress.
+Under ``torchrun`` every rank steps; only rank 0 evaluates, writes files and shows progress, and
+the ranks return from :meth:`Trainer.run` together, once rank 0 wrote its last checkpoint.
 """
 
 from __future__ import annotations
@@ -253,4 +254,5 @@ class Trainer(abc.ABC, Generic[C]):
                     self.evaluate_now()
                 if cfg.checkpoint_every > 0 and (every(self.step, cfg.checkpoint_every) or last):
                     self.save_checkpoint()
+        distributed.barrier()  # the ranks return together, after rank 0's last checkpoint
         return self.history
