@@ -179,7 +179,7 @@ class ReplicaSet:
             raise self._refusal(name) from exc
         self._store_ok()
         self._recovered(name)
-        self._observe(name, state)
+        self._observe(name, state, replica)
         return View(state, False, replica)
 
     def held_width(self, name: str) -> int | None:
@@ -269,9 +269,11 @@ class ReplicaSet:
 
     # -- health ------------------------------------------------------------------------------
 
-    def _observe(self, name: str, state: HeldState) -> None:
-        replica = self._replicas.get(name)
-        if replica is not None:
+    def _observe(self, name: str, state: HeldState, replica: Replica) -> None:
+        """Metrics of ``state``, which ``replica`` just synced: that one, not whichever the
+        table holds now (a request that found the store down may have replaced it meanwhile
+        with one not loaded yet)."""
+        if replica.loaded:
             self._metrics.rebuilds.labels(name).inc(replica.take_rebuilds())
             self._metrics.adoptions.labels(name).inc(replica.take_adoptions())
             freshness = replica.freshness()
