@@ -27,6 +27,8 @@ Lower-level errors (httpx) are translated where they cross into this package, wi
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIError",
     "BadRequest",
@@ -82,6 +84,31 @@ class APIError(RewardClientError):
         self.url = url
         where = f" ({method} {url})" if method else ""
         super().__init__(f"{status_code}{where}: {detail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled by its fields, not by its formatted message (which the constructor does
+        not take): an error raised in a worker process (ProcessPoolExecutor, torch
+        multiprocessing) reaches the parent whole instead of breaking the pool."""
+        return (_restored, (type(self), self.args, dict(self.__dict__)))
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and isinstance(other, APIError)
+            and other.args == self.args
+            and other.__dict__ == self.__dict__
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.args))
+
+
+def _restored(cls: type[APIError], args: tuple[Any, ...], state: dict[str, Any]) -> APIError:
+    """An :class:`APIError` of ``cls`` with ``args`` and attributes ``state`` (unpickling)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 class ServiceUnavailable(APIError):
