@@ -70,8 +70,11 @@ demo-unconditional: venv
 demo-merge: venv
 	$(PY) -m examples.digits.merge_demo --out out/demo-merge --cache $(CACHE)
 
+# The standards CI holds (.ci/run runs this before the suite): lint, layout, strict types of the
+# packages' public code.
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy services/reward_service client/reward_client
 
 # The cluster (needs a Docker engine): `make up` on a GPU host, `make up CPU=1` elsewhere.

@@ -137,10 +137,9 @@ async def bounded_chunks(
     size = 0
     stream = request.stream()
     while True:
-        try:
-            async with asyncio.timeout(idle_seconds):  # the wait for bytes, nothing else
-                chunk = await anext(stream, None)
-        except TimeoutError:
+        try:  # the wait for bytes, nothing else (wait_for: asyncio.timeout is 3.11's)
+            chunk = await asyncio.wait_for(anext(stream, None), idle_seconds)
+        except asyncio.TimeoutError:
             raise BodyTimeout(
                 f"the body stopped arriving: nothing for {idle_seconds:g} s after {size} bytes "
                 "(DISTREWARD_BODY_IDLE_TIMEOUT_SECONDS); send it without pauses"

@@ -1176,7 +1176,8 @@ class RewardEngine:
     def pool(self) -> np.ndarray:
         """A float64 copy of the pool rows, in storage order."""
         with self._swap_lock:
-            return self._pool.cpu().numpy().copy()
+            rows: np.ndarray = self._pool.cpu().numpy().copy()
+        return rows
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to rebuild this engine at its head: target, pool, ring cursor,
