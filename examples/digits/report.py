@@ -83,11 +83,13 @@ def acceptance(base: dict[str, float], kinds: dict[str, Any]) -> dict[str, Any]:
     checks: dict[str, Any] = {}
     credits, stalled = kinds.get("credits"), kinds.get("credits_stalled")
     dist, per = kinds.get("distribution"), kinds.get("per_sample")
-    if credits is not None:
-        checks["credits_fid_at_least_30pct_below_base"] = credits["fid_final"] <= 0.7 * base["fid"]
+    for name in ("credits", "credits_4ranks"):  # one process, or ranks: the same bar
+        if (run := kinds.get(name)) is None:
+            continue
+        checks[f"{name}_fid_at_least_30pct_below_base"] = run["fid_final"] <= 0.7 * base["fid"]
         for metric in ("class_entropy", "coverage"):
-            kept = credits[f"{metric}_final"] >= 0.95 * base[metric]
-            checks[f"credits_{metric}_at_least_95pct_of_base"] = kept
+            kept = run[f"{metric}_final"] >= 0.95 * base[metric]
+            checks[f"{name}_{metric}_at_least_95pct_of_base"] = kept
     if stalled is not None:
         checks["stalled_fid_above_base"] = stalled["fid_final"] > base["fid"]
         if credits is not None:
