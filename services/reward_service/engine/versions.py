@@ -61,23 +61,10 @@ class Built:
     @classmethod
     def build(cls, version: int, sums: ShiftedSums, target: TargetTerms) -> Built:
         """The O(d^3) precompute: one ``eigh`` of ``M = A S A``."""
-        covariance = sums.covariance()
-        mean = sums.mean
-        spectrum_matrix = symmetrize(target.root @ covariance @ target.root)
+        spectrum_matrix = symmetrize(target.root @ sums.covariance() @ target.root)
         eigenvalues, eigenvectors = torch.linalg.eigh(spectrum_matrix)
-        trace_cov = float(covariance.trace())
-        cross = eigenvalues.clamp_min(0.0).sqrt().sum()
-        base_fd = frechet_from_terms(target.mean_term(mean), trace_cov, target.trace, cross)
-        return cls(
-            version=version,
-            sums=sums,
-            mean=mean,
-            trace_cov=trace_cov,
-            spectrum_matrix=spectrum_matrix,
-            eigenvalues=eigenvalues,
-            projector=eigenvectors.T @ target.root,
-            base_fd=float(base_fd),
-        )
+        projector = eigenvectors.T @ target.root
+        return cls.adopted(version, sums, target, eigenvalues, projector, spectrum_matrix)
 
     @classmethod
     def adopted(
@@ -89,8 +76,9 @@ class Built:
         projector: torch.Tensor,
         spectrum_matrix: torch.Tensor,
     ) -> Built:
-        """A version built elsewhere (its ``eigh`` taken by another process), on ``sums`` of
-        this process's own rows; its base FD follows from them and the eigenvalues."""
+        """The version of ``sums`` with its precompute, made here (:meth:`build`) or by
+        another process (its ``eigh`` adopted): the base FD follows from the sums and the
+        eigenvalues."""
         covariance = sums.covariance()
         mean = sums.mean
         trace_cov = float(covariance.trace())
