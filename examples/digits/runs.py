@@ -3,9 +3,11 @@
 Each run gets its own reference (``digits-<kind>-seed<seed>``: the real-digit target and the
 base pool), so parallel runs roll separate pools. The distribution-wise run takes group rewards
 from that reference; the credits runs take per-sample credits and commit a quarter of every
-request in it, or nothing (the stalled pool); the leave-one-out run takes each sample's marginal
-effect on its group's reward, committing like the credits run; the per-sample run rewards each
-sample with the feature CNN's top-class probability and uses the reference only for evaluation.
+request in it (with ``lag_rows``, that many of each step's newest rows a step late), or nothing
+(the stalled pool); the leave-one-out run takes each sample's marginal effect on its group's
+reward, committing like the credits run; the per-sample run rewards each sample with the feature
+CNN's top-class probability and uses the reference only for evaluation. The 4-rank credits run
+is :mod:`.ranks`'s.
 
 Class-conditional (``config.classes > 0``): the trainer normalises every reward per class (each
 sample against the other samples of its class in the batch, flow_grpo's per-prompt

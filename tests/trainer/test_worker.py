@@ -182,3 +182,24 @@ def test_ranks_number_groups_globally_and_normalise_per_class_over_the_gathered_
             torch.testing.assert_close(advantages, want.float())
         assert rank["steps"] == [0, 1]  # the loop's step, the same on every rank
         assert rank["reward_mean"] == [25.5, 25.5]  # the gathered batch's mean
+
+
+def test_the_command_line_picks_credits_with_rounds_named_by_the_run_id() -> None:
+    from reward_client.grpo.train import parse_args, reward_source, worker_config
+    from reward_client.training.sources import CreditRewards, ServiceRewards
+
+    base = ["--setup", "toy:build", "--reference", "ref"]
+    client = object()
+    group = reward_source(parse_args(base), client)  # type: ignore[arg-type]
+    assert isinstance(group, ServiceRewards) and group.mode == "shared"
+    args = parse_args([*base, "--reward", "credits", "--run-id", "job-7", "--groups", "5"])
+    credits = reward_source(args, client)  # type: ignore[arg-type]
+    assert isinstance(credits, CreditRewards)
+    assert (credits.reference, credits.run, credits.commit_fraction) == ("ref", "job-7", 0.25)
+    stalled = reward_source(
+        parse_args([*base, "--reward", "credits", "--commit-fraction", "0"]), client
+    )  # type: ignore[arg-type]
+    assert isinstance(stalled, CreditRewards) and stalled.commit_fraction is None
+    # The setup's classes reach the worker: groups are then numbered over the ranks.
+    config = worker_config(args, classes=10)
+    assert (config.groups, config.classes) == (5, 10)
