@@ -29,6 +29,8 @@ import numpy as np
 import pytest
 from cluster_support import ROOT, compose_cli, free_port, wait_for
 
+from benchmarks.commit_accounting import KeyedCall
+
 PROJECT = "distreward-test"
 IMAGES = "localhost/distreward-test"
 FILES = ("compose.yaml", "compose.cpu.yaml", "tests/cluster/compose.test.yaml")
@@ -36,6 +38,10 @@ FILES = ("compose.yaml", "compose.cpu.yaml", "tests/cluster/compose.test.yaml")
 # statically by test_cluster_dashboard.py).
 SERVICES = ("redis", "reward-service", "lb", "reference-init", "trainer", "prometheus")
 REFERENCE = "digits-base"
+# Trainer tokens the service accepts: the trainer container uses the first ("trainer"), the
+# credits workload one per simulated trainer ("trainer", "trainer-1", ...).
+TRAINER_TOKENS = 4
+REDIS_URL = "redis://redis:6379/0"  # as the service containers reach it
 RUN_DIR = Path("/run/distreward-test")
 # The digits base networks, kept between runs in scripts/cluster_setup.sh's cache folder
 CACHE = Path(os.environ.get("DISTREWARD_CLUSTER_CACHE", "/var/cache/distreward-cluster"))
@@ -171,14 +177,21 @@ class LiveCluster:
         self.health = _HealthChecks()
         self.health.start()
         self.lb_port, self.prometheus_port = free_port(), free_port()
-        self.tokens = {"trainer": secrets.token_urlsafe(32), "admin": secrets.token_urlsafe(32)}
+        self.tokens = {role: secrets.token_urlsafe(32) for role in [*self.trainers, "admin"]}
+        trainer_tokens = ",".join(self.tokens[role] for role in self.trainers)
         (self.folder / "distreward.env").write_text(
-            f"DISTREWARD_TOKENS={self.tokens['trainer']}\n"
+            f"DISTREWARD_TOKENS={trainer_tokens}\n"
             f"DISTREWARD_ADMIN_TOKENS={self.tokens['admin']}\n"
             f"DISTREWARD_TOKEN={self.tokens['trainer']}\n"
             f"DISTREWARD_ADMIN_TOKEN={self.tokens['admin']}\n"
         )
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+    @property
+    def trainers(self) -> list[str]:
+        """The roles of the trainer tokens (:data:`TRAINER_TOKENS`); the first is the trainer
+        container's."""
+        return ["trainer", *(f"trainer-{i}" for i in range(1, TRAINER_TOKENS))]
 
     def _locked(self) -> bool:
         try:
@@ -454,17 +467,70 @@ class LiveCluster:
 
     # -- the stored state ------------------------------------------------------------------
 
-    def stored_state(self) -> dict[str, Any]:
-        """Redis' state of the reference, loaded as a new replica loads it (snapshot + commit
-        log) and checked against a recompute from the stored pool rows
-        (``benchmarks/stored_check.py``), run inside a service container (Redis is reachable
-        only on the cluster's network)."""
-        script = (ROOT / "benchmarks" / "stored_check.py").read_text() + (
-            "\n\nimport asyncio as _asyncio, json as _json\n"
-            f"_state = _asyncio.run(read_stored_state('redis://redis:6379/0', {REFERENCE!r}))\n"
-            "print(_json.dumps(_state.summary()))\n"
+    def in_service(self, main: str, *modules: str) -> dict[str, Any]:
+        """Run the Python code ``main`` inside a service container (Redis is reachable only on
+        the cluster's network), with the modules ``benchmarks/<name>.py`` of ``modules``
+        importable by their names; returns the JSON object its last line prints."""
+        sources = {name: (ROOT / "benchmarks" / f"{name}.py").read_text() for name in modules}
+        script = (
+            "import sys, types\n"
+            f"for name, source in {sources!r}.items():\n"
+            "    module = sys.modules[name] = types.ModuleType(name)\n"
+            "    exec(compile(source, name + '.py', 'exec'), module.__dict__)\n"
+            f"{main}\n"
         )
         out = self.compose(
             "exec", "-T", "--index", "1", "reward-service", "python", "-", stdin=script
         )
         return dict(json.loads(out.strip().splitlines()[-1]))
+
+    def stored_state(self) -> dict[str, Any]:
+        """Redis' state of the reference, loaded as a new replica loads it (snapshot + commit
+        log) and checked against a recompute from the stored pool rows
+        (``benchmarks/stored_check.py``)."""
+        main = (
+            "import asyncio, json\n"
+            "from stored_check import read_stored_state\n"
+            f"state = asyncio.run(read_stored_state({REDIS_URL!r}, {REFERENCE!r}))\n"
+            "print(json.dumps(state.summary()))"
+        )
+        return self.in_service(main, "stored_check")
+
+    def commit_accounting(
+        self, calls: list[KeyedCall], key_prefix: str, start_version: int, most_rows: int
+    ) -> dict[str, Any]:
+        """Whether every commit of ``calls`` (keyed requests whose keys start with
+        ``key_prefix``, made from ``start_version`` on) that was acknowledged is in Redis once
+        (``benchmarks/commit_accounting.py``: idempotency records, log, pool rows), and the
+        stored state (:meth:`stored_state`)."""
+        sent = [[c.key, [r.hex() for r in c.rows], c.version, c.committed_rows] for c in calls]
+        main = f"""
+import asyncio, json
+from commit_accounting import KeyedCall, recorded_versions, verify_commits
+from stored_check import read_stored_state
+from reward_service.store.redis import RedisStore
+
+async def accounting():
+    state = await read_stored_state({REDIS_URL!r}, {REFERENCE!r})
+    store = RedisStore.from_url({REDIS_URL!r})
+    try:
+        log = await store.read_log({REFERENCE!r}, "0-0")
+    finally:
+        await store.close()
+    calls = [
+        KeyedCall(key, [bytes.fromhex(row) for row in rows], version, committed)
+        for key, rows, version, committed in json.loads({json.dumps(sent)!r})
+    ]
+    checks, figures = verify_commits(
+        calls,
+        await recorded_versions({REDIS_URL!r}, {key_prefix!r}),
+        start_version={start_version},
+        stored_version=state.version,
+        log=log,
+        pool=state.pool,
+        most_rows_per_commit={most_rows},
+    )
+    return {{"checks": checks, "commits": figures, "stored": state.summary()}}
+
+print(json.dumps(asyncio.run(accounting())))"""
+        return self.in_service(main, "stored_check", "commit_accounting")

@@ -11,7 +11,12 @@ Scenarios, in order (each builds on the cluster the previous ones left):
 3. Prometheus finds every replica through DNS and scrapes it, and every query of the Grafana
    dashboard returns data;
 4. Redis is restarted, then the whole cluster goes ``down`` and ``up`` again: every acknowledged
-   commit is still there (version, base FD, statistics equal to a recompute), none applied twice.
+   commit is still there (version, base FD, statistics equal to a recompute), none applied twice;
+5. credits of 64 samples a call from several trainer tokens through the load balancer, as
+   ``credit_reward_fn`` sends them, on a frozen pool and then rolling it (a quarter of each call
+   committed with an idempotency key), the same time each: no errors, every answer holds its
+   trainer's own commits, every acknowledged commit is in Redis once, and the replicas agree.
+   Samples/s of both and their ratio are measured figures (benchmarks judge speed, not this).
 
 Measured figures go to ``out/cluster-live.json``. Needs root and the images of
 ``scripts/cluster_setup.sh`` (``make test`` runs it first).
@@ -20,9 +25,13 @@ Measured figures go to ``out/cluster-live.json``. Needs root and the images of
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import httpx
@@ -30,6 +39,9 @@ import numpy as np
 import pytest
 from cluster_support import ROOT, dashboard_queries, finite_values, wait_for
 from live_cluster import REFERENCE, LiveCluster
+
+from benchmarks.cluster import NPY_HEADERS, npy, percentile
+from benchmarks.commit_accounting import KeyedCall, row_digests
 
 # Measured figures, and each service's log, the env file and podman's API log of the last run.
 MEASURED = ROOT / "out" / "cluster-live.json"
@@ -40,6 +52,10 @@ READY_TIMEOUT = 300.0  # s for a (re)started replica or the load balancer to be 
 SCRAPE_TIMEOUT = 120.0  # s for Prometheus to discover, scrape and have rates for a panel
 KILL_REQUESTS = 30  # requests sent through the load balancer while a replica is dead
 COMMITS = 5  # acknowledged commits the test makes itself before the restarts
+CREDIT_SAMPLES = 64  # samples per credits call
+COMMIT_FRACTION = 0.25  # of each rolling call: credit_reward_fn's default
+CREDITS_WARMUP = 2.0  # s of each credits phase before its calls are measured
+CREDITS_SECONDS = 5.0  # s measured of each credits phase
 
 T = TypeVar("T")
 
@@ -336,3 +352,169 @@ def _retry_commit(cluster: LiveCluster, key: str, rows: np.ndarray) -> dict[str,
         return None
     assert answer.status_code == 200, answer.text
     return dict(answer.json())
+
+
+@dataclass
+class CreditsPhase:
+    """What the trainer tokens saw in one credits phase: frozen (``rolling`` False) or with a
+    share of every call committed under an idempotency key ``{run}-r{rank}-{call}``."""
+
+    rolling: bool
+    measure_from: float  # time.monotonic(): calls sent from then on are measured
+    deadline: float  # no call is sent after it
+    run: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    latencies: list[float] = field(default_factory=list)
+    lag_rows: list[int] = field(default_factory=list)
+    turnover_calls: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    behind_own_commit: int = 0
+    calls: list[KeyedCall] = field(default_factory=list)
+    last_call: dict[int, tuple[KeyedCall, np.ndarray]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_answer: float = 0.0
+    client_cpu_share: float = 0.0  # this process's CPU over the phase: near 1, clients set the pace
+
+    def figures(self) -> dict[str, Any]:
+        wall = max(self.deadline, self.last_answer) - self.measure_from
+        return {
+            "requests": len(self.latencies),
+            "samples_per_second": round(len(self.latencies) * CREDIT_SAMPLES / wall, 1),
+            "latency_seconds": {
+                f"p{q}": round(v, 4) if (v := percentile(self.latencies, q)) else v
+                for q in (50, 95)
+            },
+            "served_lag_rows_max": max(self.lag_rows, default=None),
+            "turnover_calls_median": (
+                float(np.median(self.turnover_calls)) if self.turnover_calls else None
+            ),
+            "errors": self.errors,
+            "client_cpu_share": round(self.client_cpu_share, 2),
+        }
+
+
+def _credits_trainer(cluster: LiveCluster, rank: int, phase: CreditsPhase, d: int) -> None:
+    """One trainer token's calls until the phase's deadline: fresh samples each, in the .npy
+    form RewardClient sends; rolling, with its key, and ``after`` its last acknowledged commit
+    (read your writes, as RewardClient asks)."""
+    rng = np.random.default_rng([int(phase.rolling), rank])
+    own_version = -1
+    with cluster.client(role=cluster.trainers[rank]) as client:
+        call = 0
+        while time.monotonic() < phase.deadline:
+            samples = rng.normal(0.05, 1.0, size=(CREDIT_SAMPLES, d)).astype(np.float32)
+            headers = dict(NPY_HEADERS)
+            params: dict[str, Any] = {} if own_version < 0 else {"after": own_version}
+            keyed = None
+            if phase.rolling:
+                keyed = KeyedCall(f"{phase.run}-r{rank}-{call}", row_digests(samples))
+                headers["Idempotency-Key"] = keyed.key
+                params["commit_fraction"] = COMMIT_FRACTION
+                with phase.lock:
+                    phase.calls.append(keyed)
+            call += 1
+            measured = time.monotonic() >= phase.measure_from
+            began = time.perf_counter()
+            try:
+                answer = client.post(
+                    f"/v1/references/{REFERENCE}/credits",
+                    content=npy(samples),
+                    headers=headers,
+                    params=params,
+                )
+            except httpx.TransportError as exc:
+                phase.errors.append(type(exc).__name__)
+                continue
+            seconds = time.perf_counter() - began
+            if answer.status_code != 200:
+                phase.errors.append(f"{answer.status_code}: {answer.text[:200]}")
+                continue
+            body = answer.json()
+            with phase.lock:
+                phase.behind_own_commit += body["version"] < own_version
+                if keyed is not None:
+                    committed = body["committed"]
+                    if committed is None:  # 64 x 0.25: every call draws 16 rows
+                        phase.errors.append("an answer without its commit")
+                        continue
+                    keyed.version = own_version = int(committed["version"])
+                    keyed.committed_rows = int(committed["rows"])
+                    phase.last_call[rank] = (keyed, samples)
+                if measured:
+                    phase.latencies.append(seconds)
+                    phase.lag_rows.append(int(body["lag"]["rows"]))
+                    if body["freshness"]["turnover_calls"] is not None:
+                        phase.turnover_calls.append(float(body["freshness"]["turnover_calls"]))
+                    phase.last_answer = time.monotonic()
+
+
+def _credits_phase(cluster: LiveCluster, rolling: bool, d: int) -> CreditsPhase:
+    start, cpu = time.monotonic(), time.process_time()
+    phase = CreditsPhase(
+        rolling,
+        measure_from=start + CREDITS_WARMUP,
+        deadline=start + CREDITS_WARMUP + CREDITS_SECONDS,
+    )
+    ranks = range(len(cluster.trainers))
+    with ThreadPoolExecutor(len(ranks)) as pool:
+        for done in [pool.submit(_credits_trainer, cluster, rank, phase, d) for rank in ranks]:
+            done.result()  # a trainer's exception fails the test
+    phase.client_cpu_share = (time.process_time() - cpu) / (time.monotonic() - start)
+    return phase
+
+
+def test_credits_frozen_and_rolling_through_the_load_balancer(cluster: LiveCluster) -> None:
+    before = cluster.settled(READY_TIMEOUT)
+    d = before["d"]
+    frozen = _credits_phase(cluster, False, d)
+    assert cluster.settled(READY_TIMEOUT)["version"] == before["version"]  # nothing committed
+    rolling = _credits_phase(cluster, True, d)
+    figures = {"frozen": frozen.figures(), "rolling": rolling.figures()}
+    ratio = figures["rolling"]["samples_per_second"] / figures["frozen"]["samples_per_second"]
+    cluster.measured["credits_through_the_load_balancer"] = {
+        "trainer_tokens": len(cluster.trainers),
+        "samples_per_call": CREDIT_SAMPLES,
+        "commit_fraction": COMMIT_FRACTION,
+        "seconds_measured_per_phase": CREDITS_SECONDS,
+        "d": d,
+        "pool_rows": before["n"],
+        **figures,
+        "rolling_over_frozen_samples_per_second": round(ratio, 3),
+    }
+    assert not frozen.errors and not rolling.errors, (frozen.errors[:5], rolling.errors[:5])
+    assert frozen.latencies and rolling.latencies
+    assert rolling.behind_own_commit == 0  # read your writes
+    assert all(call.version is not None for call in rolling.calls)
+
+    settled = cluster.settled(READY_TIMEOUT)
+    accounting = cluster.commit_accounting(
+        rolling.calls,
+        f"{rolling.run}-r",
+        start_version=before["version"],
+        most_rows=math.ceil(CREDIT_SAMPLES * COMMIT_FRACTION),
+    )
+    cluster.measured["credits_through_the_load_balancer"]["accounting"] = accounting
+    assert all(accounting["checks"].values()), accounting
+    stored = accounting["stored"]
+    assert stored["consistent"] and stored["version"] == settled["version"], stored
+    assert stored["version"] == before["version"] + len(rolling.calls)
+    # the replicas agree: each at the stored version, with the stored statistics' base FD
+    infos = cluster.replica_infos()  # every replica was ready at the settled version above
+    assert infos and len(infos) == len(cluster.running("reward-service")) >= 2, infos
+    for info in infos.values():
+        assert info["version"] == stored["version"]
+        assert info["base_fd"] == pytest.approx(stored["base_fd"], rel=1e-9)
+
+    # Each trainer's last call sent again with its key (keys are each token's own): recognised,
+    # applied no second time.
+    for rank, (keyed, samples) in rolling.last_call.items():
+        with cluster.client(role=cluster.trainers[rank]) as client:
+            answer = client.post(
+                f"/v1/references/{REFERENCE}/credits",
+                content=npy(samples),
+                headers={**NPY_HEADERS, "Idempotency-Key": keyed.key},
+                params={"commit_fraction": COMMIT_FRACTION},
+            )
+        assert answer.status_code == 200, answer.text
+        committed = answer.json()["committed"]
+        assert committed["replayed"] and committed["version"] == keyed.version, committed
+    assert cluster.settled(READY_TIMEOUT)["version"] == stored["version"]
