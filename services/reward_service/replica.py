@@ -201,7 +201,10 @@ class Replica:
         if meta is None:
             raise NotFound(f"unknown reference {self.name!r}")
         held = self._state
-        if held is not None and epoch == self._epoch and self._is_current(held, meta):
+        # Current, and no catch-up halfway (the engine may hold a version whose log entry is
+        # not yet recorded: its freshness, its base FD) unless the caller may not wait.
+        settled = not (wait and self._lock.locked())
+        if held is not None and epoch == self._epoch and self._is_current(held, meta) and settled:
             if self._is_newer(meta, held.meta):
                 self._state = HeldState(meta, held.target, held.engine)
             return self.state
