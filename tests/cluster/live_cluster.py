@@ -17,6 +17,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -205,6 +206,14 @@ class LiveCluster:
     def _socket_answers(self) -> bool:
         if self.service is not None and self.service.poll() is not None:
             pytest.fail(f"podman system service exited: {self.tail('podman-service.log')}")
+        # A socket that refuses the connection first, closed here: a connect that fails inside
+        # httpx leaves its socket to the garbage collector, whose ResourceWarning then fails
+        # whichever test is running (warnings are errors).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            try:
+                probe.connect(str(self.socket))
+            except OSError:
+                return False
         try:
             transport = httpx.HTTPTransport(uds=str(self.socket))
             with httpx.Client(transport=transport, timeout=5.0) as client:
