@@ -63,6 +63,11 @@ _MAX_HEAD_BYTES = 12 + 10_000  # magic, version, length field, header (numpy's d
 M = TypeVar("M", bound=BaseModel)
 ShapeCheck = Callable[[tuple[int, ...]], None]
 
+MEMBER_OBJECT_BYTES = 24
+"""Memory reserved per byte of the members beside a JSON body's arrays before they are validated:
+they become Python objects, up to 18 bytes a byte measured (``indices`` as lists of one-int
+lists), so the members a body may carry (``DISTREWARD_MAX_JSON_FIELDS_BYTES``) are paid for too."""
+
 
 def media_type(request: Request) -> str:
     """The ``Content-Type`` sent, without parameters, lower case ("" when none)."""
@@ -190,27 +195,33 @@ async def decode_json(
     the shapes and the members before the arrays' 8 bytes a value are reserved and they are
     decoded. The caller settles the ticket to the arrays once it drops the body."""
     await ticket.reserve(json_array.DECODE_TEMPORARY_BYTES)
-    body, members, shapes = await asyncio.to_thread(
-        _split_json, data, model, specs, settings.max_json_fields_bytes
-    )
+    body = await asyncio.to_thread(_split_json, data, tuple(specs), settings.max_json_fields_bytes)
+    await ticket.reserve(MEMBER_OBJECT_BYTES * len(body.rest))
+    members, shapes = await asyncio.to_thread(_members_and_shapes, body, model, specs)
     check(shapes, members)
     await ticket.reserve(8 * sum(math.prod(shape) for shape in shapes.values()))
     return await asyncio.to_thread(_decode_arrays, body, specs, shapes), members
 
 
 def _split_json(
-    data: bytes | bytearray, model: type[M], specs: dict[str, ArraySpec], rest_limit: int
-) -> tuple[json_array.JsonBody, M, dict[str, tuple[int, ...]]]:
-    """:func:`decode_json`'s first pass: everything but the arrays' numbers."""
-    fields = tuple(specs)
+    data: bytes | bytearray, fields: tuple[str, ...], rest_limit: int
+) -> json_array.JsonBody:
+    """:func:`decode_json`'s first pass: the arrays found, the other members' text checked."""
     body = json_array.split_json(data, fields, rest_limit)
     json_array.check_member_names(body.rest)
-    members = parse_json(json_array.without_arrays(model, fields), body.rest)
+    return body
+
+
+def _members_and_shapes(
+    body: json_array.JsonBody, model: type[M], specs: dict[str, ArraySpec]
+) -> tuple[M, dict[str, tuple[int, ...]]]:
+    """:func:`decode_json`'s second pass: the members validated, each array's shape counted."""
+    members = parse_json(json_array.without_arrays(model, tuple(specs)), body.rest)
     shapes = {
         field: json_array.array_shape(found, specs[field].ndim, specs[field].what)
         for field, found in body.arrays.items()
     }
-    return body, cast(M, members), shapes
+    return cast(M, members), shapes
 
 
 def _decode_arrays(
