@@ -1,4 +1,5 @@
-"""What the engine answers: rewards of groups, credits of samples, and commits."""
+"""What the engine answers: rewards of groups, credits of samples, commits, and a pool's
+statistics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import numpy as np
 
 from .choices import CreditForm, Method, Mode
 
-__all__ = ["ADVANTAGE_EPSILON", "Committed", "CreditResult", "RewardResult", "advantages_of"]
+__all__ = [
+    "ADVANTAGE_EPSILON",
+    "Committed",
+    "CreditResult",
+    "PoolStatistics",
+    "RewardResult",
+    "advantages_of",
+]
 
 ADVANTAGE_EPSILON = 1e-8
 """Added to the standard deviation in ``(r - mean) / (std + eps)``: equal rewards give zero
@@ -82,3 +90,41 @@ class CreditResult:
     version: int
     base_fd: float
     compute_seconds: float
+
+    @classmethod
+    def of_groups_of_one(cls, result: RewardResult) -> CreditResult:
+        """The ``replace`` form's credits from the rewards of groups of one sample, all
+        replacing the same row."""
+        return cls(
+            rewards=result.rewards,
+            advantages=result.advantages,
+            fds=result.fds,
+            form="replace",
+            row=int(result.indices[0, 0]),
+            seed=result.seed,
+            method=result.method,
+            methods_used=result.methods_used,
+            error_estimates=result.error_estimates,
+            version=result.version,
+            base_fd=result.base_fd,
+            compute_seconds=result.compute_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class PoolStatistics:
+    """Sufficient statistics of a pool, float64: ``total = sum (x - shift)`` (d,), ``gram =
+    sum (x - shift)(x - shift)^T`` (d, d) over ``n`` rows. The shift (the pool mean when they
+    were last computed from the rows) keeps their digits far from the origin."""
+
+    shift: np.ndarray
+    total: np.ndarray
+    gram: np.ndarray
+    n: int
+
+    def raw_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(sum x, sum x x^T)`` about the origin, for consumers of raw sums (these lose the
+        digits the shift keeps when the pool is far from the origin)."""
+        cross = np.outer(self.shift, self.total)
+        gram = self.gram + cross + cross.T + self.n * np.outer(self.shift, self.shift)
+        return self.total + self.n * self.shift, gram

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -37,8 +36,20 @@ import numpy as np
 import torch
 
 from .addition import Addition, exact_additions, factored_additions, lowrank_additions
+from .adoption import BuiltArrays, NotAdoptable, check_adopted
+from .certification import (
+    certified_head,
+    certified_run,
+    factor_of,
+    fits,
+    holds,
+    projected,
+    settle,
+    shown_regular,
+)
 from .choices import CREDIT_FORMS, METHODS, CreditForm, Method, Mode
 from .degenerate import DegeneratePool
+from .history import VersionHistory, VersionNotHeld
 from .linalg import (
     as_float64,
     frechet_from_terms,
@@ -47,68 +58,16 @@ from .linalg import (
     single_threaded,
     trace_sqrt_psd,
 )
-from .lowrank import QuadratureSettings, TraceSqrtChange
+from .lowrank import QuadratureSettings
 from .pending import PendingFactor
 from .replacement import Replacement, exact_rewards, lowrank_rewards
-from .results import Committed, CreditResult, RewardResult, advantages_of
+from .results import Committed, CreditResult, PoolStatistics, RewardResult, advantages_of
 from .selection import choose_rows
 from .statistics import ShiftedSums
 from .validation import check_features, check_groups
 from .versions import Built, Changes, Head, TargetTerms
 
-__all__ = [
-    "ADOPTION_RTOL",
-    "HISTORY_VERSIONS",
-    "BuiltArrays",
-    "PoolStatistics",
-    "RewardEngine",
-    "VersionNotHeld",
-]
-
-HISTORY_VERSIONS = 64
-"""Recent versions whose per-sample credits can still be asked for after the pool moved on: the
-ranks of one training step ask at the version the step began with (the service's rounds) while
-their own commits move the head, so a few steps' worth of commits is enough."""
-
-HISTORY_BYTES = 256 * 2**20
-"""Memory the kept versions' built precomputes may hold beyond the newest two (three d x d
-float64 matrices each: 96 MiB at d = 2048, where two are kept; at small d, where every commit
-may be built, all of :data:`HISTORY_VERSIONS`)."""
-
-
-class VersionNotHeld(LookupError):
-    """The version asked for is neither the head nor a recent version the engine keeps."""
-
-
-ADOPTION_RTOL = 1e-9
-"""How closely a precompute built elsewhere must agree with this engine's own version before it
-is adopted: the sum of its eigenvalues with ``tr(A S A)`` of this engine's rows, and the base FD
-they give with the one this engine certified (beyond that one's own error estimate), both
-relative to max(1, value). Another pool (another incarnation, a diverged log) misses by far."""
-
-
-@dataclass(frozen=True)
-class BuiltArrays:
-    """A version's precompute as it travels between processes: ``M = A S A``
-    (``spectrum_matrix``), its ascending ``eigenvalues``, ``projector = Q^T A``, and the base
-    FD its builder computed, float64."""
-
-    version: int
-    base_fd: float
-    eigenvalues: np.ndarray
-    projector: np.ndarray
-    spectrum_matrix: np.ndarray
-
-
-class _NotAdoptable(Exception):
-    """A precompute from elsewhere that does not match this engine's pool at its version."""
-
-
-REGULARITY_MARGIN = 2.0
-"""A certified head's ``M`` counts as regular by its certificate when the lower end of its
-spectral interval is this many times ``min_relative_eigenvalue`` of the upper end: the build
-that folds it in later computes eigenvalues within about ``d u lambda_max`` of the true ones
-(``u`` the unit round-off), far inside that slack."""
+__all__ = ["STATISTICS_RTOL", "RewardEngine"]
 
 STATISTICS_RTOL = 1e-12
 """Statistics whose rounding-error bound exceeds this fraction of the covariance (or of a
@@ -131,25 +90,6 @@ class _Step:
     def built(self) -> bool:
         """Whether the new head was built here (not certified from the built precompute)."""
         return self.successor.built.version == self.successor.version
-
-
-@dataclass(frozen=True)
-class PoolStatistics:
-    """Sufficient statistics of a pool, float64: ``total = sum (x - shift)`` (d,), ``gram =
-    sum (x - shift)(x - shift)^T`` (d, d) over ``n`` rows. The shift (the pool mean when they
-    were last computed from the rows) keeps their digits far from the origin."""
-
-    shift: np.ndarray
-    total: np.ndarray
-    gram: np.ndarray
-    n: int
-
-    def raw_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(sum x, sum x x^T)`` about the origin, for consumers of raw sums (these lose the
-        digits the shift keeps when the pool is far from the origin)."""
-        cross = np.outer(self.shift, self.total)
-        gram = self.gram + cross + cross.T + self.n * np.outer(self.shift, self.shift)
-        return self.total + self.n * self.shift, gram
 
 
 class RewardEngine:
@@ -221,8 +161,8 @@ class RewardEngine:
         self._completed: tuple[Head, PendingFactor] | None = None
         # Recent heads by version, each with the rows appended before it (see _held_head).
         self._appended = 0
-        self._history: OrderedDict[int, tuple[Head, int]] = OrderedDict()
-        self._keep(self._head)
+        self._history = VersionHistory(d)
+        self._history.keep(self._head, self._appended)
         self._rebuilds = 0
         self._adoptions = 0
         # The commit :meth:`check_commit` worked out last, for :meth:`append` of the same rows
@@ -293,15 +233,10 @@ class RewardEngine:
         return self._cursor
 
     def _fits(self, rows: int) -> bool:
-        """Whether an update replacing ``rows`` rows (rank ``2 rows + 1``) goes to the low-rank
-        path: above ``max_rank_fraction * d`` an eigendecomposition is cheaper."""
-        return 2 * rows + 1 <= self._settings.max_rank_fraction * self.d
+        return fits(self._settings, self.d, rows)
 
     def _holds(self, rows: int) -> bool:
-        """Whether ``rows`` pending rows stay on the low-rank path for commits (the head's
-        factorisation grows linearly per commit; see ``max_pending_fraction``)."""
-        fraction = max(self._settings.max_pending_fraction, self._settings.max_rank_fraction)
-        return 2 * rows + 1 <= fraction * self.d
+        return holds(self._settings, self.d, rows)
 
     def rows_appended(self, version: int | None = None) -> int:
         """Rows appended since this engine was made, up to ``version`` (None: the head); a
@@ -318,24 +253,7 @@ class RewardEngine:
     def held_versions(self) -> tuple[int, int]:
         """The oldest and newest versions per-sample credits can be asked for."""
         with self._swap_lock:
-            return next(iter(self._history)), self._head.version
-
-    def _keep(self, head: Head) -> None:
-        """Under the swap lock (or in the constructor): remember ``head`` as its version's,
-        dropping the oldest versions beyond :data:`HISTORY_VERSIONS`, and those on built
-        versions beyond what :data:`HISTORY_BYTES` holds (each holds d x d matrices)."""
-        self._history[head.version] = (head, self._appended)
-        self._history.move_to_end(head.version)
-        while len(self._history) > HISTORY_VERSIONS:
-            self._history.popitem(last=False)
-        builts = {id(kept.built): kept.built.version for kept, _ in self._history.values()}
-        most = max(2, HISTORY_BYTES // (3 * 8 * self.d * self.d))
-        if len(builts) > most:
-            oldest = sorted(builts.values())[-most]
-            for version in [
-                v for v, (kept, _) in self._history.items() if kept.built.version < oldest
-            ]:
-                del self._history[version]
+            return self._history.oldest, self._head.version
 
     def _held_head(self, version: int | None) -> tuple[Head, torch.Tensor]:
         """Under the swap lock: the head of ``version`` (None: the newest) and the rows it
@@ -346,7 +264,7 @@ class RewardEngine:
             return head, self._pool[head.changes.positions]
         kept = self._history.get(version)
         if kept is None:
-            oldest = next(iter(self._history))
+            oldest = self._history.oldest
             raise VersionNotHeld(
                 f"version {version} is not held: credits can be asked for versions "
                 f"{oldest} to {head.version}"
@@ -402,9 +320,10 @@ class RewardEngine:
             if self._needs_build(head, terms, size, method):
                 self.rebuild()
                 head, rows, used_seed, terms = self._group_terms(ys, mode, used_seed, indices)
-        rewards, errors, certified = self._settled(
+        rewards, errors, certified = settle(
             head,
             count,
+            self._settings,
             lowrank=(
                 (lambda: lowrank_rewards(head.built, terms, self._settings))
                 if method == "lowrank" and self._fits(head.changes.rows + size)
@@ -426,41 +345,6 @@ class RewardEngine:
             base_fd=head.base_fd,
             compute_seconds=time.perf_counter() - started,
         )
-
-    def _settled(
-        self,
-        head: Head,
-        count: int,
-        lowrank: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None,
-        exact: Callable[[torch.Tensor], torch.Tensor],
-    ) -> tuple[np.ndarray, np.ndarray, tuple[Method, ...]]:
-        """Rewards of ``count`` groups or samples for ``head``, their error estimates (NaN for
-        exact ones) and the path each took: ``lowrank()`` (rewards relative to the built
-        version and their errors; None: skip it) certified against the tolerance, ``exact``
-        (rewards relative to the built version of the chosen indices) for the rest."""
-        # Rewards relative to the built version, less the head's own change from it.
-        offset = head.built.base_fd - head.base_fd
-        errors = torch.full((count,), torch.nan, dtype=torch.float64, device=self._device)
-        if lowrank is not None:
-            rewards, errors = lowrank()
-            rewards = rewards - offset
-            errors = errors + head.base_error
-            tolerance = torch.clamp(
-                self._settings.reward_rtol * rewards.abs(),
-                min=self._settings.reward_atol * max(1.0, abs(head.base_fd)),
-            )
-            certified = torch.isfinite(errors) & (errors <= tolerance)
-        else:
-            rewards = torch.zeros(count, dtype=torch.float64, device=self._device)
-            certified = torch.zeros(count, dtype=torch.bool, device=self._device)
-        fallback = torch.nonzero(~certified).flatten()
-        if fallback.numel():
-            rewards[fallback] = exact(fallback) - offset
-            errors[fallback] = torch.nan
-        used: tuple[Method, ...] = tuple(
-            "lowrank" if flag else "exact" for flag in certified.cpu().tolist()
-        )
-        return rewards.cpu().numpy(), errors.cpu().numpy(), used
 
     def _needs_build(self, head: Head, terms: Replacement, size: int, method: Method) -> bool:
         """Whether groups of ``size`` rows want the head built first: its pending rows push
@@ -533,20 +417,7 @@ class RewardEngine:
             result = self._scored(groups, "shared", seed, None, method, started)
         else:
             result = self._scored(groups, "indices", None, [row], method, started)
-        return CreditResult(
-            rewards=result.rewards,
-            advantages=result.advantages,
-            fds=result.fds,
-            form="replace",
-            row=int(result.indices[0, 0]),
-            seed=result.seed,
-            method=method,
-            methods_used=result.methods_used,
-            error_estimates=result.error_estimates,
-            version=result.version,
-            base_fd=result.base_fd,
-            compute_seconds=result.compute_seconds,
-        )
+        return CreditResult.of_groups_of_one(result)
 
     def _added(
         self, values: torch.Tensor, method: Method, started: float, version: int | None
@@ -576,9 +447,10 @@ class RewardEngine:
                 lowrank = partial(factored_additions, built, factor, terms, change)
             elif self._fits(head.changes.rows + 1) and terms.trusted:
                 lowrank = partial(lowrank_additions, built, terms, self._settings)
-        rewards, errors, used = self._settled(
+        rewards, errors, used = settle(
             head,
             values.shape[0],
+            self._settings,
             lowrank=lowrank,
             exact=lambda chosen: exact_additions(built, terms.select(chosen), self._target),
         )
@@ -654,7 +526,7 @@ class RewardEngine:
                 self._cursor = (self._cursor + ys.shape[0]) % step.head.built.n
                 self._head = successor
                 self._appended += ys.shape[0]
-                self._keep(successor)
+                self._history.keep(successor, self._appended)
                 if self._later is not None:
                     self._later = self._later.then(positions, step.before)[0]
         return Committed(
@@ -718,17 +590,11 @@ class RewardEngine:
         current = self._pool[changes.positions]
         current[slots] = ys
         with single_threaded():  # skinny products and small factorisations
-            successor = self._certified_head(head, changes, current)
-        if successor is None or (regular and not self._shown_regular(successor)):
+            held = self._pool[head.changes.positions]
+            successor = certified_head(head, held, changes, current, self._target, self._settings)
+        if successor is None or (regular and not shown_regular(successor, self._settings)):
             successor = self._built_head(head, changes, current)
         return _Step(head, ys, positions, before, successor)
-
-    def _shown_regular(self, head: Head) -> bool:
-        """Whether the spectral interval of a certified head shows its ``M`` regular."""
-        if head.factor is None:
-            return False
-        lo, hi = head.factor.spectrum
-        return lo > REGULARITY_MARGIN * self._settings.min_relative_eigenvalue * hi
 
     def append_many(self, batches: Sequence[Any]) -> list[Committed]:
         """:meth:`append` of each of ``batches`` in order, with the same versions and base FDs,
@@ -764,7 +630,7 @@ class RewardEngine:
         ys = torch.cat(rows)
         factor = head.factor
         if factor is None and not pending:  # the head is built: start a factorisation
-            spread = float(_projected(built, ys).square().sum()) / (built.n - 1)
+            spread = float(projected(built, ys).square().sum()) / (built.n - 1)
             factor = PendingFactor.start(built.eigenvalues, spread, self._settings)
         if factor is None:
             return None
@@ -772,7 +638,7 @@ class RewardEngine:
         current = torch.cat([self._pool[head.changes.positions], ys])
         ends = np.cumsum(sizes).tolist()
         with single_threaded():  # skinny products and small factorisations
-            run = self._certified_run(head, factor, changes, current, ends)
+            run = certified_run(head, factor, changes, current, ends, self._target, self._settings)
         if run is None:
             return None
         factor, certified = run
@@ -790,9 +656,11 @@ class RewardEngine:
                     changes.positions[: pending + end], changes.originals[: pending + end]
                 )
                 self._appended = before_run + end
-                self._keep(Head(head.version + j + 1, built, prefix, fd, estimate))
+                self._history.keep(
+                    Head(head.version + j + 1, built, prefix, fd, estimate), self._appended
+                )
             self._appended = before_run + total
-            self._keep(self._head)
+            self._history.keep(self._head, self._appended)
             if self._later is not None:
                 self._later = self._later.then(positions, before)[0]
         return [
@@ -806,144 +674,11 @@ class RewardEngine:
             for j, ((fd, estimate), end) in enumerate(zip(certified, ends, strict=True))
         ]
 
-    def _certified_run(
-        self,
-        head: Head,
-        factor: PendingFactor,
-        changes: Changes,
-        current: torch.Tensor,
-        ends: list[int],
-    ) -> tuple[PendingFactor, list[tuple[float, float]]] | None:
-        """``factor`` (the head's pending rows') extended by the fresh positions of
-        ``changes``, and the base FD with its error estimate of each version whose rows are
-        the first ``pending + ends[j]`` of them, certified by the low-rank path from
-        ``head.built``; None where one cannot be."""
-        built, pending = head.built, head.changes.rows
-        nothing = current[:0].unsqueeze(0)
-        terms = [
-            Replacement.of(
-                built,
-                changes.originals[None, : pending + end],
-                current[: pending + end],
-                nothing,
-                self._target,
-            )
-            for end in ends
-        ]
-        if not all(bool(term.trusted.all()) for term in terms):
-            return None
-        fresh = slice(pending, None)
-        originals, rows = changes.originals[fresh], current[fresh]
-        projected = (
-            built.projector
-            @ torch.cat(
-                [
-                    originals - built.mean,
-                    rows - built.mean,
-                    torch.stack([t.delta[0] for t in terms]),
-                ]
-            ).T
-        )
-        count = len(rows)
-        removed, added = projected[:, :count], projected[:, count : 2 * count]
-        weight = 1.0 / (built.n - 1)
-        # Each commit's removals, then its additions: every prefix is a pool's scatter.
-        starts = [0, *ends[:-1]]
-        order = torch.cat(
-            [
-                torch.cat([removed[:, a:b], added[:, a:b]], dim=1)
-                for a, b in zip(starts, ends, strict=True)
-            ],
-            dim=1,
-        )
-        weights = torch.cat(
-            [
-                torch.cat([order.new_full((b - a,), -weight), order.new_full((b - a,), weight)])
-                for a, b in zip(starts, ends, strict=True)
-            ]
-        )
-        factor, change = factor.extended_changes(
-            order, weights, [2 * end for end in ends], projected[:, 2 * count :], -built.n * weight
-        )
-        if not factor.contains():
-            return None
-        certified = [self._certified_fd(built, term, change, j) for j, term in enumerate(terms)]
-        if any(version is None for version in certified):
-            return None
-        return factor, [version for version in certified if version is not None]
-
     def commit(self, features: Any) -> int:
         """:meth:`append` and :meth:`rebuild`: returns the new version once it is built."""
         version = self.append(features).version
         self.rebuild()
         return version
-
-    def _certified_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head | None:
-        """The next head with its base FD by the low-rank path from ``head.built``, the pending
-        factorisation extended by the new positions; None when that cannot be certified."""
-        built = head.built
-        if not self._holds(changes.rows):
-            return None
-        nothing = current[:0].unsqueeze(0)  # the head adds no rows beyond the pending ones
-        terms = Replacement.of(built, changes.originals[None], current, nothing, self._target)
-        if not bool(terms.trusted.all()):
-            return None
-        shift = terms.delta[0]
-        held = self._pool[head.changes.positions]
-        factored = self._factor_of(head, held, changes, current, shift)
-        if factored is None:
-            return None
-        factor, change = factored
-        assert change is not None
-        certified = self._certified_fd(built, terms, change, 0)
-        if certified is None:
-            return None
-        base_fd, error = certified
-        return Head(head.version + 1, built, changes, base_fd, error, factor)
-
-    def _certified_fd(
-        self, built: Built, terms: Replacement, change: TraceSqrtChange, index: int
-    ) -> tuple[float, float] | None:
-        """A version's base FD and its error estimate from the ``tr sqrt`` change at
-        ``index`` and the version's closed-form ``terms`` relative to ``built``; None where
-        the estimate is over the tolerance (or NaN: not certified)."""
-        reward = float(2.0 * change.change[index] - terms.mean_change[0] - terms.trace_change[0])
-        error = 2.0 * float(change.error_estimate[index])
-        base_fd = built.base_fd - reward
-        tolerance = max(
-            self._settings.reward_rtol * abs(reward),
-            self._settings.reward_atol * max(1.0, abs(base_fd)),
-        )
-        if not error <= tolerance:  # NaN too
-            return None
-        return base_fd, error
-
-    def _factor_of(
-        self,
-        head: Head,
-        held: torch.Tensor,
-        changes: Changes,
-        current: torch.Tensor,
-        shift: torch.Tensor | None,
-    ) -> tuple[PendingFactor, TraceSqrtChange | None] | None:
-        """The factorisation of ``changes`` (rows ``current`` at their positions) relative to
-        ``head.built`` and, given the mean ``shift`` (projected), the change of ``tr sqrt``
-        it makes. The head's factorisation (made with rows ``held`` at its positions) is
-        extended by the positions ``changes`` adds after the head's when those positions
-        still hold those rows (a commit that wraps around the ring onto a pending position
-        changes one) and the spectrum stays in its interval; otherwise it is started anew.
-        None where the built spectrum allows no certified quadrature."""
-        built = head.built
-        factor, first = head.factor, head.changes.rows
-        if factor is not None and torch.equal(current[:first], held):
-            result = _extended(built, factor, changes.originals[first:], current[first:], shift)
-            if result[0].contains():
-                return result
-        spread = float(_projected(built, current).square().sum()) / (built.n - 1)
-        factor = PendingFactor.start(built.eigenvalues, spread, self._settings)
-        if factor is None:
-            return None
-        return _extended(built, factor, changes.originals, current, shift)
 
     def _built_head(self, head: Head, changes: Changes, current: torch.Tensor) -> Head:
         """The next head, built here from its own statistics (under the commit lock)."""
@@ -991,14 +726,7 @@ class RewardEngine:
 
     def export_built(self) -> BuiltArrays:
         """The built version's precompute, for other processes to :meth:`adopt`."""
-        built = self._head.built
-        return BuiltArrays(
-            version=built.version,
-            base_fd=built.base_fd,
-            eigenvalues=built.eigenvalues.cpu().numpy().copy(),
-            projector=built.projector.cpu().numpy().copy(),
-            spectrum_matrix=built.spectrum_matrix.cpu().numpy().copy(),
-        )
+        return BuiltArrays.of(self._head.built)
 
     def adopt(self, arrays: BuiltArrays) -> bool:
         """Take ``arrays``, a version built elsewhere, as this engine's built version, as
@@ -1007,10 +735,7 @@ class RewardEngine:
         it is a version this engine holds, newer than its built one and on it (the commits
         since kept pending on the adopted one), and where it agrees with this engine's rows
         (:data:`ADOPTION_RTOL`); returns whether it was."""
-        d = self.d
-        if arrays.eigenvalues.shape != (d,) or arrays.projector.shape != (d, d):
-            return False
-        if arrays.spectrum_matrix.shape != (d, d):
+        if not arrays.fits(self.d):
             return False
         with self._rebuild_lock:
             with self._commit_lock:
@@ -1044,27 +769,15 @@ class RewardEngine:
                     )
                 )
                 built = Built.adopted(arrays.version, updated, self._target, *tensors)
-                self._check_adopted(built, updated, target)
+                check_adopted(built, updated, self._target.sigma, target)
                 return built
 
             try:
                 swapped = self._swapped_in(adopted, built_here=False)
-            except _NotAdoptable:
+            except NotAdoptable:
                 return False
             self._adoptions += swapped is not None
             return swapped is not None
-
-    def _check_adopted(self, built: Built, sums: ShiftedSums, target: Head) -> None:
-        """Raise :class:`_NotAdoptable` where ``built`` (from elsewhere, on ``sums`` of this
-        engine's rows) is not the precompute of ``target``'s pool."""
-        # tr(A S A) = tr(S S_r), elementwise for symmetric S and S_r: O(d^2).
-        traced = float((sums.covariance() * self._target.sigma).sum())
-        held = float(built.eigenvalues.sum())
-        if not abs(held - traced) <= ADOPTION_RTOL * max(1.0, abs(traced)):
-            raise _NotAdoptable(f"eigenvalues sum to {held}, A S A has trace {traced}")
-        tolerance = ADOPTION_RTOL * max(1.0, abs(target.base_fd)) + target.base_error
-        if not abs(built.base_fd - target.base_fd) <= tolerance:
-            raise _NotAdoptable(f"base FD {built.base_fd} against {target.base_fd}")
 
     def _swapped_in(self, make: Callable[[], Built], *, built_here: bool = True) -> int | None:
         """Under the rebuild lock, ``self._later`` started: ``make()`` the built version
@@ -1096,7 +809,7 @@ class RewardEngine:
                 successor = Head.at(built)
             with self._swap_lock:
                 self._head = successor
-                self._keep(successor)
+                self._history.keep(successor, self._appended)
         return built.version
 
     def _later_factor(self, built: Built) -> tuple[Head, torch.Tensor]:
@@ -1110,7 +823,7 @@ class RewardEngine:
         if not later.rows or not self._holds(later.rows):
             return head, current
         start = Head(built.version, built, Changes.none(self.d, self._device), 0.0, 0.0)
-        factored = self._factor_of(start, current[:0], later, current, None)
+        factored = factor_of(start, current[:0], later, current, None, self._settings)
         return replace(head, factor=None if factored is None else factored[0]), current
 
     def _caught_up(self, early: tuple[Head, torch.Tensor], later: Changes) -> PendingFactor | None:
@@ -1122,7 +835,7 @@ class RewardEngine:
             return None
         # Without a factorisation (nothing was pending when it was made) one starts here:
         # rewards fold a head's rows through it, linearly instead of quadratically.
-        factored = self._factor_of(head, held, later, self._pool[later.positions], None)
+        factored = factor_of(head, held, later, self._pool[later.positions], None, self._settings)
         return None if factored is None else factored[0]
 
     def _rows_of_head(self) -> torch.Tensor:
@@ -1220,33 +933,3 @@ class RewardEngine:
             cursor=int(state.get("cursor", 0)),
             statistics=statistics,
         )
-
-
-def _projected(built: Built, rows: torch.Tensor) -> torch.Tensor:
-    """Rows (m, d) centred at the built mean, in ``M``'s eigenbasis: columns ``B x~`` (d, m)."""
-    return built.projector @ (rows - built.mean).T
-
-
-def _extended(
-    built: Built,
-    factor: PendingFactor,
-    originals: torch.Tensor,
-    current: torch.Tensor,
-    shift: torch.Tensor | None,
-) -> tuple[PendingFactor, TraceSqrtChange | None]:
-    """``factor`` with the positions that held ``originals`` (m, d) and hold ``current`` now
-    appended, the removals first so that every prefix is a pool's scatter; given the mean
-    ``shift`` (d,), the change of ``tr sqrt`` too. One product with the projector for all of
-    them: it is read from memory once."""
-    count = originals.shape[0]
-    rows = [originals - built.mean, current - built.mean]
-    if shift is not None:
-        rows.append(shift.unsqueeze(0))
-    projected = built.projector @ torch.cat(rows).T
-    columns = projected[:, : 2 * count]
-    weight = 1.0 / (built.n - 1)
-    weights = torch.cat([columns.new_full((count,), -weight), columns.new_full((count,), weight)])
-    if shift is None:
-        return factor.extended(columns, weights), None
-    means = projected[:, -1:]
-    return factor.extended_changes(columns, weights, [2 * count], means, -built.n * weight)

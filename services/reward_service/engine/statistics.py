@@ -85,6 +85,11 @@ class ShiftedSums:
         correction = torch.outer(self.total, self.total) / self.n
         return symmetrize((self.gram - correction) / (self.n - 1))
 
+    def trace_covariance(self) -> float:
+        """``tr S``, without forming ``S``: ``(tr gram - |total|^2 / n) / (n - 1)``."""
+        scatter = self.gram.diagonal().sum() - self.total.square().sum() / self.n
+        return float(scatter) / (self.n - 1)
+
     def replaced(self, removed: torch.Tensor, added: torch.Tensor) -> ShiftedSums:
         """The sums after rows ``removed`` (m, d) are replaced by ``added`` (m, d), with the
         rounding of this update added to the bounds."""

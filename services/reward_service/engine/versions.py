@@ -79,9 +79,8 @@ class Built:
         """The version of ``sums`` with its precompute, made here (:meth:`build`) or by
         another process (its ``eigh`` adopted): the base FD follows from the sums and the
         eigenvalues."""
-        covariance = sums.covariance()
         mean = sums.mean
-        trace_cov = float(covariance.trace())
+        trace_cov = sums.trace_covariance()
         cross = eigenvalues.clamp_min(0.0).sqrt().sum()
         base_fd = frechet_from_terms(target.mean_term(mean), trace_cov, target.trace, cross)
         return cls(
