@@ -64,9 +64,10 @@ class PoolChunk(NamedTuple):
     final: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PoolUpload:
-    """A pool upload, checked and cut into chunks (views of one array)."""
+    """A pool upload, checked and cut into chunks (views of one array; equality is identity,
+    as arrays have no single truth value)."""
 
     config: ClientConfig
     path: str
