@@ -1,6 +1,6 @@
 """Fixtures shared by several test folders: a real Redis, in-process apps over both stores and
-service processes (service and hardening tests), and the demo's service (merge and trainer
-tests). Helpers the tests import live in ``tests/service_support.py``.
+service processes (service and hardening tests), and the demo's service (the client's trainer
+tests and the feature tests). Helpers the tests import live in ``tests/service_support.py``.
 
 The service is imported inside the fixtures, so that the client's tests still collect where
 only the client is installed. Nothing is skipped silently: without ``redis-server`` the Redis
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
     """A ``python -m reward_service`` child with the in-memory store (admin token), started by
-    the demo's launcher (the merge and trainer tests use it; other folders define their own)."""
+    the demo's launcher (the client's trainer tests and the feature tests use it; other folders
+    define their own)."""
     from examples.digits.service import reward_service
 
     if os.environ.get("DISTREWARD_URL"):

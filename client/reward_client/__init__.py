@@ -12,19 +12,21 @@ imports the service. A trainer step::
 
 The HTTP contract is docs/API.md; errors form one tree rooted at `RewardClientError`.
 
-Where things live. The HTTP client is this package's private modules: `_base` (every operation
-of the contract, written once without I/O: request building, retries, decoding; an operation
-``_op_<name>`` is the public method ``<name>``), `_client` (the blocking and the asyncio driver),
-`_protocol` (what operations and drivers exchange), `_retry` (what is retried, and when),
-`_encoding` / `_decode` (arrays out, dataclasses in), `_config`, `_exceptions`, `_types`; and
-`reward_fn` (the DDPO / Flow-GRPO reward-function adapter). Sub-packages need torch and are
-never imported from here: `reward_client.training` (what every trainer shares: the run loop,
-reward sources, samplers, the PPO-clip step; start there to add a trainer),
-`reward_client.grpo` (GRPO over the SDE sampler), `reward_client.merging` (merge-coefficient
-RL) and `reward_client.features` (images to features with provenance, reference statistics).
+Where things live. The HTTP client is this package's private modules: `_sync_client` and
+`_async_client` (`RewardClient` and `AsyncRewardClient`: the public methods, each driving one
+operation with its own I/O), `_base` (the operations both share: build, send under the retry
+policy, decode), `_requests` (the request of each operation, as data), `_retry` (what is
+retried, when, and the loops that do it), `_protocol` (what operations and drivers exchange),
+`_freshness` (the stalled-pool warning), `_encoding` / `_decode` (arrays out, dataclasses in),
+`_config`, `_exceptions`, `_types`; and `reward_fn` (the DDPO / Flow-GRPO reward-function
+adapter). Sub-packages need torch and are never imported from here: `reward_client.training`
+(what every trainer shares: the run loop, reward sources, samplers, the PPO-clip step; start
+there to add a trainer), `reward_client.grpo` (GRPO over the SDE sampler),
+`reward_client.merging` (merge-coefficient RL) and `reward_client.features` (images to features
+with provenance, reference statistics).
 """
 
-from ._client import AsyncRewardClient, RewardClient
+from ._async_client import AsyncRewardClient
 from ._config import ClientConfig, WireDType
 from ._exceptions import (
     APIError,
@@ -46,6 +48,7 @@ from ._exceptions import (
     UnsupportedMediaType,
     VersionMismatch,
 )
+from ._sync_client import RewardClient
 from ._types import (
     CommitResult,
     CommittedShare,

@@ -65,8 +65,9 @@ class ClientConfig:
         base_url: Root of the service, e.g. ``http://reward:8000``.
         token: Bearer token (trainer or admin role). Not shown in ``repr``.
         timeout: Seconds to wait for each network operation (connect, write, read).
-        retries: Further attempts after the first when the service is unavailable (502, 503,
-            504) or unreachable (connection errors, timeouts). 4xx answers are never retried.
+        retries: Further attempts after the first when the service is busy or unavailable
+            (429, 502, 503, 504) or unreachable (connection errors, timeouts). Other 4xx and
+            5xx answers are never retried.
         backoff: First retry delay in seconds; doubles with each retry (with jitter).
         max_backoff: Upper bound of any one wait, including one asked for by ``Retry-After``,
             so a misconfigured proxy cannot park a trainer for an hour.

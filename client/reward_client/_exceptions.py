@@ -10,7 +10,7 @@ One tree, so a trainer can catch as broadly or as narrowly as it needs::
         ├── ServiceUnavailable          503 (and 502 / 504 from a proxy): retried; `retry_after`
         │   └── TooManyRequests           429 the token's share is in use: retried; `retry_after`
         ├── ServerError                 any other 5xx: a service bug, never retried
-        └── ClientRequestError          4xx: the request itself is wrong, never retried
+        └── ClientRequestError          other 4xx: the request itself is wrong, never retried
             ├── BadRequest                400 wrong d, NaN / Inf, ragged or empty groups ...
             ├── Unauthorized              401 missing or unknown token
             ├── Forbidden                 403 trainer token on an admin route
@@ -143,7 +143,8 @@ class ServerError(APIError):
 
 
 class ClientRequestError(APIError):
-    """A 4xx: the request is wrong and sending it again would fail the same way."""
+    """A 4xx other than 429 (`TooManyRequests`): the request is wrong and sending it again
+    would fail the same way."""
 
 
 class BadRequest(ClientRequestError):

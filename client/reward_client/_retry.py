@@ -1,19 +1,24 @@
-"""The retry policy, as pure functions of one failed attempt.
+"""Retries: the policy, as pure functions of one failed attempt, and the loops that apply it.
 
 Which failures are worth another try, which exception describes a failure, and how long to
-wait. Kept free of I/O and of client state so that both clients share it and tests can pin
-it down directly.
+wait (`failure_kind`, `error_for_reply`, `backoff_delay`), kept free of I/O and of client
+state so that tests can pin them down directly; and the loops both clients run their
+requests through, as operations of `_protocol` that yield the waits they want: `exchange`
+resends one request, `restarting` starts over an operation whose request may have been applied.
 """
 
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Literal
+from typing import Literal, TypeVar
 
 import httpx
 
+from ._config import ClientConfig
 from ._exceptions import (
     RETRYABLE_STATUSES,
     ProtocolError,
@@ -23,16 +28,23 @@ from ._exceptions import (
     TransportError,
     error_for_status,
 )
-from ._protocol import Call, Reply
+from ._protocol import Call, Op, Reply, Sleep
 
 __all__ = [
     "FailureKind",
+    "MaybeApplied",
     "backoff_delay",
     "detail_of",
     "error_for_reply",
+    "exchange",
     "failure_kind",
     "parse_retry_after",
+    "restarting",
 ]
+
+logger = logging.getLogger("reward_client")
+
+T = TypeVar("T")
 
 #: ``"retry"``: the service did not apply the request and may later; ``"ambiguous"``: it may
 #: have applied it; ``"final"``: trying again would fail the same way.
@@ -128,3 +140,64 @@ def backoff_delay(
     if isinstance(error, ServiceUnavailable) and error.retry_after is not None:
         delay = max(delay, error.retry_after + rng.uniform(0, backoff))
     return min(delay, max_backoff)
+
+
+class MaybeApplied(TransportError):
+    """A request that must not be applied twice failed in a way that may have applied it
+    (read timeout, connection lost after sending, gateway 502 / 504). The operation that sent
+    it decides how to recover (`restarting`); resending the same request is not an option."""
+
+
+def exchange(call: Call, config: ClientConfig, rng: random.Random) -> Op[httpx.Response]:
+    """Send ``call`` until it gets a 2xx; retry what is worth retrying, raise the rest.
+
+    Retried: 429 / 502 / 503 / 504 and failures to reach the service, up to
+    ``config.retries`` times, waiting an exponentially growing, jittered delay (at least
+    what ``Retry-After`` asks for). Never retried: any other 4xx or 5xx. A call that is not
+    replay-safe is not resent after a failure that may have applied it: that raises
+    `MaybeApplied` for the operation to recover from as a whole.
+    """
+    attempt = 0
+    while True:
+        reply = yield call
+        if isinstance(reply, httpx.Response) and reply.is_success:
+            return reply
+        error = error_for_reply(call, reply)
+        cause = reply if isinstance(reply, httpx.RequestError) else None
+        kind = failure_kind(reply)
+        if kind == "ambiguous" and not call.replay_safe:
+            message = f"{error} (not resent: it may have been applied)"
+            raise MaybeApplied(message) from (error if cause is None else cause)
+        attempt += 1
+        if kind == "final" or attempt > config.retries:
+            raise error from cause
+        delay = _delay(attempt, error, config, rng)
+        logger.warning("%s; retry %d of %d in %.2f s", error, attempt, config.retries, delay)
+        yield Sleep(delay)
+
+
+def restarting(
+    start: Callable[[], Op[T]], what: str, config: ClientConfig, rng: random.Random
+) -> Op[T]:
+    """Run the operation ``start()`` makes, and start it over (a fresh one, after a backoff
+    delay) when one of its requests may have been applied, up to ``config.retries`` times:
+    for an operation whose first request resets what the others did (a pool upload's PUT)."""
+    restarts = 0
+    while True:
+        try:
+            return (yield from start())
+        except MaybeApplied as exc:
+            restarts += 1
+            if restarts > config.retries:
+                raise
+            delay = _delay(restarts, exc, config, rng)
+            logger.warning("%s interrupted (%s); restarting in %.2f s", what, exc, delay)
+            yield Sleep(delay)
+
+
+def _delay(
+    attempt: int, error: RewardClientError, config: ClientConfig, rng: random.Random
+) -> float:
+    return backoff_delay(
+        attempt, error, backoff=config.backoff, max_backoff=config.max_backoff, rng=rng
+    )

@@ -51,9 +51,9 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from ._client import RewardClient
 from ._config import FeatureSpaceLike, feature_space_id
 from ._encoding import ArrayLike, as_numpy
+from ._sync_client import RewardClient
 from ._types import CreditForm, Method, Mode
 
 __all__ = [

@@ -1,7 +1,14 @@
-"""Fixtures: each client test that does not care which client it drives runs against both."""
+"""Fixtures of the client's tests (this folder and the trainer packages' folders below it):
+each client test that does not care which client it drives runs against both, and torch, where
+a test module imported it, runs on one thread.
+
+The support modules of several folders (``client_fakes``, ``trainer_toy``) live here: pytest puts
+this folder on ``sys.path`` when it loads this file, before any test below it is imported.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,3 +41,17 @@ def client_for(request: pytest.FixtureRequest) -> Iterator[ClientFor]:
     yield make
     for client in made:
         client.close()
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The trainers' toy problems are tiny: one torch thread avoids OpenMP spin-waits on a busy
+    CPU. Torch is not imported for this: the client itself is tested without it."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

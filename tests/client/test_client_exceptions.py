@@ -10,12 +10,15 @@ import pytest
 
 import reward_client
 from reward_client._exceptions import error_for_status
+from reward_client._retry import MaybeApplied
 
 ERRORS = [
     reward_client.RewardClientError("anything"),
     reward_client.TransportError("connection refused"),
     reward_client.RequestTimeout("no answer in 60 s"),
     reward_client.ProtocolError("answer is not JSON"),
+    # What a pool upload raises when its restarts run out (a TransportError).
+    MaybeApplied("POST /v1/references/r/pool: timed out (not resent: it may have been applied)"),
     reward_client.ServiceUnavailable(503, "store down", retry_after=2.0, method="POST", url="/x"),
     reward_client.TooManyRequests(429, "share in use", retry_after=1.5),
     reward_client.ServerError(500, "internal error"),

@@ -1,8 +1,9 @@
 """Error mapping and the retry policy, against both clients.
 
-Policy under test: 4xx and other 5xx are raised at once, as their own exception class;
-503 (and 502 / 504), 429 and failures to reach the service are retried with backoff, honouring
-Retry-After; a commit keeps its idempotency key across its retries.
+Policy under test: 4xx other than 429, and 5xx other than 502 / 503 / 504, are raised at once,
+as their own exception class; 503 (and 502 / 504), 429 and failures to reach the service are
+retried with backoff, honouring Retry-After; a commit keeps its idempotency key across its
+retries.
 """
 
 from __future__ import annotations

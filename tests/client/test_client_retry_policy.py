@@ -19,6 +19,7 @@ REQUEST = httpx.Request("POST", "http://service.test/v1/references/ref/commit")
     ("reply", "kind"),
     [
         (httpx.Response(503), "retry"),
+        (httpx.Response(429), "retry"),
         (httpx.Response(502), "ambiguous"),
         (httpx.Response(504), "ambiguous"),
         (httpx.Response(500), "final"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 
@@ -52,3 +53,14 @@ def test_both_clients_offer_the_same_methods():
 
     sync, async_ = public(reward_client.RewardClient), public(reward_client.AsyncRewardClient)
     assert sync - {"close"} == async_ - {"aclose"}
+
+
+def test_both_clients_document_and_sign_each_method_alike():
+    # The methods are written out in both classes: nothing but this keeps them the same.
+    sync, async_ = reward_client.RewardClient, reward_client.AsyncRewardClient
+    for name in {n for n in dir(sync) if not n.startswith("_")} - {"close"}:
+        blocking, awaited = getattr(sync, name), getattr(async_, name)
+        assert inspect.signature(blocking) == inspect.signature(awaited), name
+        assert blocking.__doc__ and blocking.__doc__ == awaited.__doc__, name
+        assert inspect.iscoroutinefunction(awaited), name
+        assert not inspect.iscoroutinefunction(blocking), name

@@ -27,7 +27,7 @@ import argparse
 import os
 import uuid
 
-from .._client import RewardClient
+from .._sync_client import RewardClient
 from ..reward_fn import COMMIT_FRACTION
 from ..training import cli, distributed
 from ..training.sde import SDEConfig

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from .._client import RewardClient
+from .._sync_client import RewardClient
 from .._types import Mode
 from .loop import RunConfig
 from .sources import ServiceRewards

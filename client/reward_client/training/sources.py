@@ -30,7 +30,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .._client import RewardClient
+from .._sync_client import RewardClient
 from .._types import Mode
 
 __all__ = [

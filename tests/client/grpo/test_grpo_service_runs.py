@@ -3,6 +3,7 @@ leave-one-out credits against a from-scratch recompute of every modified pool.""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import AffineVelocity
+from trainer_toy import AffineVelocity
 
 from examples.digits.service import Endpoint
 from reward_client.grpo.worker import TrainerWorker, WorkerConfig
@@ -93,16 +94,16 @@ def test_two_workers_share_one_service(service: Endpoint) -> None:
 
 def test_torchrun_ranks_train_with_ddp(service: Endpoint, tmp_path: Path) -> None:
     version = _make_reference(service, "toy-ddp")
-    here = Path(__file__).parent
+    setup_dir = Path(inspect.getfile(AffineVelocity)).parent  # the ranks import trainer_toy
     env = {
         **os.environ,
         "DISTREWARD_TOKEN": service.token,
-        "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(setup_dir), os.environ.get("PYTHONPATH", "")]),
     }
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--standalone", "-m", "reward_client.grpo.train",
-        "--setup", "toy:build", "--url", service.url, "--reference", "toy-ddp",
+        "--setup", "trainer_toy:build", "--url", service.url, "--reference", "toy-ddp",
         "--steps", str(STEPS), "--groups", str(GROUPS), "--group-size", str(SIZE),
         "--sde-steps", "4", "--lr", "1e-2", "--out", str(tmp_path), "--threads", "1",
         "--no-progress",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy import AffineVelocity, ConditionalAffine
+from trainer_toy import AffineVelocity, ConditionalAffine
 
 from reward_client.grpo.update import GRPOConfig, policy_update
 from reward_client.training.ppo import ppo_clip_loss

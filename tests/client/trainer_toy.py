@@ -1,5 +1,5 @@
-"""Toy models with known answers, shared by the trainer tests (and the torchrun test's setup),
-and one rank of the spawned two-rank test.
+"""Toy models with known answers, shared by the tests of `reward_client.training` and
+`reward_client.grpo` (and the torchrun test's setup), and one rank of the spawned two-rank test.
 
 Gaussian data ``x1 ~ N(m, diag(sigma^2))`` with noise ``x0 ~ N(0, I)``: the marginal of
 ``x_t = (1 - t) x0 + t x1`` is ``N(t m, diag((1 - t)^2 + t^2 sigma^2))`` and the exact
@@ -88,7 +88,8 @@ class MeanReward:
 
 
 def build() -> TrainSetup:
-    """Setup for ``python -m reward_client.grpo.train --setup toy:build``: a 4-d affine flow."""
+    """Setup for ``python -m reward_client.grpo.train --setup trainer_toy:build``: a 4-d
+    affine flow."""
     return TrainSetup(policy=AffineVelocity(4), featurize=nn.Identity(), sample_shape=(4,))
 
 

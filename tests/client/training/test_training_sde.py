@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from toy import AffineVelocity, GaussianVelocity
+from trainer_toy import AffineVelocity, GaussianVelocity
 
 from reward_client.training.sde import (
     SDEConfig,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from toy import AffineVelocity, ConditionalAffine, MeanReward, conditional_rank
+from trainer_toy import AffineVelocity, ConditionalAffine, MeanReward, conditional_rank
 
 from reward_client.grpo import worker as worker_module
 from reward_client.grpo.worker import TrainerWorker, TrainSetup, WorkerConfig
@@ -102,13 +102,13 @@ def test_setup_specs_are_checked() -> None:
     from reward_client.merging.trainer import MergeSetup
     from reward_client.training.cli import load_setup
 
-    assert load_setup("toy:build", TrainSetup).sample_shape == (4,)
+    assert load_setup("trainer_toy:build", TrainSetup).sample_shape == (4,)
     with pytest.raises(ValueError, match="module:function"):
-        load_setup("toy.build", TrainSetup)
+        load_setup("trainer_toy.build", TrainSetup)
     with pytest.raises(TypeError, match="expected TrainSetup"):
-        load_setup("toy:MeanReward", TrainSetup)
+        load_setup("trainer_toy:MeanReward", TrainSetup)
     with pytest.raises(TypeError, match="returned TrainSetup, expected MergeSetup"):
-        load_setup("toy:build", MergeSetup)
+        load_setup("trainer_toy:build", MergeSetup)
 
 
 class ClassRewards:
@@ -188,7 +188,7 @@ def test_the_command_line_picks_credits_with_rounds_named_by_the_run_id() -> Non
     from reward_client.grpo.train import parse_args, reward_source, worker_config
     from reward_client.training.sources import CreditRewards, ServiceRewards
 
-    base = ["--setup", "toy:build", "--reference", "ref"]
+    base = ["--setup", "trainer_toy:build", "--reference", "ref"]
     client = object()
     group = reward_source(parse_args(base), client)  # type: ignore[arg-type]
     assert isinstance(group, ServiceRewards) and group.mode == "shared"
