@@ -68,6 +68,7 @@ from benchmarks.cluster import (
     warm,
 )
 from benchmarks.commit_accounting import KeyedCall, recorded_versions, row_digests, verify_commits
+from benchmarks.engine_bound import engine_bound
 from benchmarks.stored_check import TOLERANCE, read_stored_state
 from reward_client.reward_fn import COMMIT_FRACTION
 from reward_service.store.redis import RedisStore
@@ -421,14 +422,27 @@ def _report(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Start Redis and the service processes, run the phases, stop everything."""
+    """The engine's own bound first (nothing else running), then: start Redis and the service
+    processes, run the phases, stop everything."""
+    bound = None
+    if args.engine_seconds > 0:
+        bound = engine_bound(
+            d=args.d,
+            pool=args.pool,
+            samples=args.samples,
+            commit_fraction=args.commit_fraction,
+            threads=args.threads,
+            seconds=args.engine_seconds,
+        )
     with local_cluster(
         processes=args.processes,
         clients=args.trainers,
         threads=args.threads,
         log_dir=args.log_dir,
     ) as cluster:
-        return asyncio.run(_run(cluster, args))
+        result = asyncio.run(_run(cluster, args))
+    result["engine_bound"] = bound
+    return result
 
 
 def _figure(value: float | None, spec: str) -> str:
@@ -483,6 +497,17 @@ def _table(result: dict[str, Any]) -> str:
                 for o in ratios["per_order"]
             )
         )
+    bound = result.get("engine_bound")
+    if bound is not None:
+        call = bound["rolling_call_seconds"]
+        lines.append(
+            f"  engine alone ({bound['threads']} thread(s), builds in line): rolling/frozen "
+            f"{bound['throughput_ratio']:.3f}x; a frozen call "
+            f"{1e3 * bound['frozen_call_seconds']:.0f} ms, a rolling call "
+            f"{1e3 * call['credits']:.0f} ms credits + "
+            f"{1e3 * call['commit']:.0f} ms commit + {1e3 * call['build']:.0f} ms builds "
+            f"({bound['builds']} builds, one per {_figure(bound['rows_per_build'], '.0f')} rows)"
+        )
     lines.append(
         f"  {'PASSED' if result['passed'] else 'FAILED'}: "
         + ", ".join(f"{name}={ok}" for name, ok in result["checks"].items())
@@ -514,6 +539,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1: frozen, rolling; 2: frozen, rolling, rolling, frozen",
     )
     parser.add_argument("--chunk-rows", type=int, default=4096, help="pool upload chunks")
+    parser.add_argument(
+        "--engine-seconds",
+        type=float,
+        default=20.0,
+        help="seconds of each mode on the engine alone, before the cluster starts (0: skip)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,

@@ -34,12 +34,19 @@ def test_a_short_rolling_run_passes_its_checks(tmp_path: Path) -> None:
             "2",
             "--orders",
             "2",
+            "--engine-seconds",
+            "1",
             "--output",
             str(output),
         ]
     )
     result = json.loads(output.read_text())
     assert status == 0, result["checks"]
+    bound = result["engine_bound"]
+    # 16 rows a call against the low-rank path's 7 pending rows at d = 64: a build every call.
+    assert bound["builds"] >= 1 and bound["rows_per_build"] == 16
+    assert bound["frozen_calls_per_second"] > 0 and bound["rolling_calls_per_second"] > 0
+    assert set(bound["rolling_call_seconds"]) == {"credits", "commit", "build"}
     assert result["passed"] and result["checks"] and all(result["checks"].values())
     phases = result["phases"]
     assert [(p["mode"], p["order"]) for p in phases] == [
@@ -85,7 +92,7 @@ def test_client_timeouts_are_counted_and_their_commits_accounted_for(tmp_path: P
     main(
         [
             *("--d", "64", "--pool", "2000", "--trainers", "2"),
-            *("--warmup", "0.5", "--duration", "1", "--timeout", "0.001"),
+            *("--warmup", "0.5", "--duration", "1", "--timeout", "0.001", "--engine-seconds", "0"),
             *("--output", str(output)),
         ]
     )
