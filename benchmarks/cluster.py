@@ -6,14 +6,16 @@ generated features (target fitted to shifted rows, then the pool in chunks)."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 import secrets
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,6 +70,16 @@ def default_threads(processes: int) -> int:
     cores make every small operation (a commit's) wait on barriers of threads the scheduler has
     put aside."""
     return max(1, (os.cpu_count() or 1) // processes)
+
+
+def finish(result: dict[str, Any], output: Path, summary: Callable[[dict[str, Any]], str]) -> int:
+    """Write ``result`` to ``output`` as JSON, print its ``summary``; the exit status of a run
+    whose checks passed (0) or not (1)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(summary(result))
+    print(f"written to {output}")
+    return 0 if result["passed"] else 1
 
 
 def machine() -> dict[str, object]:

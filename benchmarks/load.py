@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from benchmarks.cluster import (
     admin_client,
     bearer,
     default_threads,
+    finish,
     local_cluster,
     machine,
     npy,
@@ -312,12 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result = run(args)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(result, indent=2) + "\n")
-    print(_summary(result))
-    print(f"written to {args.output}")
-    return 0 if result["passed"] else 1
+    return finish(run(args), args.output, _summary)
 
 
 if __name__ == "__main__":
