@@ -13,10 +13,11 @@ Where things live (each module's docstring says more):
   memory), refused with 429; ``cost`` — a rewards or credits request's estimated engine work
   and its bound (413). ``api/json_array.py`` decodes JSON arrays within that memory.
 * ``service`` — the use cases behind the routes (``ReferenceService``); knows no HTTP.
-* ``replicas`` — what this process holds of every reference, its catch-up, the stale-read
-  policy, store health and the isolation of references that cannot be loaded
-  (``ReplicaSet``); ``replica`` — one reference's held state and its replay of the log;
-  ``freshness`` — how much of a pool recent commits replaced.
+* ``replication/`` — what this process holds of the references: ``replica_set``, every
+  reference held, its catch-up, the stale-read policy, store health and the isolation of
+  references that cannot be loaded (``ReplicaSet``); ``replica``, one reference's held state
+  and its replay of the log; ``freshness``, how much of a pool recent commits replaced;
+  ``workers``, the threads engine calls run in.
 * ``store/`` — persistence behind one interface (memory, Redis). A new store goes there.
 * ``engine/`` — the mathematics (float64 Fréchet distances, subset-replace rewards); imports
   neither FastAPI nor Redis.

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import CreditForm, Method, Mode
 from .engine.choices import SEED_LIMIT
-from .freshness import Freshness
+from .replication.freshness import Freshness
 from .store.base import StoreKind
 
 __all__ = [

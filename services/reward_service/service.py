@@ -1,7 +1,7 @@
 """The use cases behind the routes: check requests against the limits and the reference, write
 through the store, run the engine in worker threads. Knows no HTTP; raises
 :mod:`reward_service.errors`. What this process holds of each reference, and its standing with
-the store, is :class:`~reward_service.replicas.ReplicaSet`'s.
+the store, is :class:`~reward_service.replication.replica_set.ReplicaSet`'s.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ from .engine import (
 )
 from .errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
 from .feature_spaces import check_feature_space
-from .freshness import Freshness
 from .limits import Limits
 from .metrics import ServiceMetrics
-from .replica import HeldState, Replica
-from .replicas import ReplicaSet, View
+from .replication.freshness import Freshness
+from .replication.replica import HeldState, Replica
+from .replication.replica_set import ReplicaSet, View
+from .replication.workers import WorkerThreads
 from .settings import Settings
 from .store.base import CommitRecord, Store, StoreKind, Target, rows_digest
-from .workers import WorkerThreads
 
 __all__ = [
     "CommitOutcome",

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import MAX_FEATURE_MAGNITUDE
-from .freshness import FRESHNESS_SECONDS, FRESHNESS_VERSIONS
+from .replication.freshness import FRESHNESS_SECONDS, FRESHNESS_VERSIONS
 
 __all__ = ["MIN_TOKEN_LENGTH", "PLACEHOLDER_TOKENS", "Settings", "get_settings"]
 

@@ -22,12 +22,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import Conflict, NotFound, Unavailable
+from ..errors import Conflict, NotFound, Unavailable
+from ..metrics import ServiceMetrics
+from ..settings import Settings
+from ..store.base import ReferenceMeta, Store, StoreConflict, StoreUnavailable
 from .freshness import FreshnessTracker
-from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
-from .settings import Settings
-from .store.base import ReferenceMeta, Store, StoreConflict, StoreUnavailable
 from .workers import WorkerThreads
 
 __all__ = ["ReplicaSet", "View"]

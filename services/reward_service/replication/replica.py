@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import BuiltArrays, RewardEngine
-from .errors import NotFound
-from .freshness import Freshness, FreshnessTracker
-from .store.base import (
+from ..engine import BuiltArrays, RewardEngine
+from ..errors import NotFound
+from ..store.base import (
     Base,
     LogEntry,
     ReferenceMeta,
@@ -34,6 +33,7 @@ from .store.base import (
     StoreUnavailable,
     Target,
 )
+from .freshness import Freshness, FreshnessTracker
 from .workers import WorkerThreads
 
 __all__ = ["HeldState", "Replica"]
