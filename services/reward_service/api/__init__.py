@@ -8,6 +8,10 @@
   ``AdminAuth``...), token checks included.
 * ``wire`` — bodies to arrays: size-capped reads, ``.npy`` / ``.npz`` / JSON decoding, the
   header checked against ``reward_service.limits`` before the body is read.
+* ``schemas`` — the JSON request bodies and typed responses (the API's own: the store keeps
+  records of its own).
+* ``feature_space_header`` — the ``Feature-Space`` header every route that posts features
+  reads (the rules it applies: ``reward_service.feature_spaces``).
 * ``errors`` — service errors to HTTP statuses; ``middleware`` — request metrics;
   ``openapi`` / ``docs`` — the documented bodies and the offline ``/docs``.
 

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import ArraySpec, Limits
-from ..schemas import ErrorResponse
+from .schemas import ErrorResponse
 from .wire import JSON, NPY, NPZ, ArrayBody
 
 __all__ = [

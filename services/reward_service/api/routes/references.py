@@ -12,7 +12,13 @@ from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...feature_spaces import target_feature_space
-from ...schemas import (
+from ...service import Lag, ReferenceService, View
+from .. import wire
+from ..deps import AdminAuth, CallerKey, RefName, ServiceDep, SettingsDep, TrainerAuth
+from ..feature_space_header import DeclaredFeatureSpace, FeatureSpaceDep
+from ..npz import read_target_npz
+from ..openapi import array_doc, documented_body, errors, target_doc
+from ..schemas import (
     FreshnessInfo,
     LagInfo,
     PoolRequest,
@@ -21,12 +27,6 @@ from ...schemas import (
     StagedPool,
     TargetRequest,
 )
-from ...service import Lag, ReferenceService, View
-from .. import wire
-from ..deps import AdminAuth, CallerKey, RefName, ServiceDep, SettingsDep, TrainerAuth
-from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
-from ..npz import read_target_npz
-from ..openapi import array_doc, documented_body, errors, target_doc
 from ..spool import spooled_body
 from . import references_router
 
