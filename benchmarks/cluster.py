@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from reward_service.launch import RedisServer, ServiceProcess
+from support.launch import RedisServer, ServiceProcess
 
 __all__ = [
     "ADMIN_TOKEN",

@@ -23,11 +23,12 @@ Where things live (each module's docstring says more):
   neither FastAPI nor Redis.
 * ``errors`` — the service errors, each mapped to one HTTP status by ``api/errors.py``;
   ``metrics`` — the Prometheus metrics, labels from bounded sets.
-* ``launch`` — starting ``python -m reward_service`` and ``redis-server`` as local child
-  processes (the demo, tests and benchmarks).
+
+Starting the service and Redis as local child processes (the demo, tests and benchmarks) is not
+the service's job: ``support.launch`` in the repository does it, outside the wheel.
 
 The package root stays import-light on purpose: ``reward_service.engine`` must stay importable
-without FastAPI or Redis, and ``reward_service.launch`` without either or torch.
+without FastAPI or Redis.
 """
 
 __all__: list[str] = []
