@@ -17,6 +17,7 @@ from ...engine import CreditForm, CreditResult
 from ...engine.choices import SEED_LIMIT
 from ...errors import BadInput
 from ...service import CommitShare, CreditParams, Outcome, RewardParams
+from ..array_body import ArrayBody, Decoded
 from ..deps import CallerKey, RefName, ServiceDep, TrainerAuth
 from ..feature_space_header import FeatureSpaceDep
 from ..openapi import BodyDoc, array_doc, documented_body, errors
@@ -36,7 +37,6 @@ from ..schemas import (
     RewardsResponse,
     Timing,
 )
-from ..wire import ArrayBody, Decoded
 from . import references_router
 
 __all__ = ["router"]
