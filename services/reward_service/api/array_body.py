@@ -10,7 +10,6 @@ and decoded by :mod:`.decoding`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from . import json_array
 from .body_reader import JSON, NPY, media_type, read_payload
 from .decoding import decode_arrays, decode_npy, members_and_shapes, split_json
 from .deps import CallerKey, RefName, ServiceDep, SettingsDep, check_parameters, declared_query
+from .feature_space_header import FeatureSpaceDep
 
 __all__ = ["MEMBER_OBJECT_BYTES", "ArrayBody", "Decoded", "decode_json"]
 
@@ -157,10 +157,11 @@ class ArrayBody(Generic[M]):
         service: ServiceDep,
         settings: SettingsDep,
         caller: CallerKey,
+        posted: FeatureSpaceDep,  # the route's, run before: the record its space was checked by
     ) -> AsyncIterator[Decoded[M]]:
         limits = service.limits
         spec = self.spec_of(limits)
-        width = service.held_width(name)
+        width = None if posted.checked is None else posted.checked.d
         lowrank_ready = service.held_lowrank_ready(name)
 
         def check(shape: tuple[int, ...], method: str) -> None:
@@ -191,9 +192,9 @@ class ArrayBody(Generic[M]):
             request, (NPY, JSON), settings, ticket, lambda shape: check(shape, method)
         )
         if payload.media_type == NPY:
-            # A copy of up to the body limit: in a worker thread, as JSON is decoded.
-            shape_check = functools.partial(limits.check_shape, spec)
-            array = await asyncio.to_thread(decode_npy, payload.data, spec.what, shape_check)
+            # A copy of up to the body limit: in a worker thread, as JSON is decoded. Its header
+            # was checked as it arrived.
+            array = await asyncio.to_thread(decode_npy, payload.data, spec.what)
             decoded: Decoded[M] = Decoded(array, None)
         else:
             decoded = await self._json(payload.data, spec, settings, ticket, check)

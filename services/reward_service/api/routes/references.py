@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from operator import attrgetter
@@ -143,9 +142,8 @@ async def put_target(
             ticket,
             lambda shape: limits.check_shape(features, shape),  # a new target may set d
         )
-        if payload.media_type == NPY:
-            shape_check = functools.partial(limits.check_shape, features)
-            fitted = await asyncio.to_thread(decode_npy, payload.data, features.what, shape_check)
+        if payload.media_type == NPY:  # its header checked as it arrived
+            fitted = await asyncio.to_thread(decode_npy, payload.data, features.what)
             arrays = {"features": fitted}
         else:
             arrays, _members = await decode_json(
@@ -182,7 +180,7 @@ def _pool_route(*, first: bool, doc: str) -> Callable[..., Awaitable[ReferenceIn
         if body.json is not None:
             final = body.json.final
         outcome = await service.upload_pool(
-            name, body.array, first=first, final=final, feature_space=space
+            name, body.array, first=first, final=final, posted=space
         )
         if isinstance(outcome, int):
             return StagedPool(staged_rows=outcome)
