@@ -12,10 +12,11 @@ Floating-point operations per group of K rows at width d, by the path the engine
   ``2 d r^2``, at ``_NOMINAL_NODES`` nodes (the count well-conditioned pools need).
 
 A credits request of B samples is B groups of one. The pool size N does not enter: a group's
-update is independent of it. Measured on a 2-core CPU, the exact path at d = 2048 ran at about
-6.5 GFLOP/s (250 groups of 64, 3,100 GFLOP: 8 minutes); a GPU runs it 50 to 100 times faster.
-The default bound, 500 GFLOP, admits 150 groups of 32 on the low-rank path (210 GFLOP) and up to
-40 groups on the exact path at d = 2048.
+update is independent of it. The bound is work, not time: what a second of engine time buys
+differs between hosts by orders of magnitude (a few CPU cores against a GPU), and a bound in
+operations refuses the same requests on every host; the operator sizes it to the seconds one
+request may hold the compute slots on theirs. The default bound, 500 GFLOP, admits 150 groups of
+32 on the low-rank path (210 GFLOP) and up to 40 groups on the exact path at d = 2048.
 
 The bound is checked in two steps, each with what it knows of the path: from the body's shape
 before it is read (``api/array_body.py``), with the path of the pool this process holds (the

@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         ge=0,
         le=19,
         description="niceness added to the threads that compute rewards, so that the event "
-        "loop, commits (milliseconds each, answers waiting) and rebuilds get the cores first",
+        "loop, commits (short, their answers waiting) and rebuilds get the cores first",
     )
     rebuild_share: float = Field(
         default=0.5,
