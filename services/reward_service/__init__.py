@@ -8,7 +8,10 @@ Where things live (each module's docstring says more):
 * ``api/`` — HTTP only: one router per resource, dependencies, wire formats, error mapping.
   A new route goes there.
 * ``limits`` — what a request may send (shapes, sizes, value ranges, target statistics),
-  checked on ``.npy`` headers and again on decoded arrays. A new limit goes there.
+  each rule run once per request, where it can first run (its docstring says where: shapes
+  on ``.npy`` headers and JSON text, values on decoded arrays). A new limit goes there.
+* ``feature_spaces`` — the rules of feature-space identifiers: which posts match a
+  reference's space, and the space a new target records (the header: ``api/``).
 * ``admission`` — what one token may hold at once (requests in flight, compute slots, decode
   memory), refused with 429; ``cost`` — a rewards or credits request's estimated engine work
   and its bound (413). ``api/json_array.py`` decodes JSON arrays within that memory.
