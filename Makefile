@@ -71,11 +71,11 @@ demo-merge: venv
 	$(PY) -m examples.digits.merge_demo --out out/demo-merge --cache $(CACHE)
 
 # The standards CI holds (.ci/run runs this before the suite): lint, layout, strict types of the
-# packages' public code.
+# packages' public code and of the launch support the demo, tests and benchmarks share.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy services/reward_service client/reward_client
+	$(VENV)/bin/mypy services/reward_service client/reward_client support
 
 # The cluster (needs a Docker engine): `make up` on a GPU host, `make up CPU=1` elsewhere.
 up:

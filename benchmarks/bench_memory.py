@@ -1,7 +1,7 @@
 """Memory of concurrent large reward requests: how much the service process grows.
 
 One service process (``python -m reward_service``, memory store, started by
-:mod:`reward_service.launch`) holds a reference with d = 2048 and a pool of 4,096 rows. Four
+:mod:`support.launch`) holds a reference with d = 2048 and a pool of 4,096 rows. Four
 clients of one trainer token send, at the same time, the same reward request of 150 groups of
 32 (a 73 MB JSON body, as the issue that prompted the bound measured it; the same groups as a
 39 MB float32 ``.npy``). Measured: the growth of the process, its peak resident set
@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "memory.json"

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "service.json"

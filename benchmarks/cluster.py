@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from reward_service.launch import RedisServer, ServiceProcess
+from support.launch import RedisServer, ServiceProcess
 
 __all__ = [
     "ADMIN_TOKEN",

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from reward_service.engine import frechet_distance, gaussian_of
-from reward_service.replica import Replica
+from reward_service.replication.replica import Replica
 from reward_service.store.redis import RedisStore
 
 __all__ = ["StoredState", "read_stored_state"]

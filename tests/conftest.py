@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from service_support import Api
 
     from examples.digits.service import Endpoint
-    from reward_service.launch import RedisServer, ServiceProcess
     from reward_service.settings import Settings
+    from support.launch import RedisServer, ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    from reward_service.launch import RedisServer
+    from support.launch import RedisServer
 
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     server.start()

@@ -1,7 +1,7 @@
 """Helpers of the service and hardening tests (importable from every test folder: ``tests/`` is on
 the import path through its conftest): settings, ``.npy`` bodies, service processes with the test
 tokens, and a small API client with one method per route in either wire format. The processes
-themselves come from :mod:`reward_service.launch`, which the demo and the benchmarks use too."""
+themselves come from :mod:`support.launch`, which the demo and the benchmarks use too."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import httpx
 import numpy as np
 
 from reward_service.app import create_app
-from reward_service.launch import RedisServer, ServiceProcess, free_port
 from reward_service.settings import Settings
 from reward_service.store import Store
 from reward_service.store.base import CommitRecord
+from support.launch import RedisServer, ServiceProcess, free_port
 
 __all__ = [
     "ADMIN_TOKEN",

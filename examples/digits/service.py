@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reward_client import RewardClient
 from reward_client.features import FeatureSpace
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 __all__ = ["Endpoint", "reward_service"]
 

@@ -12,15 +12,17 @@ Floating-point operations per group of K rows at width d, by the path the engine
   ``2 d r^2``, at ``_NOMINAL_NODES`` nodes (the count well-conditioned pools need).
 
 A credits request of B samples is B groups of one. The pool size N does not enter: a group's
-update is independent of it. Measured on a 2-core CPU, the exact path at d = 2048 ran at about
-6.5 GFLOP/s (250 groups of 64, 3,100 GFLOP: 8 minutes); a GPU runs it 50 to 100 times faster.
-The default bound, 500 GFLOP, admits 150 groups of 32 on the low-rank path (210 GFLOP) and up to
-40 groups on the exact path at d = 2048.
+update is independent of it. The bound is work, not time: what a second of engine time buys
+differs between hosts by orders of magnitude (a few CPU cores against a GPU), and a bound in
+operations refuses the same requests on every host; the operator sizes it to the seconds one
+request may hold the compute slots on theirs. The default bound, 500 GFLOP, admits 150 groups of
+32 on the low-rank path (210 GFLOP) and up to 40 groups on the exact path at d = 2048.
 
-The bound is checked twice: from the body's shape before it is read (``api/wire.py``), where
-the pool is not read yet and the low-rank path is assumed, and by the service with the pool it
-serves (``lowrank_ready``: a pool of N <= d rows, or of rows spanning fewer than d directions,
-is served exactly, and priced so). Groups the quadrature cannot certify fall back to exact,
+The bound is checked in two steps, each with what it knows of the path: from the body's shape
+before it is read (``api/array_body.py``), with the path of the pool this process holds (the
+low-rank path where it holds none), and by the service with the pool it serves
+(``lowrank_ready``: a pool of N <= d rows, or of rows spanning fewer than d directions, is
+served exactly, and priced so). Groups the quadrature cannot certify fall back to exact,
 which no estimate made before the data is seen can know: :func:`turns_taken` counts that work
 against the caller's share of the compute slots afterwards (``admission.ComputeSlots``).
 """

@@ -1,9 +1,20 @@
-"""What a request may send, checked in one place: the place to add or change a limit.
+"""What a request may send, defined in one place: the place to add or change a limit.
 
-:class:`Limits` is built from the settings and applied twice with the same messages: to the shape
-a ``.npy`` header announces, before the body is read (``api/wire.py``), and to every decoded
-array before the service does any work with it or stores it (``service.py``). The engine checks
-its own inputs again and answers ``ValueError`` (its contract for direct callers).
+:class:`Limits` is built from the settings, and each of its rules runs once per request, where
+it can first run:
+
+* the shape (dimensions, sizes, G/K/B maxima) on the shape a ``.npy`` header announces before
+  the rest of the body is read (``api/body_reader.py``; a target ``.npz``'s members by theirs,
+  ``api/npz.py``), or on a JSON array's shape counted over its text before it is allocated
+  (``api/array_body.py``);
+* d against the reference's, by the API against the record this process holds before the body
+  is read, else by the service against the version it serves (``service.py``);
+* the values (finite, within range), the target's relations (sigma ``(d, d)`` for mu,
+  symmetric, positive semi-definite) and the rows a commit adds against the pool's N by the
+  service, on the decoded arrays, before it does any work with them or stores them.
+
+The engine checks its own inputs again and answers ``ValueError`` (its contract for direct
+callers).
 
 Value range: features, pool rows and target means must satisfy ``|x| <= max_feature_abs``
 (``DISTREWARD_MAX_FEATURE_ABS``, default 1e6), target covariances
@@ -89,16 +100,18 @@ class Limits:
                     "split the request",
                     reason="shape",
                 )
-        if width is not None and shape[-1] != width:
-            raise BadInput(f"{what} have d={shape[-1]} but the reference has d={width}")
-
-    def check_array(self, spec: ArraySpec, array: np.ndarray, width: int | None = None) -> None:
-        """:meth:`check_shape`, then finite values within ``max_feature_abs``."""
-        self.check_shape(spec, array.shape, width)
-        self.check_values(spec.what, array, self.max_abs)
+        if width is not None:
+            self.check_width(what, shape, width)
 
     @staticmethod
-    def check_values(what: str, array: np.ndarray, bound: float) -> None:
+    def check_width(what: str, shape: tuple[int, ...], width: int) -> None:
+        """The width ``d`` of feature rows against the reference's."""
+        if shape[-1] != width:
+            raise BadInput(f"{what} have d={shape[-1]} but the reference has d={width}")
+
+    def check_values(self, what: str, array: np.ndarray, bound: float | None = None) -> None:
+        """Finite values within ``bound`` (default ``max_feature_abs``)."""
+        bound = self.max_abs if bound is None else bound
         finite = np.isfinite(array)
         if not finite.all():
             bad = int(array.size - finite.sum())
@@ -116,15 +129,15 @@ class Limits:
             raise BadInput(f"{rows} {what} exceed the pool size N={n}")
 
     def check_target(self, mu: np.ndarray, sigma: np.ndarray) -> None:
-        """Target statistics a Gaussian can have: mu (d,) and sigma (d, d) finite and within the
+        """Target statistics a Gaussian can have, of mu and sigma whose shapes were checked where
+        they were read (``mu``, ``sigma``): sigma (d, d) for mu's d, both finite and within the
         value range, sigma symmetric and positive semi-definite: its smallest eigenvalue at
         least ``-sigma_psd_tolerance`` times its largest (rounding in a fitted covariance stays
         far inside 1e-9; a negative variance does not). O(d^3): run it off the event loop."""
-        self.check_shape(ArraySpec("mu", 1), mu.shape)
         d = len(mu)
         if sigma.shape != (d, d):
             raise BadInput(f"sigma has shape {sigma.shape}; expected ({d}, {d}) for mu")
-        self.check_values("mu", mu, self.max_abs)
+        self.check_values("mu", mu)
         self.check_values("sigma", sigma, self.max_abs**2)
         scale = max(float(np.abs(sigma).max()), 1e-300)
         if not np.allclose(sigma, sigma.T, rtol=0.0, atol=1e-8 * scale):

@@ -1,7 +1,14 @@
-"""The use cases behind the routes: check requests against the limits and the reference, write
-through the store, run the engine in worker threads. Knows no HTTP; raises
+"""The use cases behind the routes: check requests against the reference they are served by,
+write through the store, run the engine in worker threads. Knows no HTTP; raises
 :mod:`reward_service.errors`. What this process holds of each reference, and its standing with
-the store, is :class:`~reward_service.replicas.ReplicaSet`'s.
+the store, is :class:`~reward_service.replication.replica_set.ReplicaSet`'s.
+
+The API has checked what it can before a request gets here (:mod:`reward_service.limits` says
+which rule runs where): parameters, the shape of every array, and the feature space and d
+against the record this process held when the body arrived (:class:`PostedFeatures`). The
+service checks what needs the version it serves or the decoded values: the feature space and d
+where the API could not check them against this reference, the values, the rows a commit adds
+against the pool's N, a pinned version, and the cost bound with the path the pool takes.
 """
 
 from __future__ import annotations
@@ -36,14 +43,14 @@ from .engine import (
 )
 from .errors import BadInput, Conflict, NotFound, Unavailable, Unprocessable
 from .feature_spaces import check_feature_space
-from .freshness import Freshness
-from .limits import Limits
+from .limits import ArraySpec, Limits
 from .metrics import ServiceMetrics
-from .replica import HeldState, Replica
-from .replicas import ReplicaSet, View
+from .replication.freshness import Freshness
+from .replication.replica import HeldState, Replica
+from .replication.replica_set import ReplicaSet, View
+from .replication.workers import WorkerThreads
 from .settings import Settings
-from .store.base import CommitRecord, Store, StoreKind, Target, rows_digest
-from .workers import WorkerThreads
+from .store.base import CommitRecord, ReferenceMeta, Store, StoreKind, Target, rows_digest
 
 __all__ = [
     "CommitOutcome",
@@ -51,6 +58,7 @@ __all__ = [
     "CreditParams",
     "Lag",
     "Outcome",
+    "PostedFeatures",
     "ReferenceService",
     "RewardParams",
     "View",
@@ -60,6 +68,22 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _BACKGROUND_THREADS = 2  # rebuilds, loads and snapshots of different references at once
+
+
+@dataclass(frozen=True)
+class PostedFeatures:
+    """The feature space a request's features declare (``space``; None: no ``Feature-Space``
+    header), and the record of the reference the API checked them against before their body
+    was read (``checked``; None: this process held none): their space when the request arrived,
+    their d by the body's header or JSON text. A reference keeps its d and its space for its
+    life (its incarnation), so the service checks them only against another life than that."""
+
+    space: str | None
+    checked: ReferenceMeta | None = None
+
+    def checked_for(self, meta: ReferenceMeta) -> bool:
+        """Whether space and d were checked against the life of the reference ``meta`` is of."""
+        return self.checked is not None and self.checked.incarnation == meta.incarnation
 
 
 @dataclass(frozen=True)
@@ -194,11 +218,8 @@ class ReferenceService:
     async def view(self, name: str) -> View:
         return await self.references.view(name)
 
-    def held_width(self, name: str) -> int | None:
-        return self.references.held_width(name)
-
-    def held_feature_space(self, name: str) -> str | None:
-        return self.references.held_feature_space(name)
+    def held_meta(self, name: str) -> ReferenceMeta | None:
+        return self.references.held_meta(name)
 
     def held_lowrank_ready(self, name: str) -> bool:
         return self.references.held_lowrank_ready(name)
@@ -207,14 +228,14 @@ class ReferenceService:
         return await self.references.list_views()
 
     async def rewards(
-        self, name: str, groups: np.ndarray, params: RewardParams, feature_space: str | None
+        self, name: str, groups: np.ndarray, params: RewardParams, posted: PostedFeatures
     ) -> Outcome:
-        """Engine rewards for (G, K, d) ``groups`` of ``feature_space``, then the commit of a
-        share of their rows when asked."""
+        """Engine rewards for (G, K, d) ``groups`` ``posted`` in a feature space, then the commit
+        of a share of their rows when asked."""
         view = await self._served_view(name, params.version, params.after)
-        check_feature_space(name, view.state.meta.feature_space, feature_space)
+        self._check_space(name, view.state.meta, posted)
         engine = self._engine_of(view.state)
-        self.limits.check_array(self.limits.groups, groups, engine.d)
+        self._check_features(self.limits.groups, groups, view.state.meta, posted)
         self._check_pin(params.version, engine.version)
         rows = groups.reshape(-1, groups.shape[-1])
         seed = self._commit_seed(params.commit, params.seed, len(rows), engine.n)
@@ -234,11 +255,11 @@ class ReferenceService:
         return await self._rewarded(name, view, result, rows, params.commit, seed)
 
     async def credits(
-        self, name: str, samples: np.ndarray, params: CreditParams, feature_space: str | None
+        self, name: str, samples: np.ndarray, params: CreditParams, posted: PostedFeatures
     ) -> Outcome:
-        """Per-sample credits of (B, d) ``samples`` of ``feature_space`` (the pool with each
-        sample added, or one shared pool row replaced by it), then the commit of a share of them
-        when asked (drawn with the request's seed).
+        """Per-sample credits of (B, d) ``samples`` ``posted`` in a feature space (the pool with
+        each sample added, or one shared pool row replaced by it), then the commit of a share of
+        them when asked (drawn with the request's seed).
 
         ``add`` credits are answered at a version that holds the caller's ``after``, lags the
         store by at most ``max_lag_share`` of the pool, and for a ``round`` is the round's (the
@@ -252,9 +273,9 @@ class ReferenceService:
         if replaced and params.round is not None:
             raise BadInput("round: only with form=add (replace-form credits use the head)")
         view = await self._served_view(name, params.version, params.after)
-        check_feature_space(name, view.state.meta.feature_space, feature_space)
+        self._check_space(name, view.state.meta, posted)
         engine = self._engine_of(view.state)
-        self.limits.check_array(self.limits.samples, samples, engine.d)
+        self._check_features(self.limits.samples, samples, view.state.meta, posted)
         at = params.version
         if params.round is not None and at is None:
             at = await self._round_version(name, view, params.round)
@@ -346,9 +367,10 @@ class ReferenceService:
     def _commit_seed(
         self, commit: CommitShare | None, seed: int | None, rows: int, n: int
     ) -> int | None:
-        """Check a requested commit before any work (a key, a share that fits the pool), and
-        the seed of the request: its own, else one from the key so that a retry draws the same
-        rows and replays the same commit."""
+        """Check a requested commit before any work (a key, a share that fits the pool: the
+        share itself lies in (0, 1], as the API validated it), and the seed of the request: its
+        own, else one from the key so that a retry draws the same rows and replays the same
+        commit."""
         if commit is None:
             return seed
         if not commit.key:
@@ -356,8 +378,6 @@ class ReferenceService:
                 "commit_fraction needs an idempotency key (the Idempotency-Key header or, in "
                 'JSON, "idempotency_key"); reuse it when retrying the same request'
             )
-        if not 0.0 < commit.fraction <= 1.0:
-            raise BadInput(f"commit_fraction must lie in (0, 1]; got {commit.fraction}")
         self.limits.check_fits_pool(int(np.ceil(commit.fraction * rows)), n, "commit rows")
         return _key_seed(commit.key) if seed is None else seed
 
@@ -401,12 +421,12 @@ class ReferenceService:
         return self.references.replica(name).freshness()
 
     async def fd(
-        self, name: str, features: np.ndarray, feature_space: str | None
+        self, name: str, features: np.ndarray, posted: PostedFeatures
     ) -> tuple[float, View]:
         view = await self.references.view(name, wait=False)
         state = view.state
-        check_feature_space(name, state.meta.feature_space, feature_space)
-        self.limits.check_array(self.limits.fd_features, features, state.meta.d)
+        self._check_space(name, state.meta, posted)
+        self._check_features(self.limits.fd_features, features, state.meta, posted)
         if state.engine is not None:
             value = await self._run(state.engine.fd, features)
         else:
@@ -426,7 +446,9 @@ class ReferenceService:
         return await self._store_target(name, target, feature_space)
 
     async def fit_target(self, name: str, features: np.ndarray, *, feature_space: str) -> View:
-        self.limits.check_array(self.limits.target_features, features)
+        """A target fitted to ``features`` (their shape checked where they were read; a new
+        reference takes their d)."""
+        self.limits.check_values(self.limits.target_features.what, features)
         mu, sigma = await self._run(_fit, features)
         return await self._store_target(name, Target(mu, sigma), feature_space)
 
@@ -443,15 +465,15 @@ class ReferenceService:
         *,
         first: bool,
         final: bool,
-        feature_space: str | None,
+        posted: PostedFeatures,
     ) -> View | int:
-        """Stage a chunk of ``feature_space`` (``first`` starts a new upload); on ``final``
-        publish the staged rows. Returns the published view, or the rows staged so far. Needs
-        the stored record only, so a reference whose pool cannot be loaded can still be given a
-        new one."""
+        """Stage a chunk ``posted`` in a feature space (``first`` starts a new upload); on
+        ``final`` publish the staged rows. Returns the published view, or the rows staged so
+        far. Needs the stored record only, so a reference whose pool cannot be loaded can still
+        be given a new one."""
         meta = await self.references.meta(name)
-        check_feature_space(name, meta.feature_space, feature_space)
-        self.limits.check_array(self.limits.pool_rows, chunk, meta.d)
+        self._check_space(name, meta, posted)
+        self._check_features(self.limits.pool_rows, chunk, meta, posted)
         staged_before = 0 if first else meta.staged_rows
         if not first and staged_before == 0:
             raise Conflict("no pool upload in progress: send the first chunk with PUT")
@@ -469,7 +491,7 @@ class ReferenceService:
         name: str,
         features: np.ndarray,
         key: str,
-        feature_space: str | None,
+        posted: PostedFeatures,
         *,
         caller: str,
         digest: str | None = None,
@@ -481,9 +503,9 @@ class ReferenceService:
         # entry if the reference was replaced meanwhile).
         view = await self.references.view(name, allow_stale=False, wait=False)
         state = view.state
-        check_feature_space(name, state.meta.feature_space, feature_space)
+        self._check_space(name, state.meta, posted)
         engine = self._engine_of(state)
-        self.limits.check_array(self.limits.commit_rows, features, engine.d)
+        self._check_features(self.limits.commit_rows, features, state.meta, posted)
         self.limits.check_fits_pool(len(features), engine.n, "commit rows")
         return await self._append(name, view, features, key, caller, digest)
 
@@ -567,6 +589,23 @@ class ReferenceService:
             raise NotFound(f"unknown reference {name!r}")
 
     # -- helpers -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_space(name: str, meta: ReferenceMeta, posted: PostedFeatures) -> None:
+        """The posted features' space against the reference's (409), unless the API checked it
+        against this life of the reference."""
+        if not posted.checked_for(meta):
+            check_feature_space(name, meta.feature_space, posted.space)
+
+    def _check_features(
+        self, spec: ArraySpec, features: np.ndarray, meta: ReferenceMeta, posted: PostedFeatures
+    ) -> None:
+        """What only the decoded features and the reference served tell (400): their d against
+        the reference's, unless the API checked it against this life of the reference, and
+        their values. Their shape was checked where the body was read."""
+        if not posted.checked_for(meta):
+            self.limits.check_width(spec.what, features.shape, meta.d)
+        self.limits.check_values(spec.what, features)
 
     async def _run(
         self,

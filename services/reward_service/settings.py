@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .engine import MAX_FEATURE_MAGNITUDE
-from .freshness import FRESHNESS_SECONDS, FRESHNESS_VERSIONS
+from .replication.freshness import FRESHNESS_SECONDS, FRESHNESS_VERSIONS
 
 __all__ = ["MIN_TOKEN_LENGTH", "PLACEHOLDER_TOKENS", "Settings", "get_settings"]
 
@@ -143,7 +143,7 @@ class Settings(BaseSettings):
         ge=0,
         le=19,
         description="niceness added to the threads that compute rewards, so that the event "
-        "loop, commits (milliseconds each, answers waiting) and rebuilds get the cores first",
+        "loop, commits (short, their answers waiting) and rebuilds get the cores first",
     )
     rebuild_share: float = Field(
         default=0.5,

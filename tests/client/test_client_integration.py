@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import reward_client as rc
-from reward_service import launch
+from support import launch
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("reward_service") is None

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import yaml
 
-from reward_service.launch import free_port, stop_process
+from support.launch import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

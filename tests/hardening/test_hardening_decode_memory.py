@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from benchmarks.bench_memory import GIB, burst, memory_service, reward_bodies
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 pytestmark = pytest.mark.slow
 

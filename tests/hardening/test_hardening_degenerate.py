@@ -31,7 +31,7 @@ from service_support import ADMIN_TOKEN, TRAINER_TOKEN, make_settings, npy, serv
 from reward_service.admission import ComputeSlots, _caller
 from reward_service.app import create_app
 from reward_service.cost import turns_taken
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 OTHER_TOKEN = "other-trainer-token-for-tests-01"
 NPY = "application/x-npy"

@@ -32,11 +32,11 @@ import redis.asyncio as aioredis
 from commit_ledger import CommitLedger, rewards_meanwhile
 from service_support import SPACE, Api, D, N, RedisServer, ServiceProcess, clients, record
 
-from reward_service.launch import free_port, stop_process
-from reward_service.replica import Replica
+from reward_service.replication.replica import Replica
 from reward_service.store import MemoryStore, StoreUnavailable
 from reward_service.store.base import Base, Target
 from reward_service.store.redis import RedisStore
+from support.launch import free_port, stop_process
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.redis]
 

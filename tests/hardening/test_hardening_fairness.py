@@ -41,7 +41,7 @@ import numpy as np
 import pytest
 
 import reward_client as rc
-from reward_service.launch import ServiceProcess
+from support.launch import ServiceProcess
 
 pytestmark = pytest.mark.slow
 

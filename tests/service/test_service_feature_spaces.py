@@ -253,6 +253,26 @@ async def test_a_replica_that_does_not_hold_the_reference_refuses_after_loading_
 
 
 @pytest.mark.asyncio
+async def test_a_replica_that_does_not_hold_the_reference_refuses_another_d_after_loading_it() -> (
+    None
+):
+    """A body's d is checked by its header only where the reference is held; a replica that
+    meets the reference first in a request checks it against the version it loads to serve it,
+    with the same 400."""
+    store, settings = MemoryStore(), make_settings()
+    async with serving(settings, store) as other, serving(settings, store) as creator:
+        await _with_pool(creator, "r", SPACE)
+        rng = np.random.default_rng(8)
+        path = "/v1/references/r/rewards"
+        space = {"Feature-Space": SPACE}
+        wrong = await other.send("POST", path, rng.normal(size=(2, 4, D + 1)), headers=space)
+        assert wrong.status_code == 400, wrong.text
+        assert f"d={D + 1} but the reference has d={D}" in wrong.json()["detail"]
+        right = await other.send("POST", path, rng.normal(size=(2, 4, D)), headers=space)
+        assert right.status_code == 200, right.text
+
+
+@pytest.mark.asyncio
 async def test_a_reference_created_again_in_another_space_is_served_in_the_new_one() -> None:
     """A replica that holds the old record confirms a mismatch on the stored one before
     refusing: a reference deleted and created again elsewhere is served in its new space."""

@@ -78,7 +78,7 @@ MAX_NUMBER_CHARS = 400  # characters of one JSON number; a float64 needs at most
 _BLOCK_BYTES = 2**16  # text read at once by every pass over an array or a whole body
 # What one decoding pass holds at most besides the body and the arrays: a block's character
 # classes and masks, and a chunk's positions (int64) and values (float64), some 75 bytes per
-# character of a chunk of one-digit numbers, the worst case (tests/service/
+# character of a chunk of one-digit numbers, the worst case (tests/service/api/
 # test_service_json_array.py measures it).
 DECODE_TEMPORARY_BYTES = 96 * _BLOCK_BYTES
 

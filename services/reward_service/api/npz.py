@@ -24,6 +24,7 @@ megabytes.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -38,7 +39,7 @@ import numpy as np
 from ..errors import BadInput, PayloadTooLarge
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import ArraySpec, Limits
-from . import wire
+from .decoding import decode_npy
 
 __all__ = ["MAX_MEMBERS", "NpzArchive", "TargetStatistics", "read_target_npz"]
 
@@ -320,7 +321,8 @@ def read_target_npz(file: IO[bytes], limits: Limits, member_limit: int) -> Targe
 
 
 def _array(archive: NpzArchive, name: str, spec: ArraySpec, limits: Limits) -> np.ndarray:
-    return wire.decode_npy(archive.read(f"{name}.npy"), spec, limits)
+    shape_check = functools.partial(limits.check_shape, spec)
+    return decode_npy(archive.read(f"{name}.npy"), spec.what, shape_check)
 
 
 def _feature_space(archive: NpzArchive) -> str | None:

@@ -17,8 +17,9 @@ from fastapi.openapi.utils import get_openapi
 
 from ..feature_spaces import FEATURE_SPACE_MAX_LENGTH, FEATURE_SPACE_PATTERN
 from ..limits import ArraySpec, Limits
-from ..schemas import ErrorResponse
-from .wire import JSON, NPY, NPZ, ArrayBody
+from .array_body import ArrayBody
+from .body_reader import JSON, NPY, NPZ
+from .schemas import ErrorResponse
 
 __all__ = [
     "BodyDoc",
@@ -103,7 +104,7 @@ def _binary(description: str, content: dict[str, Any]) -> dict[str, Any]:
 
 
 def array_doc(body: ArrayBody[Any]) -> BodyDoc:
-    """The body an :class:`~reward_service.api.wire.ArrayBody` reads: JSON of its model (the
+    """The body an :class:`~reward_service.api.array_body.ArrayBody` reads: JSON of its model (the
     array under its field, every parameter a member: a query parameter beside it is a 400) or
     ``.npy`` of the same array, its parameters then in the query string (one the route does
     not take is a 400)."""

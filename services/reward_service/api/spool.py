@@ -17,7 +17,7 @@ from typing import IO
 from fastapi import Request
 
 from ..settings import Settings
-from . import wire
+from .body_reader import bounded_chunks
 
 __all__ = ["spooled_body"]
 
@@ -37,7 +37,7 @@ async def spooled_body(request: Request, settings: Settings) -> AsyncIterator[IO
     limit = settings.max_target_npz_bytes
     with tempfile.TemporaryFile(dir=settings.spool_dir or None) as file:
         idle = settings.body_idle_timeout_seconds
-        async for chunk in wire.bounded_chunks(request, limit, _too_large, idle):
+        async for chunk in bounded_chunks(request, limit, _too_large, idle):
             file.write(chunk)
         file.seek(0)
         yield file

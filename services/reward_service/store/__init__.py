@@ -6,7 +6,7 @@
   change one Lua script; ``keys`` builds every Redis key; ``codec`` turns arrays into bytes.
 
 A new store implements :class:`Store` in a module here and is chosen in :func:`open_store`;
-``tests/service/test_service_store.py`` runs the store contract against each. Stores know
+``tests/service/store/test_service_store.py`` runs the store contract against each. Stores know
 arrays, bytes and versions, never HTTP.
 """
 

@@ -7,8 +7,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ...errors import Unavailable
-from ...schemas import Health, Readiness
 from ..deps import MetricsDep, ServiceDep
+from ..schemas import Health, Readiness
 
 __all__ = ["router"]
 

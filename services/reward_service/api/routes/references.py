@@ -12,7 +12,15 @@ from fastapi import Depends, Query, Request, Response
 
 from ...errors import BadInput
 from ...feature_spaces import target_feature_space
-from ...schemas import (
+from ...service import Lag, ReferenceService, View
+from ..array_body import ArrayBody, Decoded, decode_json
+from ..body_reader import JSON, NPY, NPZ, media_type, read_payload
+from ..decoding import decode_npy
+from ..deps import AdminAuth, CallerKey, RefName, ServiceDep, SettingsDep, TrainerAuth
+from ..feature_space_header import DeclaredFeatureSpace, FeatureSpaceDep
+from ..npz import read_target_npz
+from ..openapi import array_doc, documented_body, errors, target_doc
+from ..schemas import (
     FreshnessInfo,
     LagInfo,
     PoolRequest,
@@ -21,12 +29,6 @@ from ...schemas import (
     StagedPool,
     TargetRequest,
 )
-from ...service import Lag, ReferenceService, View
-from .. import wire
-from ..deps import AdminAuth, CallerKey, RefName, ServiceDep, SettingsDep, TrainerAuth
-from ..feature_space import DeclaredFeatureSpace, FeatureSpaceDep
-from ..npz import read_target_npz
-from ..openapi import array_doc, documented_body, errors, target_doc
 from ..spool import spooled_body
 from . import references_router
 
@@ -108,16 +110,16 @@ async def put_target(
 ) -> ReferenceInfo:
     """Target statistics: ``mu``/``sigma`` (npz or JSON) or features to fit them from, in the
     feature space the ``.npz`` records or the ``Feature-Space`` header names. ``.npy`` and JSON
-    bodies are admitted and decoded as array bodies are (``wire.ArrayBody``): the token's share
-    of requests in flight, memory reserved as the body arrives, JSON decoded without Python
-    lists."""
+    bodies are admitted and decoded as array bodies are (``array_body.ArrayBody``): the token's
+    share of requests in flight, memory reserved as the body arrives, JSON decoded without
+    Python lists."""
     limits = service.limits
     features = limits.target_features
 
     def space(from_file: str | None = None) -> str:
         return target_feature_space(name, from_file, feature_space, accept_unknown_feature_space)
 
-    if wire.media_type(request) == wire.NPZ:  # any size up to its own limit, spooled to disk
+    if media_type(request) == NPZ:  # any size up to its own limit, spooled to disk
         async with spooled_body(request, settings) as file:  # read in a thread: megabytes
             stats = await asyncio.to_thread(read_target_npz, file, limits, settings.max_body_bytes)
         view = await service.put_target(
@@ -133,18 +135,18 @@ async def put_target(
             limits.check_shape(specs[field], shape)
 
     async with service.admission.admit(caller) as ticket:
-        payload = await wire.read_payload(
+        payload = await read_payload(
             request,
-            (wire.NPZ, wire.NPY, wire.JSON),  # .npz never reaches here; named in a 415's message
+            (NPZ, NPY, JSON),  # .npz never reaches here; named in a 415's message
             settings,
             ticket,
             lambda shape: limits.check_shape(features, shape),  # a new target may set d
         )
-        if payload.media_type == wire.NPY:
-            fitted = await asyncio.to_thread(wire.decode_npy, payload.data, features, limits)
+        if payload.media_type == NPY:  # its header checked as it arrived
+            fitted = await asyncio.to_thread(decode_npy, payload.data, features.what)
             arrays = {"features": fitted}
         else:
-            arrays, _members = await wire.decode_json(
+            arrays, _members = await decode_json(
                 payload.data, TargetRequest, specs, settings, ticket, check_json
             )
         del payload  # the body goes; the arrays stay reserved until the answer
@@ -158,8 +160,8 @@ async def put_target(
     return _info_of(view, service)
 
 
-_POOL = wire.ArrayBody(attrgetter("pool_rows"), PoolRequest, "features")
-PoolBody = Annotated[wire.Decoded[PoolRequest], Depends(_POOL)]
+_POOL = ArrayBody(attrgetter("pool_rows"), PoolRequest, "features")
+PoolBody = Annotated[Decoded[PoolRequest], Depends(_POOL)]
 _POOL_DOC = documented_body("pool", array_doc(_POOL))
 _FINAL = Query(True, description="binary bodies: publish after this chunk")
 
@@ -178,7 +180,7 @@ def _pool_route(*, first: bool, doc: str) -> Callable[..., Awaitable[ReferenceIn
         if body.json is not None:
             final = body.json.final
         outcome = await service.upload_pool(
-            name, body.array, first=first, final=final, feature_space=space
+            name, body.array, first=first, final=final, posted=space
         )
         if isinstance(outcome, int):
             return StagedPool(staged_rows=outcome)

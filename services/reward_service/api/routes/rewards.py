@@ -16,7 +16,12 @@ from pydantic import BaseModel
 from ...engine import CreditForm, CreditResult
 from ...engine.choices import SEED_LIMIT
 from ...errors import BadInput
-from ...schemas import (
+from ...service import CommitShare, CreditParams, Outcome, RewardParams
+from ..array_body import ArrayBody, Decoded
+from ..deps import CallerKey, RefName, ServiceDep, TrainerAuth
+from ..feature_space_header import FeatureSpaceDep
+from ..openapi import BodyDoc, array_doc, documented_body, errors
+from ..schemas import (
     CommitRequest,
     CommitResponse,
     CommittedShare,
@@ -32,11 +37,6 @@ from ...schemas import (
     RewardsResponse,
     Timing,
 )
-from ...service import CommitShare, CreditParams, Outcome, RewardParams
-from ..deps import CallerKey, RefName, ServiceDep, TrainerAuth
-from ..feature_space import FeatureSpaceDep
-from ..openapi import BodyDoc, array_doc, documented_body, errors
-from ..wire import ArrayBody, Decoded
 from . import references_router
 
 __all__ = ["router"]

@@ -1,11 +1,12 @@
 """The threads engine work runs in, by how long a call takes and who waits for it.
 
-Applying a commit entry to a held engine takes milliseconds, and a commit's answer waits for
-it; a batch of rewards takes seconds of CPU. With more runnable threads than cores, equal
-priority stretches every short call by the number of long ones running beside it, and the
-commits queue behind each other (under ``make load`` they fell short of the rate asked). So
-rewards run in threads of raised niceness: the scheduler serves the event loop, the catch-up
-and the rebuilds first, and rewards with every cycle left over.
+Applying a commit entry to a held engine is short work (linear in the rows pending), and a
+commit's answer waits for it; a batch of rewards is long work (``O(K d^2)`` a group at least,
+``O(d^3)`` on the exact path). With more runnable threads than cores, equal priority stretches
+every short call by the number of long ones running beside it, and the commits queue behind
+each other until they fall short of the rate trainers send them. So rewards run in threads of
+raised niceness: the scheduler serves the event loop, the catch-up and the rebuilds first, and
+rewards with every cycle left over.
 
 Rebuilds and loads are long too but keep normal priority: a rebuild that lags lets the
 pending rows grow, and with them the cost of every commit (linear in them) and of every reward

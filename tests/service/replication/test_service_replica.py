@@ -10,7 +10,7 @@ import torch
 from service_support import SPACE, D, N, record
 
 from reward_service.engine.statistics import ShiftedSums
-from reward_service.replica import Replica
+from reward_service.replication.replica import Replica
 from reward_service.store import MemoryStore
 from reward_service.store.base import LogEntry, Target
 

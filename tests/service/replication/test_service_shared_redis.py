@@ -21,7 +21,7 @@ from service_support import (
     serving,
 )
 
-from reward_service.replica import Replica
+from reward_service.replication.replica import Replica
 from reward_service.store.redis import RedisStore
 
 pytestmark = pytest.mark.asyncio

@@ -22,12 +22,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from .errors import Conflict, NotFound, Unavailable
+from ..errors import Conflict, NotFound, Unavailable
+from ..metrics import ServiceMetrics
+from ..settings import Settings
+from ..store.base import ReferenceMeta, Store, StoreConflict, StoreUnavailable
 from .freshness import FreshnessTracker
-from .metrics import ServiceMetrics
 from .replica import HeldState, Replica
-from .settings import Settings
-from .store.base import ReferenceMeta, Store, StoreConflict, StoreUnavailable
 from .workers import WorkerThreads
 
 __all__ = ["ReplicaSet", "View"]
@@ -182,17 +182,12 @@ class ReplicaSet:
         self._observe(name, state, replica)
         return View(state, False, replica)
 
-    def held_width(self, name: str) -> int | None:
-        """The d of a reference this process holds, so a body can be refused by its header
-        before it is read; None when not held (the checks after decoding still run)."""
+    def held_meta(self, name: str) -> ReferenceMeta | None:
+        """The record of a reference this process holds (no store access), so that a request
+        can be refused by its feature space and its body by the d its header announces before
+        the body is read; None when not held (the service then checks both itself)."""
         replica = self._replicas.get(name)
-        return replica.state.meta.d if replica is not None and replica.loaded else None
-
-    def held_feature_space(self, name: str) -> str | None:
-        """The feature space of a reference this process holds, so a request of another space
-        can be refused before its body is read; None when not held."""
-        replica = self._replicas.get(name)
-        return replica.state.meta.feature_space if replica is not None and replica.loaded else None
+        return replica.state.meta if replica is not None and replica.loaded else None
 
     def held_lowrank_ready(self, name: str) -> bool:
         """Whether the pool held of ``name`` takes the low-rank path, so that a body can be

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from reward_service.api import json_array
+from reward_service.api.schemas import RewardsRequest
 from reward_service.errors import BadInput, PayloadTooLarge
-from reward_service.schemas import RewardsRequest
 
 
 def decode(text: str | bytes, field: str = "groups", ndim: int = 3) -> tuple[np.ndarray, bytes]:

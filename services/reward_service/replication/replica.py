@@ -3,10 +3,10 @@
 Every replica reaches the same state the same way: load the base (pool, cursor, version), then
 apply the log in order. ``sync`` is cheap when nothing changed (one metadata read); otherwise it
 applies the missing entries under a lock. Commit entries are applied at once, a run of them in
-one pass (statistics and a certified base FD per version from the built precompute,
-milliseconds); the new version's O(d^3) precompute is built by one background rebuild at a
-time, which coalesces every commit that arrived meanwhile, so rebuilds are bounded by rebuild
-time, not by the commit rate, and paced to leave the cores to rewards part of the time.
+one pass (statistics and a certified base FD per version from the built precompute); the new
+version's O(d^3) precompute is built by one background rebuild at a time, which coalesces every
+commit that arrived meanwhile, so rebuilds are bounded by rebuild time, not by the commit rate,
+and paced to leave the cores to rewards part of the time.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .engine import BuiltArrays, RewardEngine
-from .errors import NotFound
-from .freshness import Freshness, FreshnessTracker
-from .store.base import (
+from ..engine import BuiltArrays, RewardEngine
+from ..errors import NotFound
+from ..store.base import (
     Base,
     LogEntry,
     ReferenceMeta,
@@ -34,6 +33,7 @@ from .store.base import (
     StoreUnavailable,
     Target,
 )
+from .freshness import Freshness, FreshnessTracker
 from .workers import WorkerThreads
 
 __all__ = ["HeldState", "Replica"]

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine import CreditForm, Method, Mode
-from .engine.choices import SEED_LIMIT
-from .freshness import Freshness
-from .store.base import StoreKind
+from ..engine import CreditForm, Method, Mode
+from ..engine.choices import SEED_LIMIT
+from ..replication.freshness import Freshness
+from ..store.base import StoreKind
 
 __all__ = [
     "CommitRequest",

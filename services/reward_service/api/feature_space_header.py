@@ -18,6 +18,7 @@ from ..feature_spaces import (
     check_feature_space,
     feature_space_matches,
 )
+from ..service import PostedFeatures
 from .deps import RefName, ServiceDep
 
 __all__ = ["DeclaredFeatureSpace", "FeatureSpaceDep"]
@@ -40,16 +41,18 @@ DeclaredFeatureSpace = Annotated[
 
 async def _feature_space(
     name: RefName, service: ServiceDep, feature_space: DeclaredFeatureSpace = None
-) -> str | None:
-    """The declared space; refused (409) before the body is read when it does not match the
-    reference's. The space this process holds is checked first (no store access); a mismatch
-    is confirmed on the stored record, which may be newer (a reference deleted and created
-    again elsewhere in another space). The service checks again against the version it serves."""
-    held = service.held_feature_space(name)
-    if held is not None and not feature_space_matches(held, feature_space):
-        view = await service.view(name)
-        check_feature_space(name, view.state.meta.feature_space, feature_space)
-    return feature_space
+) -> PostedFeatures:
+    """The declared space, refused (409) before the body is read when it does not match the
+    reference's as this process holds it (no store access); a mismatch is confirmed on the
+    stored record, which may be newer (a reference deleted and created again elsewhere in
+    another space). Returned with the record it was checked against, which the array body
+    checks the features' d against too (:mod:`.array_body`); without one (the reference is not
+    held) the service checks both against the version it serves."""
+    held = service.held_meta(name)
+    if held is not None and not feature_space_matches(held.feature_space, feature_space):
+        held = (await service.view(name)).state.meta
+        check_feature_space(name, held.feature_space, feature_space)
+    return PostedFeatures(feature_space, held)
 
 
-FeatureSpaceDep = Annotated[str | None, Depends(_feature_space)]
+FeatureSpaceDep = Annotated[PostedFeatures, Depends(_feature_space)]
