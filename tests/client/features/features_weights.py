@@ -1,4 +1,4 @@
-"""What the weights fixtures of tests/features yield."""
+"""What the weights fixtures of tests/client/features yield."""
 
 from __future__ import annotations
 
