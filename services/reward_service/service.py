@@ -532,7 +532,12 @@ class ReferenceService:
         # process's commits to the reference go one at a time, each checked against the head
         # caught up with the store and applied before the next is checked.
         async with replica.committing:
-            prospect = await self._check_regular(name, features)
+            # A retry of a commit the store holds appends nothing: checking its rows against
+            # the pool that already holds them would refuse what was accepted.
+            seen = await self.references.call(
+                self._store.seen_commit(name, state.meta.incarnation, caller, key, now)
+            )
+            prospect = None if seen else await self._check_regular(name, features)
             ack = await self.references.call(
                 self._store.append_commit(name, state.meta.incarnation, record)
             )

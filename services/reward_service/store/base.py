@@ -260,6 +260,13 @@ class Store(ABC):
         only remembers its key, at the current version."""
 
     @abstractmethod
+    async def seen_commit(
+        self, name: str, incarnation: str, caller: str, key: str, now: float
+    ) -> bool:
+        """Whether the caller's commit ``key`` is remembered at ``now`` (a retry of it appends
+        nothing), changing nothing."""
+
+    @abstractmethod
     async def read_base(self, name: str) -> Base: ...
 
     @abstractmethod

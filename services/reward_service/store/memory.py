@@ -173,6 +173,12 @@ class MemoryStore(Store):
         keys[scoped] = _Seen(version, commit.digest, commit.now + commit.ttl_seconds)
         return CommitAck(version, replayed=False)
 
+    async def seen_commit(
+        self, name: str, incarnation: str, caller: str, key: str, now: float
+    ) -> bool:
+        seen = self._get(name, incarnation).idempotency.get((caller, key))
+        return seen is not None and seen.expires > now
+
     async def read_base(self, name: str) -> Base:
         base = self._get(name).base
         if base is None:

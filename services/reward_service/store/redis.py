@@ -583,6 +583,14 @@ class RedisStore(Store):
                 raise IdempotencyConflict(commit.idempotency_key)
         return CommitAck(int(version), bool(replayed))
 
+    async def seen_commit(
+        self, name: str, incarnation: str, caller: str, key: str, now: float
+    ) -> bool:
+        # Redis expires the key itself.
+        async with self._op("seen_commit"):
+            held = await self._client.exists(self._keys.idempotency(name, incarnation, caller, key))
+        return bool(held)
+
     async def read_base(self, name: str) -> Base:
         """The base pool; retried when a snapshot or publish swaps it while it is read."""
         for _ in range(_CONSISTENT_READ_TRIES):

@@ -47,6 +47,9 @@ async def test_commits_are_logged_in_order_and_keys_apply_once(
         for i, r in enumerate(rows)
     ]
     assert [(a.version, a.replayed) for a in acks] == [(2, False), (3, False), (4, False)]
+    assert await store.seen_commit("r", incarnation, "", "k0", now=4.0)
+    assert not await store.seen_commit("r", incarnation, "", "k9", now=4.0)
+    assert not await store.seen_commit("r", incarnation, "another-caller", "k0", now=4.0)
     again = await store.append_commit("r", incarnation, record(rows[0], "k0", now=4.0))
     assert (again.version, again.replayed) == (2, True)
 
