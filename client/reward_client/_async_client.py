@@ -168,7 +168,13 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         idempotency_key: str | None = None,
         feature_space: FeatureSpaceLike | None = None,
     ) -> RewardBatch:
-        options = ScoreOptions(method, version, commit_fraction, idempotency_key, feature_space)
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return await self._run(
             self._op_rewards(name, groups, mode=mode, seed=seed, indices=indices, options=options)
         )
@@ -188,7 +194,13 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         idempotency_key: str | None = None,
         feature_space: FeatureSpaceLike | None = None,
     ) -> CreditBatch:
-        options = ScoreOptions(method, version, commit_fraction, idempotency_key, feature_space)
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return await self._run(
             self._op_credits(
                 name, samples, form=form, seed=seed, row=row, round=round, options=options

@@ -62,8 +62,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 class ScoreOptions:
     """The options of the public ``rewards`` and ``credits`` that both requests handle alike:
     the method, the pinned pool version (None: ``config.version``), the share to commit in
-    the same request and its idempotency key, the features' space (None: the config's). The
-    fields stand in the order of those methods' parameters."""
+    the same request and its idempotency key, the features' space (None: the config's)."""
 
     method: Method | None = None
     version: int | None = None

@@ -188,7 +188,13 @@ class RewardClient(BaseRewardClient[httpx.BaseTransport]):
             feature_space: The features' space (overrides ``config.feature_space``); another
                 than the reference's raises `Conflict` (409).
         """
-        options = ScoreOptions(method, version, commit_fraction, idempotency_key, feature_space)
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return self._run(
             self._op_rewards(name, groups, mode=mode, seed=seed, indices=indices, options=options)
         )
@@ -233,7 +239,13 @@ class RewardClient(BaseRewardClient[httpx.BaseTransport]):
         Logs one warning per reference when ``config.stalled_calls`` answers in a row say
         that the pool takes more than ``config.turnover_steps`` steps to renew.
         """
-        options = ScoreOptions(method, version, commit_fraction, idempotency_key, feature_space)
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return self._run(
             self._op_credits(
                 name, samples, form=form, seed=seed, row=row, round=round, options=options
