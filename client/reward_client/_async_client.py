@@ -2,14 +2,16 @@
 
 Each public method drives its operation of `BaseRewardClient` (``_op_<name>``: the request
 built, retried and decoded there) with asyncio: `_run` sends the `Call`s it yields with an
-``httpx.AsyncClient`` and sleeps its `Sleep`s with ``asyncio.sleep``. The methods,
-signatures and documentation are those of `RewardClient` (`_sync_client`), awaited.
+``httpx.AsyncClient`` and sleeps its `Sleep`s with ``asyncio.sleep``. The methods and
+signatures are those of `RewardClient` (`_sync_client`), awaited, written out here too; their
+documentation is written there only and copied onto these methods by name (`_documented_by`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from contextlib import closing
 from types import TracebackType
 from typing import TypeVar
@@ -20,6 +22,8 @@ from ._base import BaseRewardClient
 from ._config import FeatureSpaceLike
 from ._encoding import ArrayLike
 from ._protocol import Call, Done, Op, advance
+from ._requests import ScoreOptions
+from ._sync_client import RewardClient
 from ._types import (
     CommitResult,
     CreditBatch,
@@ -35,8 +39,28 @@ from ._types import (
 __all__ = ["AsyncRewardClient"]
 
 T = TypeVar("T")
+C = TypeVar("C", bound=type)
 
 
+def _documented_by(source: type) -> Callable[[C], C]:
+    """Give each public method of the decorated class the docstring of ``source``'s method of
+    that name, so that one text documents both clients; a method ``source`` lacks keeps its
+    own. A method that has both is an error: its text would silently be replaced."""
+
+    def document(cls: C) -> C:
+        for name, method in vars(cls).items():
+            counterpart = getattr(source, name, None)
+            if name.startswith("_") or counterpart is None:
+                continue
+            if method.__doc__ is not None:
+                raise TypeError(f"{cls.__name__}.{name} is documented by {source.__name__}")
+            method.__doc__ = counterpart.__doc__
+        return cls
+
+    return document
+
+
+@_documented_by(RewardClient)
 class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
     """asyncio client of the distreward service; the same methods as `RewardClient`,
     awaited. Many requests may be in flight at once on one client."""
@@ -78,24 +102,18 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         await self.aclose()
 
     async def health(self) -> bool:
-        """Whether the service process answers (``/healthz``). One try; never raises."""
         return await self._run(self._op_health())
 
     async def ready(self) -> Readiness:
-        """Whether the service can serve (``/readyz``: store reachable). One try; never raises
-        for an unreachable service (``ready`` is then false)."""
         return await self._run(self._op_ready())
 
     async def wait_ready(self, timeout: float = 30.0, interval: float = 0.1) -> Readiness:
-        """Poll ``/readyz`` until ready; `RequestTimeout` after ``timeout`` seconds."""
         return await self._run(self._op_wait_ready(timeout, interval))
 
     async def info(self, name: str) -> ReferenceInfo:
-        """A reference's d, pool size n, pool version and base FD."""
         return await self._run(self._op_info(name))
 
     async def list_references(self) -> list[ReferenceInfo]:
-        """Every reference the service holds."""
         return await self._run(self._op_list_references())
 
     async def put_target(
@@ -109,18 +127,6 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         feature_space: FeatureSpaceLike | None = None,
         accept_unknown_feature_space: bool = False,
     ) -> ReferenceInfo:
-        """Set the target: statistics ``mu`` (d,) and ``sigma`` (d, d) (sent in float64), a
-        statistics file ``stats`` (any ``.npz`` with ``mu`` and ``sigma``: this project's,
-        pytorch-fid's, an ADM / EDM reference batch; only those two are read and sent), or raw
-        ``features`` (n, d) for the service to fit. Creates the reference. Admin.
-
-        The reference records the feature space of its statistics: the file's
-        ``feature_space`` member, else ``feature_space`` (or ``config.feature_space``); a file
-        and a declared space that differ raise ValueError. Statistics that name none are
-        refused (`UnprocessableEntity`) unless ``accept_unknown_feature_space``: the reference
-        then records ``"unknown"`` and accepts requests that name no space. Replacing a target
-        keeps the reference's space (another one: `Conflict`; delete first).
-        """
         return await self._run(
             self._op_put_target(
                 name,
@@ -141,17 +147,11 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         *,
         feature_space: FeatureSpaceLike | None = None,
     ) -> ReferenceInfo:
-        """Replace the pool with ``features`` (N, d) and publish it (a new version). Uploaded
-        in chunks of ``chunk_rows`` rows (by default about ``config.chunk_bytes`` each);
-        an interrupted upload starts over rather than risk staging a chunk twice. Admin.
-        ``feature_space`` (default ``config.feature_space``) must be the reference's."""
         return await self._run(
             self._op_put_pool(name, features, chunk_rows, feature_space=feature_space)
         )
 
     async def delete(self, name: str) -> None:
-        """Delete a reference. Admin. (A delete retried after its answer was lost raises
-        `NotFound`: the first attempt did the work.)"""
         await self._run(self._op_delete(name))
 
     async def rewards(
@@ -168,35 +168,15 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         idempotency_key: str | None = None,
         feature_space: FeatureSpaceLike | None = None,
     ) -> RewardBatch:
-        """Distribution-wise rewards of ``groups`` (G, K, d): ``base_fd - FD`` after each group
-        replaces K pool rows.
-
-        Args:
-            mode: ``shared`` (service default: every group replaces the same rows),
-                ``independent``, or ``indices`` (implied by ``indices``).
-            seed: Makes the replaced rows reproducible; the service draws and echoes one if None.
-            indices: Rows to replace: (K,) for all groups, or (G, K) per group (sent as JSON).
-            method: ``lowrank`` (service default) or ``exact``.
-            version: Pool version to pin (overrides ``config.version``); a different version on
-                the service raises `VersionMismatch`.
-            commit_fraction: Commit this share of the groups' rows in the same request, as
-                `credits` does (``idempotency_key``, or a uuid4 reused on every retry).
-            feature_space: The features' space (overrides ``config.feature_space``); another
-                than the reference's raises `Conflict` (409).
-        """
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return await self._run(
-            self._op_rewards(
-                name,
-                groups,
-                mode=mode,
-                seed=seed,
-                indices=indices,
-                method=method,
-                version=version,
-                commit_fraction=commit_fraction,
-                idempotency_key=idempotency_key,
-                feature_space=feature_space,
-            )
+            self._op_rewards(name, groups, mode=mode, seed=seed, indices=indices, options=options)
         )
 
     async def credits(
@@ -214,44 +194,16 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         idempotency_key: str | None = None,
         feature_space: FeatureSpaceLike | None = None,
     ) -> CreditBatch:
-        """Per-sample distribution-wise credits of ``samples`` (B, d): ``base_fd - FD`` after
-        each sample is added to the pool (``form`` ``add``, the service default), or replaces
-        one pool row shared by the request (``replace``); B samples cost one batched
-        computation.
-
-        Args:
-            form: ``add`` (no pool row: a sample has one credit at a pool version, on every
-                rank and call) or ``replace``.
-            seed: ``replace``: draws the replaced row (the service draws and echoes one if
-                None). Either form: seeds the draw of the committed share.
-            row: ``replace``: the pool row every sample replaces (instead of ``seed``).
-            round: ``add``: names a round of requests (the ranks of one training step: a run
-                id every rank shares and the step), all answered at the version its first
-                request found, so that every rank scores against the same pool.
-            method: ``lowrank`` (service default) or ``exact``.
-            version: Pool version to pin (overrides ``config.version``).
-            commit_fraction: Commit this share of the samples in the same request (an
-                unbiased draw), keeping the pool the policy's own. Needs an idempotency key:
-                ``idempotency_key``, or a fresh uuid4 reused on every retry, so the commit
-                applies once.
-            feature_space: The samples' space (overrides ``config.feature_space``).
-
-        Logs one warning per reference when ``config.stalled_calls`` answers in a row say
-        that the pool takes more than ``config.turnover_steps`` steps to renew.
-        """
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return await self._run(
             self._op_credits(
-                name,
-                samples,
-                form=form,
-                seed=seed,
-                row=row,
-                round=round,
-                method=method,
-                version=version,
-                commit_fraction=commit_fraction,
-                idempotency_key=idempotency_key,
-                feature_space=feature_space,
+                name, samples, form=form, seed=seed, row=row, round=round, options=options
             )
         )
 
@@ -263,9 +215,6 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
         *,
         feature_space: FeatureSpaceLike | None = None,
     ) -> CommitResult:
-        """Roll the pool: ``features`` (K, d) replace its oldest rows. The idempotency key (a
-        fresh uuid4 when None) is reused on every retry, so the commit applies once.
-        ``feature_space`` overrides ``config.feature_space``."""
         return await self._run(
             self._op_commit(name, features, idempotency_key, feature_space=feature_space)
         )
@@ -273,6 +222,4 @@ class AsyncRewardClient(BaseRewardClient[httpx.AsyncBaseTransport]):
     async def fd(
         self, name: str, features: ArrayLike, *, feature_space: FeatureSpaceLike | None = None
     ) -> FDResult:
-        """Fréchet distance of ``features`` (n >= 2, d) to the reference's target;
-        ``feature_space`` overrides ``config.feature_space``."""
         return await self._run(self._op_fd(name, features, feature_space=feature_space))

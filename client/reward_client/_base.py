@@ -15,9 +15,10 @@ import os
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Generic, TypeVar
+from functools import partial
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 
@@ -34,7 +35,6 @@ from ._types import (
     CreditBatch,
     CreditForm,
     FDResult,
-    Method,
     Mode,
     Readiness,
     ReferenceInfo,
@@ -44,6 +44,13 @@ from ._types import (
 __all__ = ["BaseRewardClient", "TransportT"]
 
 TransportT = TypeVar("TransportT", httpx.BaseTransport, httpx.AsyncBaseTransport)
+ScoredT = TypeVar("ScoredT", RewardBatch, CreditBatch)
+
+
+class ScoredRequest(Protocol):
+    """The builder of a rewards or credits request, all but its shared part bound."""
+
+    def __call__(self, *, options: build.ScoreOptions, after: int | None) -> Call: ...
 
 
 class BaseRewardClient(abc.ABC, Generic[TransportT]):
@@ -206,35 +213,12 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         mode: Mode | None,
         seed: int | None,
         indices: ArrayLike | None,
-        method: Method | None,
-        version: int | None,
-        commit_fraction: float | None,
-        idempotency_key: str | None,
-        feature_space: FeatureSpaceLike | None,
+        options: build.ScoreOptions,
     ) -> Op[RewardBatch]:
-        committing = commit_fraction is not None
-        key = build.fresh_key(idempotency_key) if committing else idempotency_key
-        call = build.rewards(
-            self.config,
-            name,
-            groups,
-            mode=mode,
-            seed=seed,
-            indices=indices,
-            method=method,
-            version=version,
-            commit_fraction=commit_fraction,
-            idempotency_key=key,
-            feature_space=feature_space,
-            after=self._after(name),
+        request = partial(
+            build.rewards, self.config, name, groups, mode=mode, seed=seed, indices=indices
         )
-        body = yield from self._json(call)
-        batch = decode.reward_batch(body, key)
-        if batch.committed is not None:
-            self._wrote(name, batch.committed.version)
-        if batch.freshness is not None:
-            self._freshness.observe(name, batch.freshness, self.config)
-        return batch
+        return (yield from self._scoring(name, options, request, decode.reward_batch))
 
     def _op_credits(
         self,
@@ -245,34 +229,31 @@ class BaseRewardClient(abc.ABC, Generic[TransportT]):
         seed: int | None,
         row: int | None,
         round: str | None,
-        method: Method | None,
-        version: int | None,
-        commit_fraction: float | None,
-        idempotency_key: str | None,
-        feature_space: FeatureSpaceLike | None,
+        options: build.ScoreOptions,
     ) -> Op[CreditBatch]:
-        committing = commit_fraction is not None
-        key = build.fresh_key(idempotency_key) if committing else idempotency_key
-        call = build.credits(
-            self.config,
-            name,
-            samples,
-            form=form,
-            seed=seed,
-            row=row,
-            round=round,
-            method=method,
-            version=version,
-            commit_fraction=commit_fraction,
-            idempotency_key=key,
-            feature_space=feature_space,
-            after=self._after(name),
+        request = partial(
+            build.credits, self.config, name, samples, form=form, seed=seed, row=row, round=round
         )
-        body = yield from self._json(call)
-        batch = decode.credit_batch(body, key)
+        return (yield from self._scoring(name, options, request, decode.credit_batch))
+
+    def _scoring(
+        self,
+        name: str,
+        options: build.ScoreOptions,
+        request: ScoredRequest,
+        answer: Callable[[Mapping[str, Any], str | None], ScoredT],
+    ) -> Op[ScoredT]:
+        """A rewards or credits operation: ``request(options=..., after=...)`` sent with the
+        idempotency key fixed for every retry and the version this client's own commits made
+        (read your writes); the ``answer`` decoded, its commit remembered and its pool's
+        freshness watched."""
+        options = options.keyed()
+        body = yield from self._json(request(options=options, after=self._after(name)))
+        batch = answer(body, options.idempotency_key)
         if batch.committed is not None:
             self._wrote(name, batch.committed.version)
-        self._freshness.observe(name, batch.freshness, self.config)
+        if batch.freshness is not None:
+            self._freshness.observe(name, batch.freshness, self.config)
         return batch
 
     def _op_commit(

@@ -4,8 +4,10 @@ One function per operation turns the arguments of the public method (and the set
 shape a request: wire format and dtype, feature space, pinned version) into the `Call` it
 sends: method, path, query parameters, headers and body. Nothing here sends, sleeps or
 remembers: what the client remembers (the version its own commits made) and the idempotency
-key it picked come in as arguments, so every request can be checked without HTTP. Arrays are
-validated here, before anything is sent: a malformed batch is a bug in the caller.
+key it picked come in as arguments, so every request can be checked without HTTP. The options
+rewards and credits share travel as one `ScoreOptions` and are put on the request in one place
+(`_scored`). Arrays are validated here, before anything is sent: a malformed batch is a bug in
+the caller.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import re
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -33,6 +35,7 @@ __all__ = [
     "NPZ",
     "PoolChunk",
     "PoolUpload",
+    "ScoreOptions",
     "commit",
     "credits",
     "delete",
@@ -53,6 +56,26 @@ NPZ = "application/x-npz"
 FEATURE_SPACE = "Feature-Space"
 IDEMPOTENCY_KEY = "Idempotency-Key"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """The options of the public ``rewards`` and ``credits`` that both requests handle alike:
+    the method, the pinned pool version (None: ``config.version``), the share to commit in
+    the same request and its idempotency key, the features' space (None: the config's)."""
+
+    method: Method | None = None
+    version: int | None = None
+    commit_fraction: float | None = None
+    idempotency_key: str | None = None
+    feature_space: FeatureSpaceLike | None = None
+
+    def keyed(self) -> ScoreOptions:
+        """These options, with the key of a request that commits (``commit_fraction`` set)
+        fixed now by `fresh_key`, so that every retry sends the same one."""
+        if self.commit_fraction is None:
+            return self
+        return replace(self, idempotency_key=fresh_key(self.idempotency_key))
 
 
 class PoolChunk(NamedTuple):
@@ -205,21 +228,14 @@ def rewards(
     mode: Mode | None,
     seed: int | None,
     indices: ArrayLike | None,
-    method: Method | None,
-    version: int | None,
-    commit_fraction: float | None,
-    idempotency_key: str | None,
-    feature_space: FeatureSpaceLike | None,
+    options: ScoreOptions,
     after: int | None,
 ) -> Call:
-    """``POST .../rewards`` of ``groups`` (G, K, d).
-
-    ``version`` (else ``config.version``) pins the pool version; without a pin, ``after``
-    (the version of this client's last commit) asks for a version that holds it. Row
-    ``indices`` shared by all groups go in the query string; per-group rows need a JSON body.
+    """``POST .../rewards`` of ``groups`` (G, K, d); ``options`` and ``after`` as for
+    `_scored`. Row ``indices`` shared by all groups go in the query string; per-group rows
+    need a JSON body.
     """
     array = _features(config, groups, 3, "groups")
-    version = config.version if version is None else version
     rows: npt.NDArray[np.int64] | None = None
     binary = config.binary
     if indices is not None:
@@ -230,28 +246,17 @@ def rewards(
         if rows.ndim == 2 and (rows == rows[:1]).all():
             rows = rows[0]
         binary = binary and rows.ndim == 1
-    params = {
-        "mode": mode,
-        "seed": seed,
-        "method": method,
-        "version": version,
-        "after": None if version is not None else after,
-        "indices": rows,
-        "commit_fraction": commit_fraction,
-    }
-    path = reference_path(name) + "/rewards"
-    space = _space_header(config, feature_space)
-    headers = _keyed(space, idempotency_key)
-    return _array_call(
+    params = {"mode": mode, "seed": seed, "indices": rows}
+    return _scored(
         config,
-        "POST",
-        path,
+        name,
+        "rewards",
         array,
         field="groups",
         params=params,
-        headers=headers,
+        options=options,
+        after=after,
         binary=binary,
-        version_pinned=version is not None,
     )
 
 
@@ -264,38 +269,21 @@ def credits(
     seed: int | None,
     row: int | None,
     round: str | None,
-    method: Method | None,
-    version: int | None,
-    commit_fraction: float | None,
-    idempotency_key: str | None,
-    feature_space: FeatureSpaceLike | None,
+    options: ScoreOptions,
     after: int | None,
 ) -> Call:
-    """``POST .../credits`` of ``samples`` (B, d); ``version``, ``after`` as for `rewards`."""
+    """``POST .../credits`` of ``samples`` (B, d); ``options`` and ``after`` as for `_scored`."""
     array = _features(config, samples, 2, "samples")
-    version = config.version if version is None else version
-    params = {
-        "form": form,
-        "seed": seed,
-        "row": row,
-        "round": round,
-        "after": None if version is not None else after,
-        "method": method,
-        "version": version,
-        "commit_fraction": commit_fraction,
-    }
-    path = reference_path(name) + "/credits"
-    space = _space_header(config, feature_space)
-    headers = _keyed(space, idempotency_key)
-    return _array_call(
+    params = {"form": form, "seed": seed, "row": row, "round": round}
+    return _scored(
         config,
-        "POST",
-        path,
+        name,
+        "credits",
         array,
         field="samples",
         params=params,
-        headers=headers,
-        version_pinned=version is not None,
+        options=options,
+        after=after,
     )
 
 
@@ -362,6 +350,45 @@ def _keyed(headers: Mapping[str, str], key: str | None) -> dict[str, str]:
     if not 1 <= len(key) <= 128:
         raise ValueError("idempotency_key must have 1 to 128 characters")
     return {**headers, IDEMPOTENCY_KEY: key}
+
+
+def _scored(
+    config: ClientConfig,
+    name: str,
+    route: str,
+    array: npt.NDArray[Any],
+    *,
+    field: str,
+    params: Mapping[str, Any],
+    options: ScoreOptions,
+    after: int | None,
+    binary: bool | None = None,
+) -> Call:
+    """``POST .../<route>`` of a rewards or credits request: ``array`` under ``field``, the
+    operation's own ``params`` and ``options``. ``options.version`` (else ``config.version``)
+    pins the pool version; without a pin, ``after`` (the version of this client's last
+    commit) asks for a version that holds it."""
+    version = config.version if options.version is None else options.version
+    shared = {
+        "method": options.method,
+        "version": version,
+        "after": None if version is not None else after,
+        "commit_fraction": options.commit_fraction,
+    }
+    path = reference_path(name) + "/" + route
+    space = _space_header(config, options.feature_space)
+    headers = _keyed(space, options.idempotency_key)
+    return _array_call(
+        config,
+        "POST",
+        path,
+        array,
+        field=field,
+        params={**params, **shared},
+        headers=headers,
+        binary=binary,
+        version_pinned=version is not None,
+    )
 
 
 def _array_call(

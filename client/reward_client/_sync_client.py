@@ -3,7 +3,8 @@
 Each public method drives its operation of `BaseRewardClient` (``_op_<name>``: the request
 built, retried and decoded there) with blocking I/O: `_run` sends the `Call`s it yields with
 an ``httpx.Client`` and sleeps its `Sleep`s with ``time.sleep``. `AsyncRewardClient`
-(`_async_client`) has the same methods, signatures and documentation, awaited.
+(`_async_client`) has the same methods and signatures, awaited; the docstrings here document
+both (that class takes them by name).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ._base import BaseRewardClient
 from ._config import FeatureSpaceLike
 from ._encoding import ArrayLike
 from ._protocol import Call, Done, Op, advance
+from ._requests import ScoreOptions
 from ._types import (
     CommitResult,
     CreditBatch,
@@ -186,19 +188,15 @@ class RewardClient(BaseRewardClient[httpx.BaseTransport]):
             feature_space: The features' space (overrides ``config.feature_space``); another
                 than the reference's raises `Conflict` (409).
         """
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return self._run(
-            self._op_rewards(
-                name,
-                groups,
-                mode=mode,
-                seed=seed,
-                indices=indices,
-                method=method,
-                version=version,
-                commit_fraction=commit_fraction,
-                idempotency_key=idempotency_key,
-                feature_space=feature_space,
-            )
+            self._op_rewards(name, groups, mode=mode, seed=seed, indices=indices, options=options)
         )
 
     def credits(
@@ -241,19 +239,16 @@ class RewardClient(BaseRewardClient[httpx.BaseTransport]):
         Logs one warning per reference when ``config.stalled_calls`` answers in a row say
         that the pool takes more than ``config.turnover_steps`` steps to renew.
         """
+        options = ScoreOptions(
+            method=method,
+            version=version,
+            commit_fraction=commit_fraction,
+            idempotency_key=idempotency_key,
+            feature_space=feature_space,
+        )
         return self._run(
             self._op_credits(
-                name,
-                samples,
-                form=form,
-                seed=seed,
-                row=row,
-                round=round,
-                method=method,
-                version=version,
-                commit_fraction=commit_fraction,
-                idempotency_key=idempotency_key,
-                feature_space=feature_space,
+                name, samples, form=form, seed=seed, row=row, round=round, options=options
             )
         )
 

@@ -114,9 +114,7 @@ def distribution_reward_fn(
         samples: ArrayLike, prompts: Any = None, metadata: Any = None
     ) -> tuple[npt.NDArray[np.float64], dict[str, Any]]:
         del prompts, metadata  # part of the convention; the reward does not depend on them
-        features = as_numpy(
-            feature_fn(samples) if feature_fn is not None else samples, ndim=2, name="features"
-        )
+        features = _features(feature_fn, samples)
         batch_size, dim = features.shape
         if batch_size == 0 or batch_size % group_size:
             raise ValueError(
@@ -146,6 +144,15 @@ def distribution_reward_fn(
         return np.repeat(result.rewards, group_size), info
 
     return reward_fn
+
+
+def _features(
+    feature_fn: Callable[[ArrayLike], ArrayLike] | None, samples: ArrayLike
+) -> npt.NDArray[Any]:
+    """The features (B, d) of ``samples``: ``feature_fn``'s, else the samples themselves."""
+    return as_numpy(
+        feature_fn(samples) if feature_fn is not None else samples, ndim=2, name="features"
+    )
 
 
 def _round_safe(run: str) -> str:
@@ -246,9 +253,7 @@ def credit_reward_fn(
         samples: ArrayLike, prompts: Any = None, metadata: Any = None, **options: Any
     ) -> Any:
         del prompts, metadata, options  # the convention's; the reward does not use them
-        features = as_numpy(
-            feature_fn(samples) if feature_fn is not None else samples, ndim=2, name="features"
-        )
+        features = _features(feature_fn, samples)
         with counting:
             call = next(calls)
         key = None if commit_fraction is None else f"{run}-r{worker}-{call}"

@@ -3,6 +3,7 @@ query parameters, headers and body, in both wire formats."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -18,12 +19,19 @@ GROUPS = np.arange(2 * 3 * 4, dtype=np.float64).reshape(2, 3, 4)
 SAMPLES = np.arange(3 * 4, dtype=np.float64).reshape(3, 4)
 
 # Every argument of rewards / credits, unset: what the public methods pass by default.
-UNSET_REWARDS: dict[str, Any] = dict.fromkeys(
-    ("mode", "seed", "indices", "method", "version", "commit_fraction", "idempotency_key"),
-) | {"feature_space": None, "after": None}
-UNSET_CREDITS: dict[str, Any] = dict.fromkeys(
-    ("form", "seed", "row", "round", "method", "version", "commit_fraction", "idempotency_key"),
-) | {"feature_space": None, "after": None}
+UNSET_REWARDS: dict[str, Any] = dict.fromkeys(("mode", "seed", "indices", "after")) | {
+    "options": build.ScoreOptions()
+}
+UNSET_CREDITS: dict[str, Any] = dict.fromkeys(("form", "seed", "row", "round", "after")) | {
+    "options": build.ScoreOptions()
+}
+OPTIONS = {field.name for field in dataclasses.fields(build.ScoreOptions)}
+
+
+def arguments(unset: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``unset`` with the ``given`` arguments, those of `ScoreOptions` gathered into one."""
+    options = build.ScoreOptions(**{k: v for k, v in given.items() if k in OPTIONS})
+    return unset | {k: v for k, v in given.items() if k not in OPTIONS} | {"options": options}
 
 
 def npy(call: Call) -> np.ndarray:
@@ -33,12 +41,12 @@ def npy(call: Call) -> np.ndarray:
 
 def rewards(binary: bool = True, *, cfg: dict[str, Any] | None = None, **given: Any) -> Call:
     settings = config(binary=binary, **(cfg or {}))
-    return build.rewards(settings, "ref", GROUPS, **(UNSET_REWARDS | given))
+    return build.rewards(settings, "ref", GROUPS, **arguments(UNSET_REWARDS, given))
 
 
 def credits(binary: bool = True, *, cfg: dict[str, Any] | None = None, **given: Any) -> Call:
     settings = config(binary=binary, **(cfg or {}))
-    return build.credits(settings, "ref", SAMPLES, **(UNSET_CREDITS | given))
+    return build.credits(settings, "ref", SAMPLES, **arguments(UNSET_CREDITS, given))
 
 
 # -- reads and probes -------------------------------------------------------------------------
@@ -230,6 +238,16 @@ def test_fresh_key_keeps_a_given_key_and_makes_a_new_one_each_time() -> None:
     assert build.fresh_key("mine") == "mine"
     first, second = build.fresh_key(None), build.fresh_key(None)
     assert first != second and len(first) == 32
+
+
+def test_score_options_fix_the_key_only_of_a_request_that_commits() -> None:
+    reading = build.ScoreOptions(idempotency_key=None)
+    assert reading.keyed() is reading
+    assert build.ScoreOptions(commit_fraction=0.5, idempotency_key="mine").keyed() == (
+        build.ScoreOptions(commit_fraction=0.5, idempotency_key="mine")
+    )
+    fresh = build.ScoreOptions(commit_fraction=0.5).keyed().idempotency_key
+    assert fresh is not None and len(fresh) == 32
 
 
 @pytest.mark.parametrize("binary", [True, False])

@@ -6,7 +6,10 @@ import inspect
 import subprocess
 import sys
 
+import pytest
+
 import reward_client
+from reward_client._async_client import _documented_by
 
 # Grouped by kind, not one name a line: the pin is data, not a copy of ``__all__``.
 EXPORTED = {
@@ -55,8 +58,26 @@ def test_both_clients_offer_the_same_methods():
     assert sync - {"close"} == async_ - {"aclose"}
 
 
+def test_the_async_methods_take_the_sync_docstrings_and_have_none_of_their_own():
+    assert inspect.getdoc(reward_client.AsyncRewardClient.rewards) == inspect.getdoc(
+        reward_client.RewardClient.rewards
+    )
+
+    class Blocking:
+        def read(self) -> None:
+            """Read."""
+
+    class Awaited:
+        async def read(self) -> None:
+            """Read, differently."""
+
+    with pytest.raises(TypeError, match="documented by Blocking"):
+        _documented_by(Blocking)(Awaited)
+
+
 def test_both_clients_document_and_sign_each_method_alike():
-    # The methods are written out in both classes: nothing but this keeps them the same.
+    # The methods are written out in both classes, their docstrings in RewardClient only:
+    # nothing but this keeps the signatures the same, and sees that every docstring was taken.
     sync, async_ = reward_client.RewardClient, reward_client.AsyncRewardClient
     for name in {n for n in dir(sync) if not n.startswith("_")} - {"close"}:
         blocking, awaited = getattr(sync, name), getattr(async_, name)
