@@ -40,6 +40,7 @@ def test_the_store_interface() -> None:
         "stage_pool",
         "publish_pool",
         "append_commit",
+        "seen_commit",
         "read_base",
         "read_log",
         "write_snapshot",
