@@ -532,12 +532,18 @@ class ReferenceService:
         # process's commits to the reference go one at a time, each checked against the head
         # caught up with the store and applied before the next is checked.
         async with replica.committing:
-            # A retry of a commit the store holds appends nothing: checking its rows against
-            # the pool that already holds them would refuse what was accepted.
-            seen = await self.references.call(
-                self._store.seen_commit(name, state.meta.incarnation, caller, key, now)
-            )
-            prospect = None if seen else await self._check_regular(name, features)
+            try:
+                prospect = await self._check_regular(name, features)
+            except DegeneratePool as exc:
+                # A retry of a commit the store holds was checked against the pool that
+                # already holds its rows: it appends nothing and gets its stored answer. Asked
+                # only on a refusal, so that a commit pays no extra store round trip.
+                seen = await self.references.call(
+                    self._store.seen_commit(name, state.meta.incarnation, caller, key, now)
+                )
+                if not seen:
+                    raise Conflict(str(exc)) from exc
+                prospect = None
             ack = await self.references.call(
                 self._store.append_commit(name, state.meta.incarnation, record)
             )
@@ -557,15 +563,13 @@ class ReferenceService:
         return CommitOutcome(ack.version, float(base_fd), state.meta.n, ack.replayed, len(features))
 
     async def _check_regular(self, name: str, features: np.ndarray) -> Committed | None:
-        """409 where committing ``features`` would make the pool numerically singular for the
-        low-rank path while it is not (:meth:`RewardEngine.check_commit`), before anything is
-        stored: every replica applies what the log holds, so a refusal comes before it.
-        Returns what appending them to the head caught up here makes (None: not worked out)."""
+        """Raise :class:`DegeneratePool` where committing ``features`` would make the pool
+        numerically singular for the low-rank path while it is not
+        (:meth:`RewardEngine.check_commit`), before anything is stored: every replica applies
+        what the log holds, so a refusal comes before it. Returns what appending them to the
+        head caught up here makes (None: not worked out)."""
         engine = self._engine_of((await self.references.view(name, allow_stale=False)).state)
-        try:
-            return await self.workers.catch_up(engine.check_commit, features)
-        except DegeneratePool as exc:
-            raise Conflict(str(exc)) from exc
+        return await self.workers.catch_up(engine.check_commit, features)
 
     async def _catch_up(self, name: str) -> None:
         """Apply the log to what this process holds of ``name`` (a background task after a

@@ -91,6 +91,17 @@ class _Step:
         """Whether the new head was built here (not certified from the built precompute)."""
         return self.successor.built.version == self.successor.version
 
+    @property
+    def committed(self) -> Committed:
+        """What the commit answers: the new head's version and base FD, and how it came."""
+        return Committed(
+            version=self.successor.version,
+            base_fd=self.successor.base_fd,
+            method="exact" if self.built else "lowrank",
+            error_estimate=self.successor.base_error,
+            pending_rows=self.successor.changes.rows,
+        )
+
 
 class RewardEngine:
     """Holds a target, a pool and its versions; computes subset-replace rewards and rolls the
@@ -529,13 +540,7 @@ class RewardEngine:
                 self._history.keep(successor, self._appended)
                 if self._later is not None:
                     self._later = self._later.then(positions, step.before)[0]
-        return Committed(
-            version=successor.version,
-            base_fd=successor.base_fd,
-            method="exact" if step.built else "lowrank",
-            error_estimate=successor.base_error,
-            pending_rows=successor.changes.rows,
-        )
+        return step.committed
 
     def check_commit(self, features: Any) -> Committed | None:
         """Raise :class:`DegeneratePool` where :meth:`append` of ``features`` would make ``M``
@@ -563,14 +568,7 @@ class RewardEngine:
                 ratio = float(eigenvalues[0]) / top if top > 0.0 else math.nan
                 raise DegeneratePool(len(ys), ratio, self._settings.min_relative_eigenvalue)
             self._checked = step
-        successor = step.successor
-        return Committed(
-            version=successor.version,
-            base_fd=successor.base_fd,
-            method="exact" if step.built else "lowrank",
-            error_estimate=successor.base_error,
-            pending_rows=successor.changes.rows,
-        )
+        return step.committed
 
     def _step(self, ys: torch.Tensor, *, regular: bool = False) -> _Step:
         """Under the commit lock: ``ys`` committed onto the head, worked out but not swapped
